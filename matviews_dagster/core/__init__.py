@@ -1,0 +1,1 @@
+"""The Dagster-free core: definitions, SQL, services, run store and operations."""

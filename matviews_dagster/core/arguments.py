@@ -1,0 +1,65 @@
+"""Argument normalization for operations, as the seed's jobs accept them.
+
+``force``/``cascade``: ``bool``, ``{"force": bool}``, ``None`` (false), or from the CLI
+``true/false/yes/no/1/0``. Row counts: ``"estimated"|"exact"|"none"|None`` or
+``{"row_count_strategy": ...}``. Anything else raises ``ValueError`` listing what is accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .definition import REFRESH_STRATEGIES, ROW_COUNT_STRATEGIES
+
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0"}
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+def normalize_flag(value: object, key: str) -> bool:
+    """``force``/``cascade`` in any accepted form -> ``bool``."""
+    accepted = f"True/False, {{{key!r}: bool}}, None, or 'true'/'false'/'yes'/'no'/'1'/'0'"
+    if isinstance(value, Mapping):
+        if set(value) != {key}:
+            raise ValueError(f"{key} option {dict(value)!r} is invalid; accepted: {accepted}")
+        value = value[key]
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{key} option {value!r} is invalid; accepted: {accepted}")
+
+
+def normalize_row_count(value: object, default: str) -> str:
+    """Row-count option -> ``estimated``/``exact``/``none``; ``UNSET`` -> ``default``."""
+    accepted = "'estimated', 'exact', 'none', None, or {'row_count_strategy': ...}"
+    if value is UNSET:
+        return default
+    if isinstance(value, Mapping):
+        if set(value) != {"row_count_strategy"}:
+            raise ValueError(f"row count option {dict(value)!r} is invalid; accepted: {accepted}")
+        value = value["row_count_strategy"]
+    if value is None:
+        return "none"
+    if isinstance(value, str) and value.strip().lower() in ROW_COUNT_STRATEGIES:
+        return value.strip().lower()
+    raise ValueError(f"row count option {value!r} is invalid; accepted: {accepted}")
+
+
+def normalize_strategy(value: object) -> str | None:
+    """A one-off refresh strategy override, or ``None`` for the definition's."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value in REFRESH_STRATEGIES:
+        return value
+    raise ValueError(f"strategy {value!r} is invalid; accepted: None, {', '.join(REFRESH_STRATEGIES)}")

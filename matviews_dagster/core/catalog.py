@@ -1,0 +1,175 @@
+"""Catalog queries about materialized views; every name travels as a bound parameter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from .names import QualifiedName
+
+
+@dataclass(frozen=True)
+class MatViewState:
+    """What the catalog says about one materialized view."""
+
+    oid: int
+    populated: bool
+    owner: str
+    reltuples: float
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    name: str
+    definition: str
+
+
+class NotAMaterializedView(ValueError):
+    """A relation with the view's name exists but is something else."""
+
+
+_KINDS = {
+    "r": "table",
+    "v": "view",
+    "p": "partitioned table",
+    "f": "foreign table",
+    "S": "sequence",
+}
+
+
+def matview_state(conn: psycopg.Connection, name: QualifiedName) -> MatViewState | None:
+    """The view's catalog state, ``None`` when absent; raises if the name is another relation."""
+    row = conn.execute(
+        """
+        SELECT c.oid, c.relkind, c.relispopulated, pg_get_userbyid(c.relowner), c.reltuples
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('m', 'r', 'v', 'p', 'f', 'S')
+        """,
+        (name.schema, name.name),
+    ).fetchone()
+    if row is None:
+        return None
+    oid, kind, populated, owner, reltuples = row
+    if kind != "m":
+        raise NotAMaterializedView(
+            f"{name} is a {_KINDS.get(kind, 'relation')}, not a materialized view; "
+            "pick another name or drop that relation"
+        )
+    return MatViewState(oid=oid, populated=populated, owner=owner, reltuples=float(reltuples))
+
+
+def relation_exists(conn: psycopg.Connection, name: QualifiedName) -> bool:
+    row = conn.execute(
+        """SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relname = %s""",
+        (name.schema, name.name),
+    ).fetchone()
+    return row is not None
+
+
+def dependent_views(conn: psycopg.Connection, oid: int) -> list[str]:
+    """Qualified names of views and materialized views that read the relation ``oid``."""
+    rows = conn.execute(
+        """
+        SELECT DISTINCT dn.nspname || '.' || dc.relname
+        FROM pg_depend d
+        JOIN pg_rewrite r ON r.oid = d.objid
+        JOIN pg_class dc ON dc.oid = r.ev_class
+        JOIN pg_namespace dn ON dn.oid = dc.relnamespace
+        WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+          AND d.refobjid = %s AND dc.oid <> %s
+        ORDER BY 1
+        """,
+        (oid, oid),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def column_names(conn: psycopg.Connection, oid: int) -> list[str]:
+    rows = conn.execute(
+        """SELECT attname FROM pg_attribute
+           WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum""",
+        (oid,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def indexes(conn: psycopg.Connection, oid: int) -> list[IndexInfo]:
+    """Every index of the relation with its ``pg_get_indexdef`` text, by name."""
+    rows = conn.execute(
+        """SELECT c.relname, pg_get_indexdef(i.indexrelid)
+           FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+           WHERE i.indrelid = %s ORDER BY c.relname""",
+        (oid,),
+    ).fetchall()
+    return [IndexInfo(name=row[0], definition=row[1]) for row in rows]
+
+
+def usable_unique_index(conn: psycopg.Connection, oid: int) -> str | None:
+    """Name of an index that ``REFRESH ... CONCURRENTLY`` accepts, as Postgres checks it.
+
+    Unique, immediate, valid, no predicate and only plain key columns (INCLUDE is fine).
+    """
+    row = conn.execute(
+        """SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+           WHERE i.indrelid = %s AND i.indisunique AND i.indimmediate AND i.indisvalid
+             AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts > 0
+           ORDER BY c.relname LIMIT 1""",
+        (oid,),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def privileges(conn: psycopg.Connection, oid: int) -> list[tuple[str, str, bool]]:
+    """``(grantee, privilege, grantable)`` for the effective ACL; grantee ``PUBLIC`` for public."""
+    rows = conn.execute(
+        """SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END,
+                  a.privilege_type, a.is_grantable
+           FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+           WHERE c.oid = %s ORDER BY 1, 2""",
+        (oid,),
+    ).fetchall()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def comments(conn: psycopg.Connection, oid: int) -> tuple[str | None, dict[str, str]]:
+    """The relation's comment and its column comments by column name."""
+    table_comment = conn.execute("SELECT obj_description(%s, 'pg_class')", (oid,)).fetchone()
+    rows = conn.execute(
+        """SELECT attname, col_description(attrelid, attnum) FROM pg_attribute
+           WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped
+             AND col_description(attrelid, attnum) IS NOT NULL""",
+        (oid,),
+    ).fetchall()
+    return (table_comment[0] if table_comment else None), {row[0]: row[1] for row in rows}
+
+
+def reltuples(conn: psycopg.Connection, oid: int) -> float:
+    row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s", (oid,)).fetchone()
+    return float(row[0]) if row else -1.0
+
+
+def database_name(conn: psycopg.Connection) -> str:
+    row = conn.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def lock_holders(conn: psycopg.Connection, oids: list[int]) -> list[str]:
+    """Who holds granted locks on these relations, e.g. ``pid 42 (AccessShareLock, idle in
+    transaction for 12s, application 'psql')``; used to name the blocker when a lock times out."""
+    rows = conn.execute(
+        """SELECT DISTINCT l.pid, l.mode, coalesce(a.state, '?'),
+                  coalesce(extract(epoch FROM now() - a.xact_start)::int, 0),
+                  coalesce(a.application_name, '')
+           FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE l.locktype = 'relation' AND l.relation = ANY(%s) AND l.granted
+             AND l.pid <> pg_backend_pid()
+           ORDER BY 1""",
+        (oids,),
+    ).fetchall()
+    return [
+        f"pid {pid} ({mode}, {state} for {seconds}s, application {app!r})"
+        for pid, mode, state, seconds, app in rows
+    ]

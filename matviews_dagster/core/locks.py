@@ -1,0 +1,64 @@
+"""One operation per view at a time: a session-level advisory lock per (database, view)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+from .names import QualifiedName
+
+LOCK_NAMESPACE = 0x4D56  # "MV": the first key of every advisory lock this package takes
+_LOCK_ARGS = "%s, hashtext(%s)"
+
+
+class ViewLockTimeout(Exception):
+    """Another operation held the view's lock for longer than the wait allowed."""
+
+    def __init__(self, message: str, waited_ms: int) -> None:
+        super().__init__(message)
+        self.waited_ms = waited_ms
+
+
+def lock_holder(conn: psycopg.Connection, name: QualifiedName) -> str | None:
+    """``pid N (application 'matviews refresh public.mv')`` of the session holding the lock."""
+    row = conn.execute(
+        """SELECT l.pid, coalesce(a.application_name, '')
+           FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
+                   SELECT oid FROM pg_database WHERE datname = current_database())
+             AND l.classid = %s AND l.objid = hashtext(%s)::oid AND l.objsubid = 2""",
+        (LOCK_NAMESPACE, str(name)),
+    ).fetchone()
+    return f"pid {row[0]} (application {row[1]!r})" if row else None
+
+
+@contextmanager
+def view_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float) -> Iterator[int]:
+    """Hold the view's lock for the block; yields the milliseconds spent waiting.
+
+    Raises ``ViewLockTimeout`` after ``wait_seconds``. The lock is tied to the session, so it is
+    released if the process dies.
+    """
+    started = time.monotonic()
+    try:
+        conn.execute(
+            "SELECT set_config('lock_timeout', %s, false)", (f"{max(int(wait_seconds * 1000), 1)}ms",)
+        )
+        conn.execute(f"SELECT pg_advisory_lock({_LOCK_ARGS})", (LOCK_NAMESPACE, str(name)))
+    except psycopg.errors.LockNotAvailable:
+        waited = int((time.monotonic() - started) * 1000)
+        raise ViewLockTimeout(
+            f"timed out after {wait_seconds:g}s waiting for {name}: another operation holds it", waited
+        ) from None
+    finally:
+        if not conn.broken:
+            conn.execute("SELECT set_config('lock_timeout', '0', false)")
+    waited_ms = int((time.monotonic() - started) * 1000)
+    try:
+        yield waited_ms
+    finally:
+        if not conn.broken and not conn.closed:
+            conn.execute(f"SELECT pg_advisory_unlock({_LOCK_ARGS})", (LOCK_NAMESPACE, str(name)))

@@ -1,0 +1,31 @@
+"""Drop a materialized view, ``RESTRICT`` unless ``cascade``."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from ..catalog import dependent_views, matview_state
+from ..names import QualifiedName
+from .response import ServiceError, ServiceResponse, StatementLog, returns_errors
+
+
+@returns_errors
+def delete_view(conn: psycopg.Connection, name: QualifiedName, *, cascade: bool = False) -> ServiceResponse:
+    """Drop the view. Absent: ``skipped``. Dependents without ``cascade``: an error naming them."""
+    log = StatementLog(conn)
+    meta = {"cascade": cascade, "sql": log.statements}
+    with conn.transaction():
+        state = matview_state(conn, name)
+        if state is None:
+            return ServiceResponse("skipped", meta={**meta, "reason": "view does not exist"})
+        dependents = dependent_views(conn, state.oid)
+        if dependents and not cascade:
+            raise ServiceError(
+                f"cannot delete {name}: views depend on it: {', '.join(dependents)}",
+                hint="delete with cascade=True to drop them too, or delete them first",
+                dependents=dependents,
+            )
+        mode = sql.SQL("CASCADE" if cascade else "RESTRICT")
+        log.execute(sql.SQL("DROP MATERIALIZED VIEW {} {}").format(name.identifier, mode))
+    return ServiceResponse("deleted", payload={"dropped_dependents": dependents}, meta=meta)

@@ -1,0 +1,60 @@
+"""Short, bounded lock waits: ``lock_timeout`` per attempt and a few retries.
+
+A statement waiting for an ACCESS EXCLUSIVE lock makes every new reader queue behind it, so
+waits that touch readers are capped (the Postgres lock-queue problem).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import psycopg
+
+from ..catalog import lock_holders
+from .response import ServiceError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LockPolicy:
+    """``timeout_ms`` per attempt, ``attempts`` in all, ``backoff_ms`` growing between them."""
+
+    timeout_ms: int = 2000
+    attempts: int = 5
+    backoff_ms: int = 200
+
+
+def with_lock_retries(
+    conn: psycopg.Connection,
+    policy: LockPolicy,
+    work: Callable[[], T],
+    *,
+    what: str,
+    oids: list[int],
+) -> tuple[T, int]:
+    """Run ``work`` in a transaction with ``lock_timeout``; retry on lock timeouts.
+
+    Returns ``(result, attempts)``. When every attempt timed out, raises ``ServiceError``
+    naming the sessions that held the lock.
+    """
+    holders: list[str] = []
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            with conn.transaction():
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{policy.timeout_ms}ms",))
+                return work(), attempt
+        except psycopg.errors.LockNotAvailable:
+            holders = lock_holders(conn, oids)
+            if attempt < policy.attempts:
+                time.sleep(policy.backoff_ms * attempt / 1000)
+    raise ServiceError(
+        f"could not lock {what}: {policy.attempts} attempts of {policy.timeout_ms} ms timed out; "
+        f"held by {', '.join(holders) or 'a session that has since finished'}",
+        hint="end the blocking transaction, or retry later; lock_timeout bounds each attempt",
+        lock_attempts=policy.attempts,
+        lock_holders=holders,
+    )

@@ -1,0 +1,88 @@
+"""``ServiceResponse``: services return errors as values, never raise for expected failures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any, Literal, ParamSpec
+
+import psycopg
+from psycopg import sql
+
+from ..catalog import NotAMaterializedView
+
+ServiceStatus = Literal["created", "updated", "deleted", "skipped", "error"]
+P = ParamSpec("P")
+
+
+@dataclass
+class ServiceResponse:
+    """The outcome of one service call.
+
+    ``payload`` holds results (e.g. ``rows_count``); ``meta`` holds what was done (options,
+    the SQL executed); ``error`` a one-line message and ``hint`` how to fix it.
+    """
+
+    status: ServiceStatus
+    payload: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    hint: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "error"
+
+    @classmethod
+    def failure(cls, error: str, *, hint: str | None = None, **meta: Any) -> ServiceResponse:
+        return cls(status="error", error=error, hint=hint, meta=dict(meta))
+
+
+class ServiceError(Exception):
+    """An expected failure inside a service; raised to roll back, returned as a response."""
+
+    def __init__(self, message: str, *, hint: str | None = None, **meta: Any) -> None:
+        super().__init__(message)
+        self.hint = hint
+        self.meta = meta
+
+
+def describe_db_error(exc: psycopg.Error) -> str:
+    """A one-line description of a database error, with its SQLSTATE."""
+    diag = exc.diag
+    message = (diag.message_primary or str(exc).strip().splitlines()[0] or type(exc).__name__).strip()
+    if diag.message_detail:
+        message = f"{message} ({diag.message_detail.strip()})"
+    return f"{message} [SQLSTATE {diag.sqlstate}]" if diag.sqlstate else message
+
+
+def returns_errors(func: Callable[P, ServiceResponse]) -> Callable[P, ServiceResponse]:
+    """Turn database errors raised by a service into ``ServiceResponse`` errors."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> ServiceResponse:
+        try:
+            return func(*args, **kwargs)
+        except ServiceError as exc:
+            return ServiceResponse.failure(str(exc), hint=exc.hint, **exc.meta)
+        except NotAMaterializedView as exc:
+            return ServiceResponse.failure(str(exc))
+        except psycopg.Error as exc:
+            return ServiceResponse.failure(
+                describe_db_error(exc), sqlstate=exc.diag.sqlstate, exception=type(exc).__name__
+            )
+
+    return wrapper
+
+
+class StatementLog:
+    """Executes statements on a connection and keeps their text for the run's ``meta``."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        self.statements: list[str] = []
+
+    def execute(self, statement: sql.Composable, params: Any = None) -> psycopg.Cursor:
+        self.statements.append(statement.as_string(self.conn))
+        return self.conn.execute(statement, params)

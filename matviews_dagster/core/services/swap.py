@@ -1,0 +1,191 @@
+"""Swap refresh: build a new copy, then rename it into place in one short transaction.
+
+Readers keep reading the old copy while the new one builds; they wait only for the renames
+(about a millisecond). The old copy is dropped afterwards in its own transaction, so its
+commit cost never sits inside the window readers wait on.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from ..catalog import (
+    comments,
+    dependent_views,
+    indexes,
+    matview_state,
+    privileges,
+)
+from ..definition import MatViewDefinition
+from ..names import QualifiedName, derived_name
+from .indexes import retarget_index
+from .locking import LockPolicy, with_lock_retries
+from .response import ServiceError, ServiceResponse, StatementLog
+from .row_count import count_rows
+
+_PRIVILEGES = {
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+    "MAINTAIN",
+}
+
+
+def swap_names(name: QualifiedName) -> tuple[QualifiedName, QualifiedName]:
+    """The deterministic ``(new copy, backup)`` names of a swap of ``name``."""
+    return name.sibling(derived_name(name.name, "mvnew")), name.sibling(derived_name(name.name, "mvold"))
+
+
+def drop_swap_leftovers(conn: psycopg.Connection, name: QualifiedName) -> list[str]:
+    """Drop the temporary copies an interrupted swap of ``name`` left behind."""
+    dropped = []
+    for temp in swap_names(name):
+        with conn.transaction():
+            if matview_state(conn, temp) is not None:
+                conn.execute(sql.SQL("DROP MATERIALIZED VIEW {}").format(temp.identifier))
+                dropped.append(str(temp))
+    return dropped
+
+
+def _refuse_dependents(conn: psycopg.Connection, name: QualifiedName, oid: int) -> None:
+    dependents = dependent_views(conn, oid)
+    if dependents:
+        raise ServiceError(
+            f"cannot swap {name}: views depend on it: {', '.join(dependents)}",
+            hint="use refresh_strategy 'regular' or 'concurrent' for views other views read",
+            dependents=dependents,
+        )
+
+
+def _grantee(role: str) -> sql.Composable:
+    return sql.SQL("PUBLIC") if role == "PUBLIC" else sql.Identifier(role)
+
+
+def _copy_attributes(
+    conn: psycopg.Connection, log: StatementLog, old_oid: int, owner: str, new: QualifiedName
+) -> None:
+    """Give the new copy the old view's owner, grants, comment and column comments."""
+    new_state = matview_state(conn, new)
+    assert new_state is not None
+    if new_state.owner != owner:
+        log.execute(
+            sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(new.identifier, sql.Identifier(owner))
+        )
+    wanted = privileges(conn, old_oid)
+    present = privileges(conn, new_state.oid)
+    if wanted != present:
+        for role in sorted({grantee for grantee, _, _ in present}):
+            log.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(new.identifier, _grantee(role)))
+        grants: dict[tuple[str, bool], list[str]] = {}
+        for role, privilege, grantable in wanted:
+            if privilege in _PRIVILEGES:
+                grants.setdefault((role, grantable), []).append(privilege)
+        for (role, grantable), privileges_ in sorted(grants.items()):
+            log.execute(
+                sql.SQL("GRANT {} ON {} TO {}{}").format(
+                    sql.SQL(", ").join(map(sql.SQL, privileges_)),
+                    new.identifier,
+                    _grantee(role),
+                    sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL(""),
+                )
+            )
+    table_comment, column_comments = comments(conn, old_oid)
+    if table_comment is not None:
+        log.execute(
+            sql.SQL("COMMENT ON MATERIALIZED VIEW {} IS {}").format(
+                new.identifier, sql.Literal(table_comment)
+            )
+        )
+    for column, text in column_comments.items():
+        log.execute(
+            sql.SQL("COMMENT ON COLUMN {} IS {}").format(
+                sql.Identifier(new.schema, new.name, column), sql.Literal(text)
+            )
+        )
+
+
+def swap_refresh(
+    conn: psycopg.Connection,
+    definition: MatViewDefinition,
+    *,
+    row_count_strategy: str,
+    lock_policy: LockPolicy,
+) -> ServiceResponse:
+    """Build, copy attributes and indexes, rename into place, then drop the old copy."""
+    name = definition.qualified
+    state = matview_state(conn, name)
+    if state is None:
+        raise ServiceError(
+            f"{name} does not exist; create it first",
+            hint="run create, or refresh with create_if_missing=True",
+        )
+    _refuse_dependents(conn, name, state.oid)
+    leftovers = drop_swap_leftovers(conn, name)
+    new, backup = swap_names(name)
+    log = StatementLog(conn)
+    meta: dict[str, object] = {
+        "strategy": "swap",
+        "row_count_strategy": row_count_strategy,
+        "sql": log.statements,
+    }
+    if leftovers:
+        meta["dropped_leftovers"] = leftovers
+    renames: list[tuple[str, str, str]] = []
+    try:
+        with conn.transaction():
+            cursor = log.execute(
+                sql.SQL("CREATE MATERIALIZED VIEW {} AS {} WITH DATA").format(
+                    new.identifier, sql.SQL(definition.sql)
+                )
+            )
+            rows_built = cursor.rowcount
+            for index in indexes(conn, state.oid):
+                temp_index = derived_name(index.name, "mvnew")
+                log.execute(sql.SQL(retarget_index(index.definition, temp_index, new)))  # type: ignore[arg-type]
+                renames.append((index.name, temp_index, derived_name(index.name, "mvold")))
+            _copy_attributes(conn, log, state.oid, state.owner, new)
+
+        def rename() -> None:
+            log.execute(
+                sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}").format(
+                    name.identifier, sql.Identifier(backup.name)
+                )
+            )
+            _refuse_dependents(conn, name, state.oid)
+            log.execute(
+                sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}").format(
+                    new.identifier, sql.Identifier(name.name)
+                )
+            )
+            for index_name, temp_index, old_index in renames:
+                log.execute(
+                    sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                        sql.Identifier(name.schema, index_name), sql.Identifier(old_index)
+                    )
+                )
+                log.execute(
+                    sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                        sql.Identifier(name.schema, temp_index), sql.Identifier(index_name)
+                    )
+                )
+
+        _, attempts = with_lock_retries(conn, lock_policy, rename, what=str(name), oids=[state.oid])
+    except BaseException:
+        drop_swap_leftovers(conn, name)
+        raise
+    meta["lock_attempts"] = attempts
+    meta["indexes"] = [index_name for index_name, _, _ in renames]
+    try:
+        with conn.transaction():
+            log.execute(sql.SQL("DROP MATERIALIZED VIEW {}").format(backup.identifier))
+    except psycopg.Error as exc:
+        meta["backup_left"] = f"{backup} ({exc.diag.message_primary}); the next operation drops it"
+    swapped = matview_state(conn, name)
+    assert swapped is not None
+    rows = count_rows(conn, name, swapped.oid, row_count_strategy, known_exact=rows_built)
+    return ServiceResponse("updated", payload={"rows_count": rows}, meta=meta)

