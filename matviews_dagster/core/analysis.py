@@ -74,7 +74,7 @@ def validate_query(query: str) -> None:
 
 
 def referenced_relations(query: str) -> list[tuple[str | None, str]]:
-    """Relations read by ``query`` as ``(schema or None, name)``, in order, without duplicates.
+    """Relations read by ``query`` as ``(schema or None, name)``, sorted, without duplicates.
 
     Unqualified names that match a CTE of the query are not relations and are left out.
     """
@@ -84,4 +84,4 @@ def referenced_relations(query: str) -> list[tuple[str | None, str]]:
         if rv.schemaname is None and rv.relname in collector.cte_names:
             continue
         seen.setdefault((rv.schemaname, rv.relname), None)
-    return list(seen)
+    return sorted(seen, key=lambda rel: (rel[0] or "", rel[1]))

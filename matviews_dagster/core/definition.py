@@ -147,7 +147,7 @@ def load_definitions(path: str | Path) -> list[MatViewDefinition]:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML: {exc}") from None
+        raise ValueError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
     return definitions_from_mapping(document, str(path))
 
 

@@ -13,7 +13,7 @@ from .response import ServiceError, ServiceResponse, StatementLog, returns_error
 
 @returns_errors
 def create_view(
-    conn: psycopg.Connection, definition: MatViewDefinition, *, force: bool = False
+    conn: psycopg.Connection, definition: MatViewDefinition, *, force: bool = False, log: StatementLog
 ) -> ServiceResponse:
     """Create the view (populated) and its indexes.
 
@@ -21,8 +21,7 @@ def create_view(
     transaction, so a failing new definition leaves the old view and its data in place.
     """
     name = definition.qualified
-    log = StatementLog(conn)
-    meta = {"force": force, "sql": log.statements}
+    meta = {"force": force}
     with conn.transaction():
         state = matview_state(conn, name)
         if state is not None and not force:

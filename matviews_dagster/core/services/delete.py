@@ -11,10 +11,11 @@ from .response import ServiceError, ServiceResponse, StatementLog, returns_error
 
 
 @returns_errors
-def delete_view(conn: psycopg.Connection, name: QualifiedName, *, cascade: bool = False) -> ServiceResponse:
+def delete_view(
+    conn: psycopg.Connection, name: QualifiedName, *, cascade: bool = False, log: StatementLog
+) -> ServiceResponse:
     """Drop the view. Absent: ``skipped``. Dependents without ``cascade``: an error naming them."""
-    log = StatementLog(conn)
-    meta = {"cascade": cascade, "sql": log.statements}
+    meta = {"cascade": cascade}
     with conn.transaction():
         state = matview_state(conn, name)
         if state is None:

@@ -21,6 +21,7 @@ def refresh_view(
     strategy: str | None = None,
     row_count_strategy: str = "estimated",
     lock_policy: LockPolicy | None = None,
+    log: StatementLog,
 ) -> ServiceResponse:
     """Refresh with ``strategy`` (default: the definition's) and count rows.
 
@@ -30,7 +31,9 @@ def refresh_view(
     strategy = strategy or definition.refresh_strategy
     policy = lock_policy or LockPolicy()
     if strategy == "swap":
-        return swap_refresh(conn, definition, row_count_strategy=row_count_strategy, lock_policy=policy)
+        return swap_refresh(
+            conn, definition, row_count_strategy=row_count_strategy, lock_policy=policy, log=log
+        )
     name = definition.qualified
     state = matview_state(conn, name)
     if state is None:
@@ -38,7 +41,6 @@ def refresh_view(
             f"{name} does not exist; create it first",
             hint="run create, or refresh with create_if_missing=True",
         )
-    log = StatementLog(conn)
     meta: dict[str, object] = {"strategy": strategy, "row_count_strategy": row_count_strategy}
     concurrently = strategy == "concurrent"
     if concurrently and not state.populated:
@@ -65,6 +67,5 @@ def refresh_view(
         conn, policy, lambda: log.execute(statement), what=str(name), oids=[state.oid]
     )
     meta["lock_attempts"] = attempts
-    meta["sql"] = log.statements
     rows = count_rows(conn, name, state.oid, row_count_strategy)
     return ServiceResponse("updated", payload={"rows_count": rows}, meta=meta)

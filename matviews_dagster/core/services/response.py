@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
-from typing import Any, Literal, ParamSpec
+from typing import Any, Concatenate, Literal, ParamSpec
 
 import psycopg
 from psycopg import sql
@@ -57,21 +57,27 @@ def describe_db_error(exc: psycopg.Error) -> str:
     return f"{message} [SQLSTATE {diag.sqlstate}]" if diag.sqlstate else message
 
 
-def returns_errors(func: Callable[P, ServiceResponse]) -> Callable[P, ServiceResponse]:
-    """Turn database errors raised by a service into ``ServiceResponse`` errors."""
+def returns_errors(
+    func: Callable[Concatenate[psycopg.Connection, P], ServiceResponse],
+) -> Callable[Concatenate[psycopg.Connection, P], ServiceResponse]:
+    """Give the service a ``StatementLog`` (``log=``), turn expected failures into error
+    responses, and put the statements executed, even those of a failure, in ``meta["sql"]``."""
 
     @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> ServiceResponse:
+    def wrapper(conn: psycopg.Connection, /, *args: P.args, **kwargs: P.kwargs) -> ServiceResponse:
+        log = StatementLog(conn)
         try:
-            return func(*args, **kwargs)
+            response = func(conn, *args, log=log, **kwargs)  # type: ignore[arg-type]
         except ServiceError as exc:
-            return ServiceResponse.failure(str(exc), hint=exc.hint, **exc.meta)
+            response = ServiceResponse.failure(str(exc), hint=exc.hint, **exc.meta)
         except NotAMaterializedView as exc:
-            return ServiceResponse.failure(str(exc))
+            response = ServiceResponse.failure(str(exc))
         except psycopg.Error as exc:
-            return ServiceResponse.failure(
+            response = ServiceResponse.failure(
                 describe_db_error(exc), sqlstate=exc.diag.sqlstate, exception=type(exc).__name__
             )
+        response.meta["sql"] = log.statements
+        return response
 
     return wrapper
 

@@ -115,6 +115,7 @@ def swap_refresh(
     *,
     row_count_strategy: str,
     lock_policy: LockPolicy,
+    log: StatementLog,
 ) -> ServiceResponse:
     """Build, copy attributes and indexes, rename into place, then drop the old copy."""
     name = definition.qualified
@@ -127,7 +128,6 @@ def swap_refresh(
     _refuse_dependents(conn, name, state.oid)
     leftovers = drop_swap_leftovers(conn, name)
     new, backup = swap_names(name)
-    log = StatementLog(conn)
     meta: dict[str, object] = {
         "strategy": "swap",
         "row_count_strategy": row_count_strategy,

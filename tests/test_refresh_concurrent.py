@@ -1,0 +1,89 @@
+"""Concurrent refresh: the usable-unique-index check, the unpopulated fallback, no other fallback."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import scalar
+
+from matviews_dagster import MatViewDefinition
+
+USERS = MatViewDefinition(
+    name="mv_users",
+    sql="SELECT id, email, plan FROM users",
+    refresh_strategy="concurrent",
+    unique_index_columns=["id"],
+)
+NO_INDEX = MatViewDefinition(name="mv_users", sql="SELECT id, email, plan FROM users")
+
+
+def test_concurrent_refresh_updates_rows(make_mv, db, users) -> None:
+    mv = make_mv(USERS)
+    mv.create("mv_users")
+    users(30)
+    result = mv.refresh("mv_users", "exact")
+    assert result["status"] == "success" and result["rows_count"] == 30
+    row = mv.history(kind="refresh", limit=1)[0]
+    assert row["meta"]["sql"] == ['REFRESH MATERIALIZED VIEW CONCURRENTLY "public"."mv_users"']
+    assert "fallback" not in row["meta"]
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        None,
+        "CREATE INDEX ON mv_users (id)",
+        "CREATE UNIQUE INDEX ON mv_users (id) WHERE id > 0",
+        "CREATE UNIQUE INDEX ON mv_users ((id + 0))",
+    ],
+)
+def test_unusable_indexes_fail_with_the_fix(make_mv, db, users, index: str | None) -> None:
+    make_mv(NO_INDEX).create("mv_users")
+    if index:
+        db.execute(index)
+    result = make_mv(USERS).refresh("mv_users")
+    assert result["status"] == "failed"
+    assert "public.mv_users has no usable unique index" in result["error"]
+    assert 'CREATE UNIQUE INDEX ON "public"."mv_users" ("id")' in result["hint"]
+
+
+def test_include_columns_are_fine(make_mv, db, users) -> None:
+    make_mv(NO_INDEX).create("mv_users")
+    db.execute("CREATE UNIQUE INDEX mv_users_id_incl ON mv_users (id) INCLUDE (email)")
+    result = make_mv(USERS).refresh("mv_users")
+    assert result["status"] == "success"
+    assert make_mv(USERS).history(kind="refresh", limit=1)[0]["meta"]["unique_index"] == "mv_users_id_incl"
+
+
+def test_unpopulated_view_gets_a_regular_refresh_noted_in_meta(make_mv, db, users) -> None:
+    mv = make_mv(USERS)
+    mv.create("mv_users")
+    db.execute("REFRESH MATERIALIZED VIEW mv_users WITH NO DATA")
+    result = mv.refresh("mv_users")
+    assert result["status"] == "success"
+    row = mv.history(kind="refresh", limit=1)[0]
+    assert "not populated" in row["meta"]["fallback"]
+    assert row["meta"]["sql"] == ['REFRESH MATERIALIZED VIEW "public"."mv_users"']
+    assert scalar(db, "SELECT ispopulated FROM pg_matviews WHERE matviewname = 'mv_users'") is True
+
+
+def test_other_errors_do_not_fall_back_to_regular(make_mv, db, users) -> None:
+    duplicates = MatViewDefinition(
+        name="mv_plans",
+        sql="SELECT plan, id FROM users",
+        refresh_strategy="concurrent",
+        unique_index_columns=["id"],
+    )
+    mv = make_mv(duplicates)
+    mv.create("mv_plans")
+    db.execute("DROP INDEX mv_plans_id_idx")
+    db.execute("CREATE UNIQUE INDEX mv_plans_plan_key ON mv_plans (plan, id)")
+    db.execute("UPDATE users SET id = id + 1000 WHERE id = 1")
+    db.execute("INSERT INTO users VALUES (1, 'dup', 'pro')")
+    db.execute("ALTER TABLE users DROP CONSTRAINT users_pkey")
+    db.execute("INSERT INTO users VALUES (1, 'dup2', 'pro')")
+    result = mv.refresh("mv_plans")
+    assert result["status"] == "failed"
+    row = mv.history(kind="refresh", limit=1)[0]
+    assert "fallback" not in row["meta"]
+    assert all("CONCURRENTLY" in statement for statement in row["meta"]["sql"])
+    assert scalar(db, "SELECT count(*) FROM mv_plans") == 10
