@@ -56,7 +56,7 @@ class MatViewDefinition(BaseModel):
     @field_validator("unique_index_columns")
     @classmethod
     def _check_unique_columns(cls, value: list[str]) -> list[str]:
-        return _columns(value, "unique_index_columns")
+        return _columns(value, "unique_index_columns") if value else value
 
     @field_validator("indexes")
     @classmethod

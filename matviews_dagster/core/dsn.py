@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)", re.I)
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|\S+)", re.I)
@@ -31,15 +31,9 @@ def resolve_dsn(explicit: str | None = None) -> str:
 
 def mask_dsn(dsn: str) -> str:
     """``dsn`` with any password replaced by ``***`` (URL or key=value form)."""
-    if "://" not in dsn and "=" in dsn:
-        try:
-            params = conninfo_to_dict(dsn)
-        except Exception:
-            return _KV_PASSWORD.sub(r"\g<head>***", dsn)
-        if "password" in params:
-            params["password"] = "***"
-        return make_conninfo(**params)
-    return _URL_PASSWORD.sub(r"\g<head>***", dsn)
+    if "://" in dsn:
+        return _URL_PASSWORD.sub(r"\g<head>***", dsn)
+    return _KV_PASSWORD.sub(r"\g<head>***", dsn)
 
 
 def scrub(text: str, dsn: str | None) -> str:

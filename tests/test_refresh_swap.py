@@ -1,0 +1,177 @@
+"""Swap refresh: new copy, indexes/grants/comments/owner carried over, failures leave the original."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+from conftest import scalar
+
+from matviews_dagster import MatViewDefinition
+from matviews_dagster.core.names import QualifiedName
+from matviews_dagster.core.services.swap import swap_names
+
+SWAP = MatViewDefinition(
+    name="mv_users",
+    sql="SELECT id, email, plan FROM users",
+    refresh_strategy="swap",
+    unique_index_columns=["id"],
+    indexes=[["plan"]],
+)
+
+
+def catalog_snapshot(db: psycopg.Connection, view: str = "mv_users") -> dict[str, object]:
+    """What readers and admins see of the view, independent of its OID."""
+    return {
+        "indexes": db.execute(
+            "SELECT indexname, regexp_replace(indexdef, 'INDEX \\S+ ', 'INDEX ') FROM pg_indexes "
+            "WHERE tablename = %s ORDER BY 1",
+            (view,),
+        ).fetchall(),
+        "acl": db.execute(
+            "SELECT a.grantee::regrole::text, a.privilege_type, a.is_grantable FROM pg_class c, "
+            "aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a "
+            "WHERE c.relname = %s ORDER BY 1, 2",
+            (view,),
+        ).fetchall(),
+        "owner": scalar(db, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = %s", (view,)),
+        "comment": scalar(db, "SELECT obj_description(%s::regclass, 'pg_class')", (view,)),
+        "column_comments": db.execute(
+            "SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 ORDER BY attnum",
+            (view,),
+        ).fetchall(),
+    }
+
+
+def leftovers(db: psycopg.Connection) -> list[str]:
+    rows = db.execute(
+        "SELECT relname FROM pg_class WHERE relname LIKE '%%mvnew%%' OR relname LIKE '%%mvold%%'"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+@pytest.fixture
+def decorated(make_mv, db, users):
+    """A created swap view with extra index, grants, comments and a non-default owner."""
+    make_mv(SWAP).create("mv_users")
+    db.execute("DROP ROLE IF EXISTS mv_reader")
+    db.execute("DROP ROLE IF EXISTS mv_owner")
+    db.execute("CREATE ROLE mv_reader")
+    db.execute("CREATE ROLE mv_owner")
+    db.execute("GRANT ALL ON SCHEMA public TO mv_owner")
+    db.execute("CREATE INDEX mv_users_email_lower ON mv_users (lower(email)) WHERE plan = 'pro'")
+    db.execute("ALTER MATERIALIZED VIEW mv_users OWNER TO mv_owner")
+    db.execute("GRANT SELECT ON mv_users TO mv_reader WITH GRANT OPTION")
+    db.execute("GRANT SELECT ON mv_users TO PUBLIC")
+    db.execute("COMMENT ON MATERIALIZED VIEW mv_users IS 'users for reporting'")
+    db.execute("COMMENT ON COLUMN mv_users.email IS 'primary email'")
+    yield
+    db.execute("DROP MATERIALIZED VIEW IF EXISTS mv_users CASCADE")
+    db.execute("REVOKE ALL ON SCHEMA public FROM mv_owner")
+    db.execute("DROP ROLE mv_reader")
+    db.execute("DROP ROLE mv_owner")
+
+
+def test_swap_replaces_data_and_keeps_everything_else(make_mv, db, users, decorated) -> None:
+    before = catalog_snapshot(db)
+    old_oid = scalar(db, "SELECT 'mv_users'::regclass::oid")
+    users(40)
+    result = make_mv(SWAP).refresh("mv_users", "estimated")
+    assert result["status"] == "success", result
+    assert result["rows_count"] == 40
+    assert scalar(db, "SELECT count(*) FROM mv_users") == 40
+    assert scalar(db, "SELECT 'mv_users'::regclass::oid") != old_oid
+    after = catalog_snapshot(db)
+    assert after == before
+    assert len(after["indexes"]) == 3  # type: ignore[arg-type]
+    assert leftovers(db) == []
+
+
+def test_swap_with_failing_sql_leaves_the_original(make_mv, db, users, decorated) -> None:
+    before = catalog_snapshot(db)
+    broken = SWAP.model_copy(update={"sql": "SELECT id, email, plan, 1 / (id - id) AS boom FROM users"})
+    result = make_mv(broken).refresh("mv_users")
+    assert result["status"] == "failed" and "division by zero" in result["error"]
+    assert catalog_snapshot(db) == before
+    assert scalar(db, "SELECT count(*) FROM mv_users") == 10
+    assert leftovers(db) == []
+
+
+def test_swap_refuses_dependent_views_before_any_work(make_mv, db, users) -> None:
+    mv = make_mv(SWAP)
+    mv.create("mv_users")
+    db.execute("CREATE VIEW v_pro AS SELECT * FROM mv_users WHERE plan = 'pro'")
+    oid = scalar(db, "SELECT 'mv_users'::regclass::oid")
+    result = mv.refresh("mv_users")
+    assert result["status"] == "failed"
+    assert "public.v_pro" in result["error"] and "'regular' or 'concurrent'" in result["hint"]
+    assert scalar(db, "SELECT 'mv_users'::regclass::oid") == oid
+    assert mv.history(kind="refresh", limit=1)[0]["meta"]["sql"] == []
+    assert leftovers(db) == []
+
+
+def test_swap_gives_up_on_a_held_lock_and_names_the_holder(make_mv, db, dsn, users) -> None:
+    mv = make_mv(SWAP, lock_timeout=0.1, lock_retries=2)
+    mv.create("mv_users")
+    with psycopg.connect(dsn, application_name="long reader") as reader:
+        reader.execute("SELECT count(*) FROM mv_users").fetchone()  # holds ACCESS SHARE until rollback
+        result = mv.refresh("mv_users")
+        reader.rollback()
+    assert result["status"] == "failed"
+    assert "2 attempts of 100 ms" in result["error"] and "'long reader'" in result["error"]
+    assert scalar(db, "SELECT count(*) FROM mv_users") == 10
+    assert leftovers(db) == []
+
+
+def test_swap_waits_out_a_short_reader(make_mv, db, dsn, users) -> None:
+    mv = make_mv(SWAP, lock_timeout=0.2, lock_retries=10)
+    mv.create("mv_users")
+    users(15)
+    reader = psycopg.connect(dsn)
+    reader.execute("SELECT count(*) FROM mv_users").fetchone()
+    releaser = threading.Timer(0.5, reader.rollback)
+    releaser.start()
+    result = mv.refresh("mv_users")
+    releaser.join()
+    reader.close()
+    assert result["status"] == "success"
+    assert mv.history(kind="refresh", limit=1)[0]["meta"]["lock_attempts"] > 1
+    assert scalar(db, "SELECT count(*) FROM mv_users") == 15
+
+
+def test_leftovers_of_an_interrupted_swap_are_dropped_by_the_next_operation(make_mv, db, users) -> None:
+    mv = make_mv(SWAP)
+    mv.create("mv_users")
+    new, backup = swap_names(QualifiedName("public", "mv_users"))
+    db.execute(f'CREATE MATERIALIZED VIEW "{new.name}" AS SELECT 1 AS x')
+    db.execute(f'CREATE MATERIALIZED VIEW "{backup.name}" AS SELECT 1 AS x')
+    result = mv.refresh("mv_users", strategy="regular")
+    assert result["status"] == "success"
+    assert leftovers(db) == []
+    meta = mv.history(kind="refresh", limit=1)[0]["meta"]
+    assert sorted(meta["dropped_swap_leftovers"]) == sorted([str(new), str(backup)])
+
+
+def test_temporary_names_fit_in_63_bytes(make_mv, db, users) -> None:
+    long_name = "v" * 63
+    definition = SWAP.model_copy(update={"name": f"public.{long_name}"})
+    mv = make_mv(definition)
+    mv.create(long_name)
+    users(11)
+    assert mv.refresh(long_name, "exact")["rows_count"] == 11
+    for name in swap_names(QualifiedName("public", long_name)):
+        assert len(name.name.encode()) <= 63
+    assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname = %s", (long_name,)) == 1
+    assert leftovers(db) == []
+
+
+def test_swap_row_count_comes_from_the_build(make_mv, db, users) -> None:
+    mv = make_mv(SWAP)
+    mv.create("mv_users")
+    users(33)
+    result = mv.refresh("mv_users", "exact")
+    assert result["rows_count"] == 33
+    statements = mv.history(kind="refresh", limit=1)[0]["meta"]["sql"]
+    assert not any("count(" in statement for statement in statements)
