@@ -55,7 +55,7 @@ def view_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float
         ) from None
     finally:
         if not conn.broken:
-            conn.execute("SELECT set_config('lock_timeout', '0', false)")
+            conn.execute("RESET lock_timeout")
     waited_ms = int((time.monotonic() - started) * 1000)
     try:
         yield waited_ms

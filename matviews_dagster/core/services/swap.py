@@ -180,8 +180,9 @@ def swap_refresh(
         raise
     meta["lock_attempts"] = attempts
     meta["indexes"] = [index_name for index_name, _, _ in renames]
-    try:
+    try:  # readers of the old copy may still hold it: wait once, boundedly, else leave it
         with conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{lock_policy.timeout_ms}ms",))
             log.execute(sql.SQL("DROP MATERIALIZED VIEW {}").format(backup.identifier))
     except psycopg.Error as exc:
         meta["backup_left"] = f"{backup} ({exc.diag.message_primary}); the next operation drops it"
