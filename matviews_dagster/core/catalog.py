@@ -173,3 +173,45 @@ def lock_holders(conn: psycopg.Connection, oids: list[int]) -> list[str]:
         f"pid {pid} ({mode}, {state} for {seconds}s, application {app!r})"
         for pid, mode, state, seconds, app in rows
     ]
+
+
+@dataclass(frozen=True)
+class ViewDescription:
+    """What a materialized view looks like now: for asset metadata, checks and listings."""
+
+    name: QualifiedName
+    exists: bool
+    populated: bool = False
+    columns: tuple[tuple[str, str], ...] = ()
+    size_bytes: int | None = None
+    rows_estimate: int | None = None
+
+
+def describe_view(conn: psycopg.Connection, name: QualifiedName) -> ViewDescription:
+    """Columns with their types, total size (heap + indexes) and estimated rows."""
+    state = matview_state(conn, name)
+    if state is None:
+        return ViewDescription(name=name, exists=False)
+    columns = conn.execute(
+        """SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+           WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum""",
+        (state.oid,),
+    ).fetchall()
+    size = conn.execute("SELECT pg_total_relation_size(%s)", (state.oid,)).fetchone()
+    return ViewDescription(
+        name=name,
+        exists=True,
+        populated=state.populated,
+        columns=tuple((column, type_) for column, type_ in columns),
+        size_bytes=int(size[0]) if size else None,
+        rows_estimate=max(round(state.reltuples), 0) if state.reltuples >= 0 else None,
+    )
+
+
+def deployed_definition(conn: psycopg.Connection, name: QualifiedName) -> str | None:
+    """The query Postgres stores for the view (``pg_matviews.definition``), normalized."""
+    row = conn.execute(
+        "SELECT definition FROM pg_matviews WHERE schemaname = %s AND matviewname = %s",
+        (name.schema, name.name),
+    ).fetchone()
+    return row[0] if row else None

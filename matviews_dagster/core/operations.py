@@ -121,7 +121,8 @@ class MatViews:
         """Refresh with the view's strategy (``strategy`` overrides once) and count rows.
 
         ``row_count`` omitted uses the definition's ``row_count_strategy``. With
-        ``create_if_missing`` a missing view is created first (recorded as a create run).
+        ``create_if_missing`` a missing view is created first (recorded as a create run, whose
+        result dict is returned under ``created``).
         """
         definition = self.definition(view)
         rows = normalize_row_count(row_count, definition.row_count_strategy)
@@ -140,7 +141,10 @@ class MatViews:
                     {"force": False, "reason": "create_if_missing", "sql": definition.sql},
                     lambda conn: create_view(conn, definition),
                 )
-                return session.run("refresh", options, lambda conn: _populated_by_create(conn, created, rows))
+                result = session.run(
+                    "refresh", options, lambda conn: _populated_by_create(conn, created, rows)
+                )
+                return {**result, "created": created}
             return session.run("refresh", options, refresh)
 
         return self._locked("refresh", definition, dagster_run_id, steps)
