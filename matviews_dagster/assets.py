@@ -65,7 +65,7 @@ def _build_asset(definition: MatViewDefinition, spec: dg.AssetSpec, pool: str | 
                 config.row_count_strategy.value if config.row_count_strategy else UNSET,
                 strategy=config.strategy.value if config.strategy else None,
                 create_if_missing=True,
-                dagster_run_id=context.run_id,
+                dagster_run_id=context.run.run_id,
             )
             if result["status"] != "success":
                 hint = f" Hint: {result['hint']}." if result.get("hint") else ""

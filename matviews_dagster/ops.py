@@ -77,7 +77,7 @@ def build_create_job(definitions: Sequence[MatViewDefinition]) -> dg.JobDefiniti
                 context,
                 mv,
                 config.views,
-                lambda d: mv.create(d, config.force, dagster_run_id=context.run_id),
+                lambda d: mv.create(d, config.force, dagster_run_id=context.run.run_id),
             )
 
     @dg.job(name=CreateViewJob, description="Create materialized views (force: recreate).")
@@ -100,7 +100,7 @@ def build_delete_job(definitions: Sequence[MatViewDefinition]) -> dg.JobDefiniti
                 context,
                 mv,
                 config.views,
-                lambda d: mv.delete(d, config.cascade, dagster_run_id=context.run_id),
+                lambda d: mv.delete(d, config.cascade, dagster_run_id=context.run.run_id),
             )
 
     @dg.job(name=DeleteViewJob, description="Delete materialized views (cascade: with dependents).")

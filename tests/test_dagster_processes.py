@@ -1,0 +1,81 @@
+"""The demo and the executor through the real `dagster` CLI, in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import scalar
+
+ROOT = Path(__file__).resolve().parent.parent
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+
+PARALLEL = """
+from matviews_dagster import MatViewDefinition, build_definitions
+
+slow = "SELECT u.id FROM users u CROSS JOIN (SELECT pg_sleep(2)) z"
+defs = build_definitions([
+    MatViewDefinition(name="mv_a", sql=slow),
+    MatViewDefinition(name="mv_b", sql=slow),
+    MatViewDefinition(name="mv_after_a", sql="SELECT id FROM mv_a"),
+])
+"""
+
+
+def dagster(
+    args: list[str], dsn: str, cwd: Path, home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DAGSTER_HOME")}
+    env["MATVIEWS_DSN"] = dsn
+    if home:
+        env["DAGSTER_HOME"] = str(home)
+    return subprocess.run([DAGSTER, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def create_windows(db: psycopg.Connection) -> dict[str, tuple]:
+    rows = db.execute("SELECT view_name, started_at, finished_at FROM mat_view_create_runs").fetchall()
+    return {row[0].split(".")[1]: (row[1], row[2]) for row in rows}
+
+
+def test_definitions_validate(dsn: str) -> None:
+    done = dagster(["definitions", "validate", "-f", "definitions.py"], dsn, ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_headless_demo_materializes_everything(dsn: str, db: psycopg.Connection) -> None:
+    done = dagster(["asset", "materialize", "-f", "definitions.py", "--select", "*"], dsn, ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert scalar(db, "SELECT count(*) FROM pg_matviews WHERE ispopulated") == 4
+    assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'success'") == 4
+    assert scalar(db, "SELECT count(*) FROM users") == 500
+
+
+@pytest.mark.slow
+def test_independent_views_run_in_parallel_and_dependents_after(dsn, db, users, tmp_path) -> None:
+    (tmp_path / "defs.py").write_text(PARALLEL)
+    done = dagster(["asset", "materialize", "-f", "defs.py", "--select", "*"], dsn, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    windows = create_windows(db)
+    a, b, after = windows["mv_a"], windows["mv_b"], windows["mv_after_a"]
+    assert a[0] < b[1] and b[0] < a[1], f"mv_a {a} and mv_b {b} did not overlap"
+    assert after[0] >= a[1], "a dependent view was built before its upstream finished"
+
+
+@pytest.mark.slow
+def test_pool_limit_caps_concurrent_refreshes(dsn, db, users, tmp_path) -> None:
+    (tmp_path / "defs.py").write_text(PARALLEL)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("concurrency:\n  pools:\n    default_limit: 1\n")
+    done = dagster(
+        ["asset", "materialize", "-f", "defs.py", "--select", "public/mv_a,public/mv_b"], dsn, tmp_path, home
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    windows = create_windows(db)
+    a, b = windows["mv_a"], windows["mv_b"]
+    assert a[1] <= b[0] or b[1] <= a[0], f"pool limit 1 but mv_a {a} and mv_b {b} overlapped"
