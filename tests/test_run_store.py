@@ -12,7 +12,7 @@ from conftest import scalar
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from matviews_dagster import MatViewDefinition, RunStore
+from matviews_dagster import MatViewDefinition, MatViews, RunStore
 from matviews_dagster.core.runs import SCHEMA_VERSION
 
 SLOW = MatViewDefinition(
@@ -204,3 +204,32 @@ def test_history_is_newest_first_and_filters(make_mv, db, users) -> None:
         mv.history(kind="vacuum")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="limit"):
         mv.history(limit=0)
+
+
+def test_a_role_without_create_on_the_database_runs_operations_after_migration(
+    make_mv, dsn, db, users
+) -> None:
+    """Once migrated by an admin, the run store needs no DDL: an app role can use it."""
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        make_mv(USERS).migrate()
+        for statement in (
+            "REVOKE CREATE ON DATABASE {db} FROM PUBLIC",
+            "GRANT CREATE, USAGE ON SCHEMA public TO {role}",
+            "GRANT SELECT ON users TO {role}",
+            "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}",
+            "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        ):
+            db.execute(
+                sql.SQL(statement).format(db=sql.Identifier(db.info.dbname), role=sql.Identifier(role))
+            )
+        app = MatViews(dsn=make_conninfo(dsn, user=role), definitions=[USERS])
+        assert app.create("mv_users")["status"] == "success"
+        assert app.refresh("mv_users")["status"] == "success"
+        assert scalar(db, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'mv_users'") == role
+        app.close()
+    finally:
+        db.execute("DROP MATERIALIZED VIEW IF EXISTS mv_users")
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

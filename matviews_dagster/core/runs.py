@@ -174,6 +174,8 @@ class RunStore:
         def work(conn: psycopg.Connection) -> int:
             names = self._names()
             versions = self._table("mat_view_schema_migrations")
+            if self._current_version(conn) == SCHEMA_VERSION:
+                return SCHEMA_VERSION  # up to date: no DDL, so read-write roles without CREATE work
             with conn.transaction():
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
@@ -202,6 +204,19 @@ class RunStore:
         version = self._run(work)
         self._migrated = True
         return version
+
+    def _current_version(self, conn: psycopg.Connection) -> int:
+        row = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL AS present",
+            (sql.Identifier(self.schema, "mat_view_schema_migrations").as_string(conn),),
+        ).fetchone()
+        if not row or not row["present"]:
+            return 0
+        versions = self._table("mat_view_schema_migrations")
+        row = conn.execute(
+            sql.SQL("SELECT coalesce(max(version), 0) AS v FROM {}").format(versions)
+        ).fetchone()
+        return int(row["v"]) if row else 0
 
     def ensure_migrated(self) -> None:
         if not self._migrated:
