@@ -15,6 +15,7 @@ from .translator import DagsterMatViewTranslator
 
 POSTGRES_KEY = "matviews_postgres"
 RUN_STORE_KEY = "matviews_run_store"
+ADAPTER_KEY = "matviews_adapter"
 DEFAULT_POOL = "matviews"
 
 
@@ -47,12 +48,13 @@ def view_metadata(description: ViewDescription, database: str) -> dict[str, Any]
     }
 
 
-def _op_name(definition: MatViewDefinition) -> str:
+def refresh_op_name(definition: MatViewDefinition) -> str:
+    """The op (step) name of a view's asset, used to address its run config."""
     return f"refresh_{definition.qualified.schema}__{definition.qualified.name}"
 
 
 def _build_asset(definition: MatViewDefinition, spec: dg.AssetSpec, pool: str | None) -> dg.AssetsDefinition:
-    @dg.multi_asset(name=_op_name(definition), specs=[spec], pool=pool)
+    @dg.multi_asset(name=refresh_op_name(definition), specs=[spec], pool=pool)
     def _refresh(
         context: dg.AssetExecutionContext,
         config: RefreshConfig,

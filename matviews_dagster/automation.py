@@ -1,6 +1,7 @@
 """Schedules: one per definition with ``schedule_cron``, and a nightly refresh of everything."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -46,3 +47,65 @@ def nightly_refresh_schedule(
         target=target,
         execution_timezone=timezone,
     )
+
+
+QUEUE_SENSOR = "matviews_queue_sensor"
+_RESUBMIT_AFTER_SECONDS = 120
+
+
+def build_queue_sensor(
+    definitions: Sequence[MatViewDefinition],
+    jobs: Sequence[dg.JobDefinition | UnresolvedAssetJobDefinition],
+    *,
+    minimum_interval_seconds: int = 10,
+    batch_size: int = 25,
+) -> dg.SensorDefinition:
+    """``matviews_queue_sensor``: turns ``pending`` rows of ``mat_view_run_requests`` into runs.
+
+    Each tick records the Dagster run id of requests submitted earlier, then claims pending
+    requests (``FOR UPDATE SKIP LOCKED``) and yields one ``RunRequest`` each, with
+    ``run_key`` = request id (Dagster never launches a run key twice) and the tag
+    ``matviews/queue``. A request that cannot become a run is marked ``failed`` with the reason.
+    """
+    from .adapter import REQUEST_TAG, plan_job
+    from .core.requests import RunRequestQueue
+    from .resources import PostgresResource, RunStoreResource, matviews_client
+
+    @dg.sensor(
+        name=QUEUE_SENSOR,
+        jobs=list(jobs),
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Runs the requests enqueued with the adapter's queue backend.",
+    )
+    def matviews_queue_sensor(
+        context: dg.SensorEvaluationContext,
+        matviews_postgres: PostgresResource,
+        matviews_run_store: RunStoreResource,
+    ) -> Iterator[dg.RunRequest]:
+        with matviews_client(matviews_postgres, matviews_run_store, definitions) as mv:
+            queue = RunRequestQueue(mv.runs)
+            now = datetime.now(UTC)
+            resubmit = []
+            for request in queue.awaiting_run_id():
+                runs = context.instance.get_runs(filters=dg.RunsFilter(tags={REQUEST_TAG: str(request.id)}), limit=1)
+                if runs:
+                    queue.attach_run(request.id, runs[0].run_id)
+                elif request.submitted_at and (now - request.submitted_at).total_seconds() > _RESUBMIT_AFTER_SECONDS:
+                    resubmit.append(request)  # claimed but never launched (the tick died): same run key again
+            for request in [*resubmit, *queue.claim(batch_size)]:
+                try:
+                    plan = plan_job(request.job, request.args, mv)
+                except ValueError as exc:
+                    queue.fail(request.id, str(exc))
+                    context.log.warning(f"request #{request.id} failed: {exc}")
+                    continue
+                yield dg.RunRequest(
+                    run_key=f"matviews-request-{request.id}",
+                    job_name=plan.job_name,
+                    run_config=plan.run_config,
+                    asset_selection=plan.asset_selection,
+                    tags=plan.tags(request.queue, request.id),
+                )
+
+    return matviews_queue_sensor

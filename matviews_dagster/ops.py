@@ -47,13 +47,8 @@ def _run_each(
         error = f": {result['error']}" if result["error"] else ""
         log(f"{definition.name}: {result['outcome']} ({result['duration_ms']} ms){error}")
         results.append(result)
-    rows = [
-        "| " + " | ".join(str(r[k] if r[k] is not None else "") for k in _SUMMARY_COLUMNS) + " |"
-        for r in results
-    ]
-    summary = "\n".join(
-        ["| view | status | outcome | ms | run | error |", "|---|---|---|---|---|---|", *rows]
-    )
+    rows = ["| " + " | ".join(str(r[k] if r[k] is not None else "") for k in _SUMMARY_COLUMNS) + " |" for r in results]
+    summary = "\n".join(["| view | status | outcome | ms | run | error |", "|---|---|---|---|---|---|", *rows])
     failed = [r for r in results if r["status"] != "success"]
     if failed:
         raise dg.Failure(

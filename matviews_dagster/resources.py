@@ -30,9 +30,7 @@ class PostgresResource(dg.ConfigurableResource):
     lock_wait_timeout: float = Field(
         default=60.0, description="Seconds an operation waits for another operation on the same view."
     )
-    statement_timeout: float | None = Field(
-        default=None, description="Seconds before a statement is cancelled."
-    )
+    statement_timeout: float | None = Field(default=None, description="Seconds before a statement is cancelled.")
     application_name: str = Field(default="matviews", description="Shown in pg_stat_activity.")
 
     def resolved_dsn(self) -> str:
@@ -41,18 +39,14 @@ class PostgresResource(dg.ConfigurableResource):
     @contextmanager
     def get_connection(self) -> Iterator[psycopg.Connection]:
         """An autocommit connection to the views' database."""
-        with psycopg.connect(
-            self.resolved_dsn(), autocommit=True, application_name=self.application_name
-        ) as conn:
+        with psycopg.connect(self.resolved_dsn(), autocommit=True, application_name=self.application_name) as conn:
             yield conn
 
 
 class RunStoreResource(dg.ConfigurableResource):
     """Where run history lives: by default the views' database, schema ``public``."""
 
-    dsn: str | None = Field(
-        default=None, description="Another database for the run tables; None: the views'."
-    )
+    dsn: str | None = Field(default=None, description="Another database for the run tables; None: the views'.")
     schema_name: str = Field(default="public", description="Schema of the run tables.")
 
 

@@ -78,9 +78,7 @@ def test_force_refuses_when_views_depend_on_it(make_mv, db, users) -> None:
 
 
 def test_unknown_index_column_lists_the_view_columns(make_mv, db, users) -> None:
-    wrong = MatViewDefinition(
-        name="mv_users", sql='SELECT id AS "userId" FROM users', unique_index_columns=["userid"]
-    )
+    wrong = MatViewDefinition(name="mv_users", sql='SELECT id AS "userId" FROM users', unique_index_columns=["userid"])
     result = make_mv(wrong).create("mv_users")
     assert result["status"] == "failed"
     assert "userid" in result["error"] and "userId" in result["error"]

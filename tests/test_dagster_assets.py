@@ -59,10 +59,7 @@ def test_demo_materializes_views_with_metadata_and_run_rows(demo_defs, db) -> No
     assert {m["run_record_id"] for name, m in meta.items() if name.startswith("mv_")} == refresh_ids
     rows = db.execute("SELECT DISTINCT dagster_run_id FROM mat_view_refresh_runs").fetchall()
     assert rows == [(result.run_id,)]
-    assert (
-        scalar(db, "SELECT count(*) FROM mat_view_create_runs WHERE dagster_run_id = %s", (result.run_id,))
-        == 4
-    )
+    assert scalar(db, "SELECT count(*) FROM mat_view_create_runs WHERE dagster_run_id = %s", (result.run_id,)) == 4
     assert meta["users"]["dagster/row_count"] == 500
 
 
@@ -103,8 +100,7 @@ def test_asset_specs_and_lineage(dsn) -> None:
     definitions = [
         MatViewDefinition(
             name="mv_base",
-            sql="WITH recent AS (SELECT * FROM raw.events) "
-            "SELECT u.id FROM users u JOIN recent r ON r.user_id = u.id",
+            sql="WITH recent AS (SELECT * FROM raw.events) SELECT u.id FROM users u JOIN recent r ON r.user_id = u.id",
             description="Base",
             owners=["team:data"],
             tags={"tier": "gold"},
@@ -126,9 +122,7 @@ def test_asset_specs_and_lineage(dsn) -> None:
     spec = next(s for s in defs.resolve_all_asset_specs() if s.key == base)
     assert spec.kinds == {"postgres"} and spec.group_name == "matviews" and spec.owners == ["team:data"]
     assert spec.tags["tier"] == "gold" and spec.description == "Base"
-    changed = DagsterMatViewTranslator().get_code_version(
-        definitions[0].model_copy(update={"sql": "SELECT 1 AS id"})
-    )
+    changed = DagsterMatViewTranslator().get_code_version(definitions[0].model_copy(update={"sql": "SELECT 1 AS id"}))
     assert spec.code_version and spec.code_version != changed
 
 
@@ -137,9 +131,7 @@ def test_custom_translator(dsn) -> None:
         def get_asset_spec(self, definition: MatViewDefinition) -> dg.AssetSpec:
             return super().get_asset_spec(definition).replace_attributes(group_name="reporting")
 
-    defs = build_definitions(
-        [MatViewDefinition(name="mv", sql="SELECT 1 AS x")], dsn=dsn, translator=Reporting()
-    )
+    defs = build_definitions([MatViewDefinition(name="mv", sql="SELECT 1 AS x")], dsn=dsn, translator=Reporting())
     assert {s.group_name for s in defs.resolve_all_asset_specs() if s.key.path[-1] == "mv"} == {"reporting"}
 
 

@@ -20,9 +20,7 @@ PLANS = MatViewDefinition(name="mv_plans", sql="SELECT plan, count(*) AS n FROM 
 
 def run(defs: dg.Definitions, job: str, **config: object) -> dg.ExecuteInProcessResult:
     op = "create_views" if job == CreateViewJob else "delete_views"
-    return defs.get_job_def(job).execute_in_process(
-        run_config={"ops": {op: {"config": config}}}, raise_on_error=False
-    )
+    return defs.get_job_def(job).execute_in_process(run_config={"ops": {op: {"config": config}}}, raise_on_error=False)
 
 
 def summary(result: dg.ExecuteInProcessResult) -> list[dict]:
@@ -56,10 +54,7 @@ def test_create_all_then_force_one(dsn, db, users) -> None:
         ("public.mv_plans", "false"),
         ("public.mv_users", "true"),
     ]
-    assert (
-        scalar(db, "SELECT dagster_run_id FROM mat_view_create_runs ORDER BY id DESC LIMIT 1")
-        == forced.run_id
-    )
+    assert scalar(db, "SELECT dagster_run_id FROM mat_view_create_runs ORDER BY id DESC LIMIT 1") == forced.run_id
     step = next(e for e in forced.all_events if e.event_type_value == "STEP_OUTPUT")
     assert "public.mv_users" in step.step_output_data.metadata["summary"].value
 

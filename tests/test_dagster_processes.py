@@ -26,9 +26,7 @@ defs = build_definitions([
 """
 
 
-def dagster(
-    args: list[str], dsn: str, cwd: Path, home: Path | None = None
-) -> subprocess.CompletedProcess[str]:
+def dagster(args: list[str], dsn: str, cwd: Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DAGSTER_HOME")}
     env["MATVIEWS_DSN"] = dsn
     if home:

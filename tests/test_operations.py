@@ -56,9 +56,7 @@ def test_flag_normalization(value: object, expected: bool) -> None:
     assert normalize_flag(value, "force") is expected
 
 
-@pytest.mark.parametrize(
-    "value", ["maybe", 2, 1.0, [True], {"cascade": True}, {"force": True, "x": 1}, object()]
-)
+@pytest.mark.parametrize("value", ["maybe", 2, 1.0, [True], {"cascade": True}, {"force": True, "x": 1}, object()])
 def test_bad_flags_list_the_accepted_values(value: object) -> None:
     with pytest.raises(ValueError, match="accepted: True/False"):
         normalize_flag(value, "force")
@@ -104,8 +102,7 @@ def test_two_refreshes_of_one_view_serialize(make_mv, db, sleepy) -> None:
         thread.join()
     assert [r["status"] for r in results] == ["success", "success"]
     first, second = db.execute(
-        "SELECT started_at, finished_at, (meta->>'lock_wait_ms')::int "
-        "FROM mat_view_refresh_runs ORDER BY started_at"
+        "SELECT started_at, finished_at, (meta->>'lock_wait_ms')::int FROM mat_view_refresh_runs ORDER BY started_at"
     ).fetchall()
     assert second[0] >= first[1], "the second run started before the first finished"
     assert second[2] >= 500, "the second run should have waited for the lock"
@@ -162,9 +159,7 @@ KILLABLE = textwrap.dedent(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["regular", "concurrent", "swap"])
-def test_killed_process_leaves_view_intact_and_its_run_is_reconciled(
-    make_mv, dsn, db, sleepy, strategy
-) -> None:
+def test_killed_process_leaves_view_intact_and_its_run_is_reconciled(make_mv, dsn, db, sleepy, strategy) -> None:
     definition = SLOW.model_copy(update={"refresh_strategy": strategy, "unique_index_columns": ["id"]})
     mv = make_mv(definition)
     mv.create("mv_slow")
@@ -190,9 +185,7 @@ def test_killed_process_leaves_view_intact_and_its_run_is_reconciled(
             child.kill()
     assert scalar(db, "SELECT status FROM mat_view_refresh_runs") == "running"
     deadline = time.monotonic() + 15  # the server notices the dead client within ~1 s and aborts
-    while scalar(
-        db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'matviews public.mv_slow'"
-    ):
+    while scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'matviews public.mv_slow'"):
         assert time.monotonic() < deadline, "the orphaned statement was not cancelled"
         time.sleep(0.1)
     assert scalar(db, "SELECT ispopulated FROM pg_matviews WHERE matviewname = 'mv_slow'") is True

@@ -23,8 +23,7 @@ USERS = MatViewDefinition(name="mv_users", sql="SELECT id, email FROM users", un
 
 def columns(db: psycopg.Connection, table: str, schema: str = "public") -> dict[str, str]:
     rows = db.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = %s AND table_name = %s",
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
         (schema, table),
     ).fetchall()
     return dict(rows)
@@ -81,9 +80,7 @@ def test_migrate_creates_the_contract_tables_idempotently(dsn, db) -> None:
     ):
         assert column in requests
     with pytest.raises(psycopg.errors.CheckViolation):
-        db.execute(
-            "INSERT INTO mat_view_refresh_runs (view_name, database_name, status) VALUES ('v', 'd', 'weird')"
-        )
+        db.execute("INSERT INTO mat_view_refresh_runs (view_name, database_name, status) VALUES ('v', 'd', 'weird')")
     store.close()
 
 
@@ -118,9 +115,7 @@ def test_runs_schema_and_separate_runs_database(make_mv, server_dsn, dsn, db, us
         assert mv.create("mv_users")["status"] == "success"
         assert scalar(db, "SELECT to_regclass('ops.mat_view_create_runs')") is None
         with psycopg.connect(runs_dsn) as runs:
-            row = runs.execute(
-                "SELECT view_name, database_name, status FROM ops.mat_view_create_runs"
-            ).fetchone()
+            row = runs.execute("SELECT view_name, database_name, status FROM ops.mat_view_create_runs").fetchone()
         assert row == ("public.mv_users", db.info.dbname, "success")
         mv.close()
     finally:
@@ -176,9 +171,7 @@ def test_run_row_is_visible_while_the_work_runs(make_mv, dsn, db, users) -> None
             time.sleep(0.05)
     worker.join()
     assert seen is not None and seen[1] == "running" and seen[2] is None
-    final = db.execute(
-        "SELECT status, duration_ms FROM mat_view_refresh_runs WHERE id = %s", (seen[0],)
-    ).fetchone()
+    final = db.execute("SELECT status, duration_ms FROM mat_view_refresh_runs WHERE id = %s", (seen[0],)).fetchone()
     assert final[0] == "success" and final[1] >= 1400
     assert outcome["run_id"] == seen[0]
 
@@ -206,9 +199,7 @@ def test_history_is_newest_first_and_filters(make_mv, db, users) -> None:
         mv.history(limit=0)
 
 
-def test_a_role_without_create_on_the_database_runs_operations_after_migration(
-    make_mv, dsn, db, users
-) -> None:
+def test_a_role_without_create_on_the_database_runs_operations_after_migration(make_mv, dsn, db, users) -> None:
     """Once migrated by an admin, the run store needs no DDL: an app role can use it."""
     role = f"app_{uuid.uuid4().hex[:8]}"
     db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
@@ -221,9 +212,7 @@ def test_a_role_without_create_on_the_database_runs_operations_after_migration(
             "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}",
             "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
         ):
-            db.execute(
-                sql.SQL(statement).format(db=sql.Identifier(db.info.dbname), role=sql.Identifier(role))
-            )
+            db.execute(sql.SQL(statement).format(db=sql.Identifier(db.info.dbname), role=sql.Identifier(role)))
         app = MatViews(dsn=make_conninfo(dsn, user=role), definitions=[USERS])
         assert app.create("mv_users")["status"] == "success"
         assert app.refresh("mv_users")["status"] == "success"

@@ -64,9 +64,7 @@ def validate_query(query: str) -> None:
     """Raise ``ValueError`` unless ``query`` is exactly one read-only query statement."""
     collector = _collect(_parse_one_select(query))
     if collector.writes:
-        raise ValueError(
-            f"sql must not modify data, but it contains {', '.join(sorted(set(collector.writes)))}"
-        )
+        raise ValueError(f"sql must not modify data, but it contains {', '.join(sorted(set(collector.writes)))}")
     if collector.into:
         raise ValueError("sql must not use SELECT ... INTO; the view itself is the target")
     if collector.locking:

@@ -170,8 +170,7 @@ def lock_holders(conn: psycopg.Connection, oids: list[int]) -> list[str]:
         (oids,),
     ).fetchall()
     return [
-        f"pid {pid} ({mode}, {state} for {seconds}s, application {app!r})"
-        for pid, mode, state, seconds, app in rows
+        f"pid {pid} ({mode}, {state} for {seconds}s, application {app!r})" for pid, mode, state, seconds, app in rows
     ]
 
 

@@ -111,9 +111,7 @@ def _columns(value: list[str], field: str) -> list[str]:
     return value
 
 
-def definitions_from_mapping(
-    document: Mapping[str, Any], source: str = "<mapping>"
-) -> list[MatViewDefinition]:
+def definitions_from_mapping(document: Mapping[str, Any], source: str = "<mapping>") -> list[MatViewDefinition]:
     """Build definitions from a ``{"views": [...]}`` document; names must be unique."""
     if not isinstance(document, Mapping) or "views" not in document:
         raise ValueError(f"{source}: expected a mapping with a 'views:' list")

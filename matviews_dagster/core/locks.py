@@ -44,9 +44,7 @@ def view_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float
     """
     started = time.monotonic()
     try:
-        conn.execute(
-            "SELECT set_config('lock_timeout', %s, false)", (f"{max(int(wait_seconds * 1000), 1)}ms",)
-        )
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(int(wait_seconds * 1000), 1)}ms",))
         conn.execute(f"SELECT pg_advisory_lock({_LOCK_ARGS})", (LOCK_NAMESPACE, str(name)))
     except psycopg.errors.LockNotAvailable:
         waited = int((time.monotonic() - started) * 1000)

@@ -141,9 +141,7 @@ class MatViews:
                     {"force": False, "reason": "create_if_missing", "sql": definition.sql},
                     lambda conn: create_view(conn, definition),
                 )
-                result = session.run(
-                    "refresh", options, lambda conn: _populated_by_create(conn, created, rows)
-                )
+                result = session.run("refresh", options, lambda conn: _populated_by_create(conn, created, rows))
                 return {**result, "created": created}
             return session.run("refresh", options, refresh)
 
@@ -165,9 +163,7 @@ class MatViews:
             ),
         )
 
-    def history(
-        self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20
-    ) -> list[dict[str, Any]]:
+    def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Run rows newest first, each with ``kind``; ``view`` may omit the ``public.`` schema."""
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
@@ -202,7 +198,7 @@ class MatViews:
         app = f"{self.application_name} {purpose}".strip()[:63]
         try:
             conn = psycopg.connect(self.dsn, autocommit=True, application_name=app, connect_timeout=10)
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
             first_line = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "", self.dsn)
             raise DatabaseUnavailable(f"cannot connect to {mask_dsn(self.dsn)}: {first_line}") from None
         if self.statement_timeout:
@@ -305,9 +301,7 @@ class _Session:
         try:
             response = work(self.conn)
         except Exception as exc:
-            response = ServiceResponse.failure(
-                f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8)
-            )
+            response = ServiceResponse.failure(f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
         except BaseException as exc:
             store.finish(
                 kind,
@@ -334,9 +328,7 @@ class _Session:
             error=error,
             rows_count=rows_count if kind == "refresh" else None,
         )
-        return _result(
-            kind, run_id, view, status, response.status, duration_ms, rows_count, error, response.hint
-        )
+        return _result(kind, run_id, view, status, response.status, duration_ms, rows_count, error, response.hint)
 
 
 def _result(

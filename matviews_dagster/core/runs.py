@@ -85,8 +85,7 @@ MIGRATIONS: list[list[str]] = [
             dagster_run_id text,
             error text
         )""",
-        "CREATE INDEX IF NOT EXISTS {run_requests_pending_idx} ON {run_requests} (queue, id) "
-        "WHERE status = 'pending'",
+        "CREATE INDEX IF NOT EXISTS {run_requests_pending_idx} ON {run_requests} (queue, id) WHERE status = 'pending'",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -127,7 +126,7 @@ class RunStore:
             )
         return self._conn
 
-    def _run(self, work: Callable[[psycopg.Connection], T]) -> T:
+    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
         """Run ``work``; reconnect and retry with backoff while the connection is broken."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.1
@@ -151,19 +150,19 @@ class RunStore:
                 self._conn.close()
                 self._conn = None
 
-    def _table(self, name: str) -> sql.Identifier:
+    def table(self, name: str) -> sql.Identifier:
         return sql.Identifier(self.schema, name)
 
     # -- migrations -------------------------------------------------------------------
 
     def _names(self) -> dict[str, sql.Composable]:
         names: dict[str, sql.Composable] = {
-            "definitions": self._table("mat_view_definitions"),
-            "run_requests": self._table("mat_view_run_requests"),
+            "definitions": self.table("mat_view_definitions"),
+            "run_requests": self.table("mat_view_run_requests"),
             "run_requests_pending_idx": sql.Identifier("mat_view_run_requests_pending_idx"),
         }
         for kind in RUN_KINDS:
-            names[f"{kind}_runs"] = self._table(RUN_TABLES[kind])
+            names[f"{kind}_runs"] = self.table(RUN_TABLES[kind])
             names[f"{kind}_runs_view_idx"] = sql.Identifier(f"{RUN_TABLES[kind]}_view_idx")
             names[f"{kind}_runs_running_idx"] = sql.Identifier(f"{RUN_TABLES[kind]}_running_idx")
         return names
@@ -173,7 +172,7 @@ class RunStore:
 
         def work(conn: psycopg.Connection) -> int:
             names = self._names()
-            versions = self._table("mat_view_schema_migrations")
+            versions = self.table("mat_view_schema_migrations")
             if self._current_version(conn) == SCHEMA_VERSION:
                 return SCHEMA_VERSION  # up to date: no DDL, so read-write roles without CREATE work
             with conn.transaction():
@@ -188,9 +187,7 @@ class RunStore:
                         "applied_at timestamptz NOT NULL DEFAULT now())"
                     ).format(versions)
                 )
-                row = conn.execute(
-                    sql.SQL("SELECT coalesce(max(version), 0) AS v FROM {}").format(versions)
-                ).fetchone()
+                row = conn.execute(sql.SQL("SELECT coalesce(max(version), 0) AS v FROM {}").format(versions)).fetchone()
                 current = int(row["v"]) if row else 0
                 for version in range(current, SCHEMA_VERSION):
                     for statement in MIGRATIONS[version]:
@@ -201,7 +198,7 @@ class RunStore:
                     )
             return SCHEMA_VERSION
 
-        version = self._run(work)
+        version = self.run(work)
         self._migrated = True
         return version
 
@@ -212,10 +209,8 @@ class RunStore:
         ).fetchone()
         if not row or not row["present"]:
             return 0
-        versions = self._table("mat_view_schema_migrations")
-        row = conn.execute(
-            sql.SQL("SELECT coalesce(max(version), 0) AS v FROM {}").format(versions)
-        ).fetchone()
+        versions = self.table("mat_view_schema_migrations")
+        row = conn.execute(sql.SQL("SELECT coalesce(max(version), 0) AS v FROM {}").format(versions)).fetchone()
         return int(row["v"]) if row else 0
 
     def ensure_migrated(self) -> None:
@@ -248,24 +243,22 @@ class RunStore:
                  updated_at = CASE WHEN ({old}) IS DISTINCT FROM ({new}) THEN now() ELSE t.updated_at END
                RETURNING id"""
         ).format(
-            table=self._table("mat_view_definitions"),
+            table=self.table("mat_view_definitions"),
             columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
             values=sql.SQL(", ").join(sql.Placeholder(c) for c in columns),
-            updates=sql.SQL(", ").join(
-                sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:]
-            ),
+            updates=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:]),
             old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns[1:]),
             new=sql.SQL(", ").join(sql.SQL("excluded.{}").format(sql.Identifier(c)) for c in columns[1:]),
         )
-        row = self._run(lambda conn: conn.execute(query, params).fetchone())
+        row = self.run(lambda conn: conn.execute(query, params).fetchone())
         assert row is not None
         return int(row["id"])
 
     def get_definition(self, definition_id: int) -> MatViewDefinition | None:
         """Rebuild a definition from its id alone."""
         self.ensure_migrated()
-        query = sql.SQL("SELECT * FROM {} WHERE id = %s").format(self._table("mat_view_definitions"))
-        row = self._run(lambda conn: conn.execute(query, (definition_id,)).fetchone())
+        query = sql.SQL("SELECT * FROM {} WHERE id = %s").format(self.table("mat_view_definitions"))
+        row = self.run(lambda conn: conn.execute(query, (definition_id,)).fetchone())
         if row is None:
             return None
         return MatViewDefinition(
@@ -297,9 +290,9 @@ class RunStore:
         query = sql.SQL(
             """INSERT INTO {} (mat_view_definition_id, view_name, database_name, status, meta, dagster_run_id)
                VALUES (%s, %s, %s, 'running', %s, %s) RETURNING id"""
-        ).format(self._table(RUN_TABLES[kind]))
+        ).format(self.table(RUN_TABLES[kind]))
         params = (definition_id, view_name, database_name, Jsonb(meta), dagster_run_id)
-        row = self._run(lambda conn: conn.execute(query, params).fetchone())
+        row = self.run(lambda conn: conn.execute(query, params).fetchone())
         assert row is not None
         return int(row["id"])
 
@@ -320,7 +313,7 @@ class RunStore:
             """UPDATE {table} SET status = %(status)s, finished_at = now(), duration_ms = %(duration_ms)s,
                  error = %(error)s, meta = meta || %(meta)s {extra}
                WHERE id = %(id)s RETURNING mat_view_definition_id"""
-        ).format(table=self._table(RUN_TABLES[kind]), extra=extra)
+        ).format(table=self.table(RUN_TABLES[kind]), extra=extra)
         params = {
             "status": status,
             "duration_ms": duration_ms,
@@ -330,7 +323,7 @@ class RunStore:
             "id": run_id,
         }
         stamp = sql.SQL("UPDATE {} SET last_refreshed_at = now() WHERE id = %s").format(
-            self._table("mat_view_definitions")
+            self.table("mat_view_definitions")
         )
 
         def work(conn: psycopg.Connection) -> None:
@@ -339,7 +332,7 @@ class RunStore:
                 if kind == "refresh" and status == "success" and row and row["mat_view_definition_id"]:
                     conn.execute(stamp, (row["mat_view_definition_id"],))
 
-        self._run(work)
+        self.run(work)
 
     def record_failure(
         self,
@@ -371,11 +364,11 @@ class RunStore:
             sql.SQL(
                 "SELECT {kind} AS kind, id, started_at, dagster_run_id, meta->>'pid' AS pid FROM {table} "
                 "WHERE database_name = %(db)s AND view_name = %(view)s AND status = 'running'"
-            ).format(kind=sql.Literal(kind), table=self._table(RUN_TABLES[kind]))
+            ).format(kind=sql.Literal(kind), table=self.table(RUN_TABLES[kind]))
             for kind in RUN_KINDS
         ) + sql.SQL(" ORDER BY started_at")
         params = {"db": database_name, "view": view_name}
-        return self._run(lambda conn: conn.execute(query, params).fetchall())
+        return self.run(lambda conn: conn.execute(query, params).fetchall())
 
     def mark_abandoned(self, *, database_name: str, view_name: str) -> int:
         """Mark every ``running`` row of the view ``failed`` (abandoned); the caller holds the
@@ -390,17 +383,43 @@ class RunStore:
                         """UPDATE {} SET status = 'failed', finished_at = now(),
                              error = 'abandoned: the process running this operation died before finishing'
                            WHERE database_name = %s AND view_name = %s AND status = 'running'"""
-                    ).format(self._table(RUN_TABLES[kind])),
+                    ).format(self.table(RUN_TABLES[kind])),
                     (database_name, view_name),
                 )
                 total += cursor.rowcount
             return total
 
-        return self._run(work)
+        return self.run(work)
 
-    def history(
-        self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20
-    ) -> list[dict[str, Any]]:
+    def latest(self, *, database_name: str, view_names: list[str]) -> dict[str, dict[str, Any]]:
+        """The newest run of each view (any kind): ``{view_name: {kind, status, finished_at, ...}}``."""
+        self.ensure_migrated()
+        union = sql.SQL(" UNION ALL ").join(
+            sql.SQL(
+                "SELECT {kind} AS kind, view_name, status, started_at, finished_at, duration_ms FROM {table} "
+                "WHERE database_name = %(db)s AND view_name = ANY(%(views)s)"
+            ).format(kind=sql.Literal(kind), table=self.table(RUN_TABLES[kind]))
+            for kind in RUN_KINDS
+        )
+        query = sql.SQL("SELECT DISTINCT ON (view_name) * FROM ({}) runs ORDER BY view_name, started_at DESC").format(
+            union
+        )
+        params = {"db": database_name, "views": view_names}
+        rows = self.run(lambda conn: conn.execute(query, params).fetchall())
+        return {row["view_name"]: row for row in rows}
+
+    def for_dagster_run(self, dagster_run_id: str) -> list[dict[str, Any]]:
+        """``{kind, id, view_name, status}`` of every run row written by one Dagster run."""
+        self.ensure_migrated()
+        query = sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {} AS kind, id, view_name, status FROM {} WHERE dagster_run_id = %(run)s").format(
+                sql.Literal(kind), self.table(RUN_TABLES[kind])
+            )
+            for kind in RUN_KINDS
+        ) + sql.SQL(" ORDER BY id")
+        return self.run(lambda conn: conn.execute(query, {"run": dagster_run_id}).fetchall())
+
+    def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Run rows newest first, each with its ``kind``; filter by kind and view."""
         self.ensure_migrated()
         kinds = RUN_KINDS if kind is None else (kind,)
@@ -415,13 +434,11 @@ class RunStore:
             ).format(
                 kind=sql.Literal(k),
                 rows=sql.SQL("rows_count" if k == "refresh" else "NULL::bigint"),
-                table=self._table(RUN_TABLES[k]),
+                table=self.table(RUN_TABLES[k]),
                 where=where,
             )
             for k in kinds
         ]
-        query = sql.SQL(" UNION ALL ").join(selects) + sql.SQL(
-            " ORDER BY started_at DESC, id DESC LIMIT %(limit)s"
-        )
+        query = sql.SQL(" UNION ALL ").join(selects) + sql.SQL(" ORDER BY started_at DESC, id DESC LIMIT %(limit)s")
         params = {"view": view, "limit": limit}
-        return self._run(lambda conn: conn.execute(query, params).fetchall())
+        return self.run(lambda conn: conn.execute(query, params).fetchall())

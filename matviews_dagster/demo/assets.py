@@ -17,13 +17,10 @@ class DemoDataConfig(dg.Config):
 @dg.multi_asset(
     name="demo_source_data",
     specs=[
-        dg.AssetSpec(relation_key("public", table), kinds={"postgres"}, group_name="demo_sources")
-        for table in TABLES
+        dg.AssetSpec(relation_key("public", table), kinds={"postgres"}, group_name="demo_sources") for table in TABLES
     ],
 )
-def demo_source_data(
-    config: DemoDataConfig, matviews_postgres: PostgresResource
-) -> Iterator[dg.MaterializeResult]:
+def demo_source_data(config: DemoDataConfig, matviews_postgres: PostgresResource) -> Iterator[dg.MaterializeResult]:
     """(Re)load users, accounts, events and sessions at ``scale``."""
     with matviews_postgres.get_connection() as conn:
         counts = seed_demo_data(conn, config.scale)

@@ -36,9 +36,7 @@ def create_view(
                 )
             log.execute(sql.SQL("DROP MATERIALIZED VIEW {} RESTRICT").format(name.identifier))
         cursor = log.execute(
-            sql.SQL("CREATE MATERIALIZED VIEW {} AS {} WITH DATA").format(
-                name.identifier, sql.SQL(definition.sql)
-            )
+            sql.SQL("CREATE MATERIALIZED VIEW {} AS {} WITH DATA").format(name.identifier, sql.SQL(definition.sql))
         )
         rows_count = cursor.rowcount
         created = matview_state(conn, name)

@@ -23,9 +23,7 @@ def definition_index_statements(definition: MatViewDefinition) -> list[sql.Compo
         )
     for columns in definition.indexes:
         statements.append(
-            sql.SQL("CREATE INDEX ON {} ({})").format(
-                target, sql.SQL(", ").join(map(sql.Identifier, columns))
-            )
+            sql.SQL("CREATE INDEX ON {} ({})").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
         )
     return statements
 

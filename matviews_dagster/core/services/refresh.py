@@ -31,9 +31,7 @@ def refresh_view(
     strategy = strategy or definition.refresh_strategy
     policy = lock_policy or LockPolicy()
     if strategy == "swap":
-        return swap_refresh(
-            conn, definition, row_count_strategy=row_count_strategy, lock_policy=policy, log=log
-        )
+        return swap_refresh(conn, definition, row_count_strategy=row_count_strategy, lock_policy=policy, log=log)
     name = definition.qualified
     state = matview_state(conn, name)
     if state is None:
@@ -63,9 +61,7 @@ def refresh_view(
     statement = sql.SQL("REFRESH MATERIALIZED VIEW {}{}").format(
         sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""), name.identifier
     )
-    _, attempts = with_lock_retries(
-        conn, policy, lambda: log.execute(statement), what=str(name), oids=[state.oid]
-    )
+    _, attempts = with_lock_retries(conn, policy, lambda: log.execute(statement), what=str(name), oids=[state.oid])
     meta["lock_attempts"] = attempts
     rows = count_rows(conn, name, state.oid, row_count_strategy)
     return ServiceResponse("updated", payload={"rows_count": rows}, meta=meta)

@@ -66,16 +66,12 @@ def _grantee(role: str) -> sql.Composable:
     return sql.SQL("PUBLIC") if role == "PUBLIC" else sql.Identifier(role)
 
 
-def _copy_attributes(
-    conn: psycopg.Connection, log: StatementLog, old_oid: int, owner: str, new: QualifiedName
-) -> None:
+def _copy_attributes(conn: psycopg.Connection, log: StatementLog, old_oid: int, owner: str, new: QualifiedName) -> None:
     """Give the new copy the old view's owner, grants, comment and column comments."""
     new_state = matview_state(conn, new)
     assert new_state is not None
     if new_state.owner != owner:
-        log.execute(
-            sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(new.identifier, sql.Identifier(owner))
-        )
+        log.execute(sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(new.identifier, sql.Identifier(owner)))
     wanted = privileges(conn, old_oid)
     present = privileges(conn, new_state.oid)
     if wanted != present:
@@ -96,11 +92,7 @@ def _copy_attributes(
             )
     table_comment, column_comments = comments(conn, old_oid)
     if table_comment is not None:
-        log.execute(
-            sql.SQL("COMMENT ON MATERIALIZED VIEW {} IS {}").format(
-                new.identifier, sql.Literal(table_comment)
-            )
-        )
+        log.execute(sql.SQL("COMMENT ON MATERIALIZED VIEW {} IS {}").format(new.identifier, sql.Literal(table_comment)))
     for column, text in column_comments.items():
         log.execute(
             sql.SQL("COMMENT ON COLUMN {} IS {}").format(
@@ -139,9 +131,7 @@ def swap_refresh(
     try:
         with conn.transaction():
             cursor = log.execute(
-                sql.SQL("CREATE MATERIALIZED VIEW {} AS {} WITH DATA").format(
-                    new.identifier, sql.SQL(definition.sql)
-                )
+                sql.SQL("CREATE MATERIALIZED VIEW {} AS {} WITH DATA").format(new.identifier, sql.SQL(definition.sql))
             )
             rows_built = cursor.rowcount
             for index in indexes(conn, state.oid):
@@ -152,15 +142,11 @@ def swap_refresh(
 
         def rename() -> None:
             log.execute(
-                sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}").format(
-                    name.identifier, sql.Identifier(backup.name)
-                )
+                sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}").format(name.identifier, sql.Identifier(backup.name))
             )
             _refuse_dependents(conn, name, state.oid)
             log.execute(
-                sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}").format(
-                    new.identifier, sql.Identifier(name.name)
-                )
+                sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}").format(new.identifier, sql.Identifier(name.name))
             )
             for index_name, temp_index, old_index in renames:
                 log.execute(

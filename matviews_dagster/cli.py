@@ -1,0 +1,492 @@
+"""The ``matviews`` command line.
+
+Exit codes: 0 success; 1 an operation ran and failed, was aborted, or ``validate`` found a
+mismatch; 2 bad usage or input (unknown view, invalid definitions file, unreachable server).
+The direct path (no ``--enqueue``) never imports dagster, so scripts can call it in loops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from .core.definition import MatViewDefinition
+    from .core.operations import MatViews
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class InputError(click.ClickException):
+    """Bad input: exit 2, nothing executed."""
+
+    exit_code = EXIT_USAGE
+
+
+class Aborted(click.ClickException):
+    """The user did not confirm: exit 1, nothing touched."""
+
+    exit_code = EXIT_FAILED
+
+
+@dataclass
+class Settings:
+    dsn: str | None
+    definitions_path: Path
+    runs_schema: str
+    debug: bool
+    _mv: MatViews | None = field(default=None, repr=False)
+
+    def definitions(self) -> list[MatViewDefinition]:
+        from .core.definition import load_definitions
+
+        return load_definitions(self.definitions_path)
+
+    def matviews(self) -> MatViews:
+        if self._mv is None:
+            from .core.operations import MatViews
+
+            self._mv = MatViews(dsn=self.dsn, definitions=self.definitions(), runs_schema=self.runs_schema)
+        return self._mv
+
+    def select(self, names: tuple[str, ...], all_views: bool) -> list[MatViewDefinition]:
+        """The named views (validated) or all of them, before anything runs."""
+        if bool(names) == all_views:
+            raise InputError("name one or more views, or pass --all (not both)")
+        mv = self.matviews()
+        if all_views:
+            return mv.definitions
+        return [mv.definition(name) for name in dict.fromkeys(names)]
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+def _json_default(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def emit_json(value: object) -> None:
+    click.echo(json.dumps(value, default=_json_default))
+
+
+def confirm(action: str, yes: bool) -> None:
+    """Ask ``Proceed? [y/N]`` unless ``--yes``/``YES=1``; no terminal means no."""
+    if yes or os.environ.get("YES") == "1":
+        return
+    if not sys.stdin.isatty():
+        raise Aborted(f"{action}: aborted, no terminal to confirm on; pass --yes (or YES=1)")
+    click.echo(action, err=True)
+    answer = click.prompt("Proceed? [y/N]", default="", show_default=False, err=True)
+    if answer.strip().lower() not in ("y", "yes"):
+        raise Aborted("aborted; nothing was changed")
+
+
+def describe_result(result: dict[str, Any]) -> str:
+    mark = "ok" if result["status"] == "success" else "FAILED"
+    parts = [f"{mark:6} {result['view']}: {result['outcome']}", f"{result['duration_ms']} ms"]
+    if result.get("rows_count") is not None:
+        parts.append(f"{result['rows_count']} rows")
+    parts.append(f"run #{result['run_id']}")
+    line = ", ".join(parts)
+    if result["error"]:
+        line += f"\n       {result['error']}"
+        if result.get("hint"):
+            line += f"\n       hint: {result['hint']}"
+    return line
+
+
+def run_operations(
+    definitions: list[MatViewDefinition],
+    operation: Callable[[MatViewDefinition], dict[str, Any]],
+    *,
+    as_json: bool,
+    progress_label: str | None = None,
+) -> int:
+    """Run ``operation`` on each view, print each result, exit 1 if any failed."""
+    failed = False
+
+    def report(result: dict[str, Any]) -> None:
+        nonlocal failed
+        failed = failed or result["status"] != "success"
+        if as_json:
+            emit_json(result)
+        else:
+            click.echo(describe_result(result))
+
+    if progress_label and not as_json and sys.stdout.isatty() and len(definitions) > 1:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            task = progress.add_task(progress_label, total=len(definitions))
+            for definition in definitions:
+                progress.update(task, description=f"{progress_label} {definition.name}")
+                result = operation(definition)
+                progress.console.print(describe_result(result), markup=False, highlight=False)
+                failed = failed or result["status"] != "success"
+                progress.advance(task)
+        return EXIT_FAILED if failed else 0
+    for definition in definitions:
+        report(operation(definition))
+    return EXIT_FAILED if failed else 0
+
+
+def enqueue_all(
+    settings: Settings, job: str, definitions: Iterable[MatViewDefinition], option: object, queue: str | None
+) -> int:
+    """``--enqueue``: hand each view to the configured adapter backend; nothing runs here."""
+    from .adapter import MatViewsAdapter
+
+    adapter = MatViewsAdapter(
+        dsn=settings.dsn, definitions_path=str(settings.definitions_path), runs_schema=settings.runs_schema
+    )
+    for definition in definitions:
+        enqueued = adapter.enqueue(job, queue=queue, args=[definition.name, option])
+        click.echo(enqueued.describe())
+    return 0
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--dsn", envvar=["MATVIEWS_DSN", "DATABASE_URL"], help="Database (default: the embedded Postgres).")
+@click.option(
+    "--definitions",
+    "definitions_path",
+    envvar="MATVIEWS_DEFINITIONS",
+    default="matviews.yaml",
+    show_default=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML file with the views.",
+)
+@click.option("--runs-schema", envvar="MATVIEWS_RUNS_SCHEMA", default="public", show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="matviews-dagster", prog_name="matviews")
+@click.pass_context
+def cli(ctx: click.Context, dsn: str | None, definitions_path: Path, runs_schema: str, debug: bool) -> None:
+    """Create, refresh and delete PostgreSQL materialized views, with run history."""
+    ctx.obj = Settings(dsn=dsn, definitions_path=definitions_path, runs_schema=runs_schema, debug=debug)
+
+
+@cli.command()
+@pass_settings
+def migrate(settings: Settings) -> int:
+    """Create or upgrade the run tables."""
+    from .core.dsn import configured_dsn, mask_dsn
+    from .core.operations import MatViews
+
+    version = MatViews(dsn=settings.dsn, runs_schema=settings.runs_schema).migrate()
+    where = mask_dsn(configured_dsn(settings.dsn) or "the embedded Postgres")
+    click.echo(f"run tables at version {version} in schema {settings.runs_schema} of {where}")
+    return 0
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@pass_settings
+def list_views(settings: Settings, as_json: bool) -> int:
+    """Views with strategy, existence, population, estimated rows, size and last run."""
+    from .core.catalog import describe_view
+
+    mv = settings.matviews()
+    with mv.connect("list") as conn:
+        described = [(d, describe_view(conn, d.qualified)) for d in mv.definitions]
+        database = conn.info.dbname
+    latest = mv.runs.latest(database_name=database, view_names=[d.name for d in mv.definitions])
+    rows = []
+    for definition, description in described:
+        last = latest.get(definition.name)
+        rows.append(
+            {
+                "name": definition.name,
+                "strategy": definition.refresh_strategy,
+                "exists": description.exists,
+                "populated": description.populated,
+                "rows_estimate": description.rows_estimate,
+                "size_bytes": description.size_bytes,
+                "last_run": None
+                if last is None
+                else {
+                    "kind": last["kind"],
+                    "status": last["status"],
+                    "finished_at": last["finished_at"],
+                    "duration_ms": last["duration_ms"],
+                },
+            }
+        )
+    if as_json:
+        emit_json(rows)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("view", "strategy", "exists", "populated", "rows (est.)", "size", "last run")
+    for row in rows:
+        last = row["last_run"]
+        last_text = "-" if last is None else f"{last['kind']} {last['status']} {_when(last['finished_at'])}"
+        table.add_row(
+            row["name"],
+            row["strategy"],
+            _yes(row["exists"]),
+            _yes(row["populated"]),
+            "-" if row["rows_estimate"] is None else f"{row['rows_estimate']:,}",
+            _size(row["size_bytes"]),
+            last_text,
+        )
+    Console().print(table)
+    return 0
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_views", is_flag=True, help="Every view in the definitions file.")
+@click.option("--force", is_flag=True, help="Drop and recreate views that exist.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per view.")
+@click.option("--enqueue", is_flag=True, help="Enqueue through the adapter instead of running now.")
+@click.option("--queue", help="Queue for --enqueue (default: MATVIEWS_JOB_QUEUE or 'default').")
+@pass_settings
+def create(settings: Settings, names: tuple[str, ...], all_views: bool, force: bool, yes: bool, **out: Any) -> int:
+    """Create views (and their indexes)."""
+    from .core.ordering import dependency_order
+
+    definitions = dependency_order(settings.select(names, all_views))
+    if force:
+        confirm(f"Recreate (force) {len(definitions)} view(s): {', '.join(d.name for d in definitions)}", yes)
+    if out["enqueue"]:
+        return enqueue_all(settings, "create_mat_views", definitions, force, out["queue"])
+    mv = settings.matviews()
+    return run_operations(definitions, lambda d: mv.create(d, force), as_json=out["as_json"])
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_views", is_flag=True, help="Every view, in dependency order.")
+@click.option("--rows", type=click.Choice(["estimated", "exact", "none"]), help="Row count strategy.")
+@click.option("--strategy", type=click.Choice(["regular", "concurrent", "swap"]), help="Strategy, this time only.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per view.")
+@click.option("--enqueue", is_flag=True, help="Enqueue through the adapter instead of running now.")
+@click.option("--queue", help="Queue for --enqueue (default: MATVIEWS_JOB_QUEUE or 'default').")
+@pass_settings
+def refresh(
+    settings: Settings,
+    names: tuple[str, ...],
+    all_views: bool,
+    rows: str | None,
+    strategy: str | None,
+    **out: Any,
+) -> int:
+    """Refresh views with their strategies (upstream views first)."""
+    from .core.arguments import UNSET
+    from .core.ordering import dependency_order
+
+    definitions = dependency_order(settings.select(names, all_views))
+    row_count = rows if rows is not None else UNSET
+    if out["enqueue"]:
+        if strategy:
+            raise InputError("--strategy cannot be enqueued; set refresh_strategy in the definitions")
+        return enqueue_all(settings, "refresh_mat_views", definitions, rows, out["queue"])
+    mv = settings.matviews()
+    return run_operations(
+        definitions,
+        lambda d: mv.refresh(d, row_count, strategy=strategy),
+        as_json=out["as_json"],
+        progress_label="refreshing",
+    )
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_views", is_flag=True, help="Every view (dependents first).")
+@click.option("--cascade", is_flag=True, help="Also drop views that depend on them.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per view.")
+@click.option("--enqueue", is_flag=True, help="Enqueue through the adapter instead of running now.")
+@click.option("--queue", help="Queue for --enqueue (default: MATVIEWS_JOB_QUEUE or 'default').")
+@pass_settings
+def delete(settings: Settings, names: tuple[str, ...], all_views: bool, cascade: bool, yes: bool, **out: Any) -> int:
+    """Drop views."""
+    from .core.ordering import dependency_order
+
+    definitions = list(reversed(dependency_order(settings.select(names, all_views))))
+    suffix = " with CASCADE" if cascade else ""
+    confirm(f"Delete {len(definitions)} view(s){suffix}: {', '.join(d.name for d in definitions)}", yes)
+    if out["enqueue"]:
+        return enqueue_all(settings, "delete_mat_views", definitions, cascade, out["queue"])
+    mv = settings.matviews()
+    return run_operations(definitions, lambda d: mv.delete(d, cascade), as_json=out["as_json"])
+
+
+@cli.command()
+@click.option("--kind", type=click.Choice(["create", "refresh", "delete"]))
+@click.option("--view", help="Only this view (schema defaults to public).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of run rows.")
+@pass_settings
+def runs(settings: Settings, kind: str | None, view: str | None, limit: int, as_json: bool) -> int:
+    """Run history, newest first."""
+    from .core.operations import MatViews
+
+    rows = MatViews(dsn=settings.dsn, runs_schema=settings.runs_schema).history(kind=kind, view=view, limit=limit)
+    if as_json:
+        emit_json(rows)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "kind", "view", "status", "started", "ms", "rows", "error")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["kind"],
+            row["view_name"],
+            row["status"],
+            _when(row["started_at"]),
+            "-" if row["duration_ms"] is None else str(row["duration_ms"]),
+            "-" if row["rows_count"] is None else f"{row['rows_count']:,}",
+            (row["error"] or "")[:80],
+        )
+    Console().print(table)
+    return 0
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--iterations", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write a CSV.")
+@pass_settings
+def validate(settings: Settings, names: tuple[str, ...], iterations: int, csv_path: Path | None) -> int:
+    """Time the defining query against the view and check both return the same rows."""
+    from .core.validation import validate_view
+
+    mv = settings.matviews()
+    definitions = [mv.definition(name) for name in names] if names else mv.definitions
+    with mv.connect("validate") as conn:
+        missing = [d.name for d in definitions if not _exists(conn, d)]
+        if missing:
+            raise InputError(f"not created yet: {', '.join(missing)}; run matviews create first")
+        results = [validate_view(conn, d, iterations) for d in definitions]
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("view", "rows", "query ms (min/med/max)", "view ms (min/med/max)", "speedup", "same rows")
+    for r in results:
+        table.add_row(
+            r.view,
+            f"{r.rows:,}",
+            f"{r.query.min_ms:.1f} / {r.query.median_ms:.1f} / {r.query.max_ms:.1f}",
+            f"{r.view_read.min_ms:.1f} / {r.view_read.median_ms:.1f} / {r.view_read.max_ms:.1f}",
+            f"{r.speedup:.1f}x",
+            "yes" if r.matches else "NO",
+        )
+    Console().print(table)
+    if csv_path:
+        import csv
+
+        with csv_path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(results[0].as_row()) if results else ["view"])
+            writer.writeheader()
+            writer.writerows(r.as_row() for r in results)
+    mismatched = [r.view for r in results if not r.matches]
+    if mismatched:
+        click.echo(f"mismatch: {', '.join(mismatched)} returned rows that differ from the query", err=True)
+        return EXIT_FAILED
+    return 0
+
+
+@cli.group()
+def demo() -> None:
+    """The demo data set."""
+
+
+@demo.command()
+@click.option("--scale", type=click.IntRange(min=1), default=1, show_default=True, help="500 users per unit.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_settings
+def seed(settings: Settings, scale: int, yes: bool) -> int:
+    """(Re)load the demo tables users, accounts, events and sessions."""
+    import time
+
+    from .demo.data import USERS_PER_SCALE, seed_demo_data
+
+    confirm(f"Replace the demo tables with {scale * USERS_PER_SCALE:,} users", yes)
+    from .core.operations import MatViews
+
+    started = time.monotonic()
+    with MatViews(dsn=settings.dsn).connect("demo seed") as conn:
+        counts = seed_demo_data(conn, scale)
+    summary = ", ".join(f"{table} {rows:,}" for table, rows in counts.items())
+    click.echo(f"loaded {summary} in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _exists(conn: Any, definition: MatViewDefinition) -> bool:
+    from .core.catalog import matview_state
+
+    return matview_state(conn, definition.qualified) is not None
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{value} B"
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    """Errors that mean bad input or an unreachable server: exit 2, nothing executed."""
+    if isinstance(exc, ValueError):
+        return True
+    if type(exc).__name__ == "DatabaseUnavailable":
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.OperationalError)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one-line errors on stderr, no traceback unless ``--debug``."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="matviews", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted; nothing was changed", err=True)
+        code = EXIT_FAILED
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if _is_input_error(exc):
+            click.echo(f"error: {message}", err=True)
+            code = EXIT_USAGE
+        else:
+            click.echo(f"error: unexpected {type(exc).__name__}: {message} (rerun with --debug)", err=True)
+            code = EXIT_FAILED
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
