@@ -205,12 +205,29 @@ class MatViewsAdapter(dg.ConfigurableResource):
                 tags=plan.tags(queue),
                 asset_selection=plan.asset_selection,
             )
-        except DagsterGraphQLClientError as exc:
+        except Exception as exc:
+            cause = _connection_error(exc)
+            if cause is not None:
+                raise RuntimeError(
+                    f"cannot reach the Dagster webserver at {url} ({type(cause).__name__}); "
+                    "start it (dagster dev or dagster-webserver) or set MATVIEWS_GRAPHQL_URL"
+                ) from None
+            if not isinstance(exc, DagsterGraphQLClientError):
+                raise
             detail = " ".join(str(exc).split())[:300]
             raise RuntimeError(
                 f"could not submit {plan.job_name} to the Dagster webserver at {url}: {detail}"
             ) from None
-        except Exception as exc:  # transport errors: connection refused, timeouts
-            detail = " ".join(str(exc).split())[:300]
-            raise RuntimeError(f"cannot reach the Dagster webserver at {url}: {detail}") from None
         return EnqueuedRun("graphql", plan.job_name, queue, plan.view, None, run_id, "submitted")
+
+
+def _connection_error(exc: BaseException) -> BaseException | None:
+    """The connection failure (refused, unreachable, timed out) behind ``exc``, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ConnectionError, TimeoutError)) or "ConnectionError" in type(current).__name__:
+            return current
+        current = current.__cause__ or current.__context__
+    return None

@@ -21,7 +21,7 @@ def adapter(dsn: str, users) -> MatViewsAdapter:
 
 def test_no_backend_says_how_to_configure_one(adapter, monkeypatch) -> None:
     monkeypatch.delenv("MATVIEWS_ADAPTER", raising=False)
-    with pytest.raises(ValueError, match="set MATVIEWS_ADAPTER .* to inline, queue or graphql"):
+    with pytest.raises(ValueError, match=r"set MATVIEWS_ADAPTER .* to inline, queue or graphql"):
         adapter.enqueue(RefreshViewJob, args=["mv_users"])
     monkeypatch.setenv("MATVIEWS_ADAPTER", "sidekiq")
     with pytest.raises(ValueError, match="'sidekiq' is unknown"):
@@ -47,9 +47,10 @@ def test_bad_requests_fail_before_anything_is_enqueued(adapter, db, job, args, m
         queued.enqueue(job, args=args)
     with pytest.raises(ValueError, match="queue 'bad queue!'"):
         queued.enqueue(RefreshViewJob, queue="bad queue!", args=["mv_users"])
-    assert scalar(db, "SELECT to_regclass('public.mat_view_run_requests')") is None or scalar(
-        db, "SELECT count(*) FROM mat_view_run_requests"
-    ) == 0
+    assert (
+        scalar(db, "SELECT to_regclass('public.mat_view_run_requests')") is None
+        or scalar(db, "SELECT count(*) FROM mat_view_run_requests") == 0
+    )
 
 
 def test_inline_runs_the_dagster_job_now(adapter, db) -> None:
@@ -57,7 +58,9 @@ def test_inline_runs_the_dagster_job_now(adapter, db) -> None:
     created = inline.enqueue(CreateViewJob, args=["mv_users", True])
     assert created.status == "success" and created.dagster_run_id
     assert [r["kind"] for r in created.run_record_ids] == ["create"]
-    refreshed = inline.enqueue(RefreshViewJob, queue="nightly", args=["public.mv_users", {"row_count_strategy": "exact"}])
+    refreshed = inline.enqueue(
+        RefreshViewJob, queue="nightly", args=["public.mv_users", {"row_count_strategy": "exact"}]
+    )
     assert refreshed.status == "success"
     row = db.execute(
         "SELECT id, rows_count, dagster_run_id FROM mat_view_refresh_runs ORDER BY id DESC LIMIT 1"
