@@ -225,7 +225,6 @@ def list_views(settings: Settings, as_json: bool) -> int:
     if as_json:
         emit_json(rows)
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("view", "strategy", "exists", "populated", "rows (est.)", "size", "last run")
@@ -241,7 +240,7 @@ def list_views(settings: Settings, as_json: bool) -> int:
             _size(row["size_bytes"]),
             last_text,
         )
-    Console().print(table)
+    _console().print(table)
     return 0
 
 
@@ -339,7 +338,6 @@ def runs(settings: Settings, kind: str | None, view: str | None, limit: int, as_
     if as_json:
         emit_json(rows)
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("id", "kind", "view", "status", "started", "ms", "rows", "error")
@@ -354,7 +352,7 @@ def runs(settings: Settings, kind: str | None, view: str | None, limit: int, as_
             "-" if row["rows_count"] is None else f"{row['rows_count']:,}",
             (row["error"] or "")[:80],
         )
-    Console().print(table)
+    _console().print(table)
     return 0
 
 
@@ -374,7 +372,6 @@ def validate(settings: Settings, names: tuple[str, ...], iterations: int, csv_pa
         if missing:
             raise InputError(f"not created yet: {', '.join(missing)}; run matviews create first")
         results = [validate_view(conn, d, iterations) for d in definitions]
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("view", "rows", "query ms (min/med/max)", "view ms (min/med/max)", "speedup", "same rows")
@@ -387,7 +384,7 @@ def validate(settings: Settings, names: tuple[str, ...], iterations: int, csv_pa
             f"{r.speedup:.1f}x",
             "yes" if r.matches else "NO",
         )
-    Console().print(table)
+    _console().print(table)
     if csv_path:
         import csv
 
@@ -426,6 +423,13 @@ def seed(settings: Settings, scale: int, yes: bool) -> int:
     summary = ", ".join(f"{table} {rows:,}" for table, rows in counts.items())
     click.echo(f"loaded {summary} in {time.monotonic() - started:.1f} s")
     return 0
+
+
+def _console() -> Any:
+    """A rich console; wide enough not to wrap names when the output is not a terminal."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _exists(conn: Any, definition: MatViewDefinition) -> bool:
@@ -479,9 +483,13 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         message = " ".join(str(exc).split()) or type(exc).__name__
+        psycopg = sys.modules.get("psycopg")
         if _is_input_error(exc):
             click.echo(f"error: {message}", err=True)
             code = EXIT_USAGE
+        elif psycopg is not None and isinstance(exc, psycopg.Error):
+            click.echo(f"error: the database refused: {message}", err=True)
+            code = EXIT_FAILED
         else:
             click.echo(f"error: unexpected {type(exc).__name__}: {message} (rerun with --debug)", err=True)
             code = EXIT_FAILED

@@ -1,0 +1,262 @@
+"""The `matviews` console script, run as a real process against real Postgres."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import scalar
+
+MATVIEWS = str(Path(sys.executable).with_name("matviews"))
+YAML = """
+views:
+  - name: mv_pro
+    sql: SELECT id, email FROM mv_users WHERE plan = 'pro'
+    unique_index_columns: [id]
+  - name: mv_users
+    sql: SELECT id, email, plan FROM users
+    refresh_strategy: concurrent
+    unique_index_columns: [id]
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, users) -> Path:
+    (tmp_path / "matviews.yaml").write_text(YAML)
+    return tmp_path
+
+
+def env_for(dsn: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MATVIEWS_DSN", "YES", "MATVIEWS_ADAPTER")}
+    env.update(MATVIEWS_DSN=dsn, **extra)
+    return env
+
+
+def matviews(project: Path, dsn: str, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MATVIEWS, *args],
+        cwd=project,
+        env=env_for(dsn, **extra),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def with_terminal(project: Path, dsn: str, answer: str, *args: str) -> tuple[int, str]:
+    """Run with stdin/stdout on a pseudo-terminal and type ``answer`` at the prompt."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [MATVIEWS, *args], cwd=project, env=env_for(dsn), stdin=follower, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    output = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        if not answered and b"Proceed? [y/N]" in output:
+            os.write(leader, answer.encode() + b"\n")
+            answered = True
+        if process.poll() is not None and not ready:
+            break
+    process.wait(30)
+    os.close(leader)
+    return process.returncode, output.decode(errors="replace")
+
+
+def test_help_and_version(project, dsn) -> None:
+    done = matviews(project, dsn, "--help")
+    assert done.returncode == 0
+    for command in ("migrate", "list", "create", "refresh", "delete", "runs", "validate", "demo"):
+        assert command in done.stdout
+    assert matviews(project, dsn, "--version").stdout.startswith("matviews, version")
+
+
+def test_migrate(project, dsn, db) -> None:
+    done = matviews(project, dsn, "--runs-schema", "history", "migrate")
+    assert done.returncode == 0, done.stderr
+    assert "version 1 in schema history" in done.stdout
+    assert scalar(db, "SELECT to_regclass('history.mat_view_refresh_runs')") is not None
+
+
+def test_create_refresh_in_dependency_order_and_json(project, dsn, db) -> None:
+    done = matviews(project, dsn, "create", "--all", "--json")
+    assert done.returncode == 0, done.stderr
+    created = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["view"] for r in created] == ["public.mv_users", "public.mv_pro"]
+    assert all(r["status"] == "success" and r["outcome"] == "created" for r in created)
+    db.execute("UPDATE users SET plan = 'pro'")
+    done = matviews(project, dsn, "refresh", "--all", "--json", "--rows", "exact")
+    assert done.returncode == 0, done.stderr
+    refreshed = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["view"], r["rows_count"]) for r in refreshed] == [("public.mv_users", 10), ("public.mv_pro", 10)]
+    assert scalar(db, "SELECT count(*) FROM mv_pro") == 10
+    plain = matviews(project, dsn, "refresh", "mv_users", "--strategy", "swap")
+    assert plain.returncode == 1, "mv_pro reads mv_users, so a swap is refused"
+    assert "cannot swap public.mv_users" in plain.stdout and "public.mv_pro" in plain.stdout
+
+
+def test_failed_refresh_exits_1_with_its_run_row(project, dsn, db) -> None:
+    assert matviews(project, dsn, "create", "mv_users").returncode == 0
+    db.execute("DROP INDEX mv_users_id_idx")
+    done = matviews(project, dsn, "refresh", "mv_users")
+    assert done.returncode == 1
+    assert "no usable unique index" in done.stdout and "CREATE UNIQUE INDEX" in done.stdout
+    assert scalar(db, "SELECT status FROM mat_view_refresh_runs") == "failed"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["refresh", "mv_nope"], "unknown view 'mv_nope'"),
+        (["refresh"], "name one or more views, or pass --all"),
+        (["refresh", "mv_users", "--rows", "lots"], "Invalid value for '--rows'"),
+        (["--definitions", "missing.yaml", "list"], "cannot read definitions file missing.yaml"),
+        (["--dsn", "postgresql://me:pw-secret@127.0.0.1:1/app", "refresh", "mv_users"], "cannot connect to"),
+        (["--dsn", "this is not a dsn", "refresh", "mv_users"], "cannot connect to"),
+        (["runs", "--limit", "0"], "Invalid value for '--limit'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(project, dsn, db, args, message) -> None:
+    done = matviews(project, dsn, *args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr and "pw-secret" not in done.stderr
+    assert scalar(db, "SELECT count(*) FROM pg_matviews") == 0
+
+
+def test_invalid_definitions_file_names_file_and_field(project, dsn) -> None:
+    (project / "bad.yaml").write_text("views:\n  - name: mv_x\n    sql: DELETE FROM users\n")
+    done = matviews(project, dsn, "--definitions", "bad.yaml", "list")
+    assert done.returncode == 2
+    assert "bad.yaml: views[0] (mv_x): sql: " in done.stderr and "must be a query" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_debug_shows_the_traceback(project, dsn) -> None:
+    done = matviews(project, dsn, "--debug", "refresh", "mv_nope")
+    assert done.returncode == 2 and "Traceback" in done.stderr
+
+
+def test_force_create_and_delete_ask_first(project, dsn, db) -> None:
+    assert matviews(project, dsn, "create", "mv_users").returncode == 0
+    oid = scalar(db, "SELECT 'mv_users'::regclass::oid")
+
+    no_terminal = matviews(project, dsn, "create", "mv_users", "--force")
+    assert no_terminal.returncode == 1 and "no terminal to confirm" in no_terminal.stderr
+    code, output = with_terminal(project, dsn, "n", "create", "mv_users", "--force")
+    assert code == 1 and "aborted" in output
+    assert scalar(db, "SELECT 'mv_users'::regclass::oid") == oid
+    assert scalar(db, "SELECT count(*) FROM mat_view_create_runs") == 1
+
+    code, output = with_terminal(project, dsn, "y", "create", "mv_users", "--force")
+    assert code == 0, output
+    assert scalar(db, "SELECT 'mv_users'::regclass::oid") != oid
+
+    refused = matviews(project, dsn, "delete", "mv_users")
+    assert refused.returncode == 1 and scalar(db, "SELECT count(*) FROM pg_matviews") == 1
+    assert matviews(project, dsn, "delete", "mv_users", YES="1").returncode == 0
+    assert scalar(db, "SELECT count(*) FROM pg_matviews") == 0
+    assert matviews(project, dsn, "delete", "--all", "--yes", "--json").returncode == 0
+
+
+def test_list_and_runs(project, dsn, db) -> None:
+    assert matviews(project, dsn, "create", "mv_users").returncode == 0
+    assert matviews(project, dsn, "refresh", "mv_users").returncode == 0
+    listed = json.loads(matviews(project, dsn, "list", "--json").stdout)
+    by_name = {row["name"]: row for row in listed}
+    users = by_name["public.mv_users"]
+    assert users["exists"] and users["populated"] and users["strategy"] == "concurrent"
+    assert users["rows_estimate"] == 10 and users["size_bytes"] > 0
+    assert users["last_run"]["status"] == "success" and users["last_run"]["kind"] == "refresh"
+    assert by_name["public.mv_pro"] == {
+        "name": "public.mv_pro",
+        "strategy": "regular",
+        "exists": False,
+        "populated": False,
+        "rows_estimate": None,
+        "size_bytes": None,
+        "last_run": None,
+    }
+    table = matviews(project, dsn, "list")
+    assert table.returncode == 0 and "public.mv_users" in table.stdout
+    runs = json.loads(matviews(project, dsn, "runs", "--json", "--kind", "refresh", "--view", "mv_users").stdout)
+    assert [(r["kind"], r["view_name"], r["status"]) for r in runs] == [("refresh", "public.mv_users", "success")]
+    history = matviews(project, dsn, "runs", "--limit", "5")
+    assert history.returncode == 0 and "refresh" in history.stdout and "create" in history.stdout
+
+
+def test_validate_times_and_compares(project, dsn, db, tmp_path) -> None:
+    assert matviews(project, dsn, "create", "--all").returncode == 0
+    report = tmp_path / "validate.csv"
+    done = matviews(project, dsn, "validate", "--iterations", "3", "--csv", str(report))
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(report.open()))
+    assert [r["view"] for r in rows] == ["public.mv_pro", "public.mv_users"]
+    assert all(r["matches"] == "True" and int(r["iterations"]) == 3 for r in rows)
+    assert float(rows[1]["speedup"]) > 0
+    db.execute("DELETE FROM users WHERE id = 1")
+    stale = matviews(project, dsn, "validate", "mv_users")
+    assert stale.returncode == 1 and "mismatch: public.mv_users" in stale.stderr
+
+
+def test_demo_seed(tmp_path, dsn, db) -> None:
+    done = matviews(tmp_path, dsn, "demo", "seed", "--scale", "2", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert scalar(db, "SELECT count(*) FROM users") == 1000
+    events = scalar(db, "SELECT count(*) FROM events")
+    assert 10_000 <= events <= 30_000
+    assert "users 1,000" in done.stdout
+    refused = matviews(tmp_path, dsn, "demo", "seed")
+    assert refused.returncode == 1 and "no terminal to confirm" in refused.stderr
+
+
+def test_database_errors_are_one_line(project, dsn) -> None:
+    done = matviews(project, dsn, "demo", "seed", "--yes")  # conflicts with the test's own users table
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: the database refused:") and "Traceback" not in done.stderr
+
+
+def test_enqueue_goes_through_the_adapter(project, dsn, db) -> None:
+    missing = matviews(project, dsn, "refresh", "mv_users", "--enqueue")
+    assert missing.returncode == 2 and "MATVIEWS_ADAPTER" in missing.stderr
+    done = matviews(project, dsn, "refresh", "mv_users", "--enqueue", "--queue", "heavy", MATVIEWS_ADAPTER="queue")
+    assert done.returncode == 0, done.stderr
+    assert "request #1 on queue heavy" in done.stdout
+    assert db.execute("SELECT job, queue, status FROM mat_view_run_requests").fetchall() == [
+        ("refresh_mat_views", "heavy", "pending")
+    ]
+    assert scalar(db, "SELECT count(*) FROM pg_matviews") == 0, "--enqueue must not run anything"
+
+
+def test_direct_refresh_does_not_import_dagster(project, dsn) -> None:
+    assert matviews(project, dsn, "create", "mv_users").returncode == 0
+    probe = (
+        "import sys\n"
+        "from matviews_dagster.cli import cli\n"
+        "code = cli.main(args=['refresh', 'mv_users'], standalone_mode=False)\n"
+        "print(code, sorted({m.split('.')[0] for m in sys.modules if m.startswith('dagster')}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=project, env=env_for(dsn), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "0 []"
