@@ -156,6 +156,15 @@ def enqueue_all(
     return 0
 
 
+def operation_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json``, ``--enqueue`` and ``--queue``, shared by create, refresh and delete."""
+    command = click.option("--queue", help="Queue for --enqueue (default: MATVIEWS_JOB_QUEUE or 'default').")(command)
+    command = click.option("--enqueue", is_flag=True, help="Enqueue through the adapter instead of running now.")(
+        command
+    )
+    return click.option("--json", "as_json", is_flag=True, help="One JSON object per view.")(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--dsn", envvar=["MATVIEWS_DSN", "DATABASE_URL"], help="Database (default: the embedded Postgres).")
 @click.option(
@@ -249,9 +258,7 @@ def list_views(settings: Settings, as_json: bool) -> int:
 @click.option("--all", "all_views", is_flag=True, help="Every view in the definitions file.")
 @click.option("--force", is_flag=True, help="Drop and recreate views that exist.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per view.")
-@click.option("--enqueue", is_flag=True, help="Enqueue through the adapter instead of running now.")
-@click.option("--queue", help="Queue for --enqueue (default: MATVIEWS_JOB_QUEUE or 'default').")
+@operation_output_options
 @pass_settings
 def create(settings: Settings, names: tuple[str, ...], all_views: bool, force: bool, yes: bool, **out: Any) -> int:
     """Create views (and their indexes)."""
@@ -271,9 +278,7 @@ def create(settings: Settings, names: tuple[str, ...], all_views: bool, force: b
 @click.option("--all", "all_views", is_flag=True, help="Every view, in dependency order.")
 @click.option("--rows", type=click.Choice(["estimated", "exact", "none"]), help="Row count strategy.")
 @click.option("--strategy", type=click.Choice(["regular", "concurrent", "swap"]), help="Strategy, this time only.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per view.")
-@click.option("--enqueue", is_flag=True, help="Enqueue through the adapter instead of running now.")
-@click.option("--queue", help="Queue for --enqueue (default: MATVIEWS_JOB_QUEUE or 'default').")
+@operation_output_options
 @pass_settings
 def refresh(
     settings: Settings,
@@ -307,9 +312,7 @@ def refresh(
 @click.option("--all", "all_views", is_flag=True, help="Every view (dependents first).")
 @click.option("--cascade", is_flag=True, help="Also drop views that depend on them.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per view.")
-@click.option("--enqueue", is_flag=True, help="Enqueue through the adapter instead of running now.")
-@click.option("--queue", help="Queue for --enqueue (default: MATVIEWS_JOB_QUEUE or 'default').")
+@operation_output_options
 @pass_settings
 def delete(settings: Settings, names: tuple[str, ...], all_views: bool, cascade: bool, yes: bool, **out: Any) -> int:
     """Drop views."""

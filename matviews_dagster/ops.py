@@ -59,47 +59,53 @@ def _run_each(
     return dg.Output(results, metadata={"summary": dg.MetadataValue.md(summary), "views": len(results)})
 
 
-def build_create_job(definitions: Sequence[MatViewDefinition]) -> dg.JobDefinition:
-    @dg.op(name="create_views", out=dg.Out(list, io_manager_key="io_manager"))
-    def create_views(
+def _build_job(
+    definitions: Sequence[MatViewDefinition],
+    *,
+    job_name: str,
+    op_name: str,
+    config_class: type[CreateViewsConfig] | type[DeleteViewsConfig],
+    description: str,
+    operation: Callable[[MatViews, MatViewDefinition, Any, str], dict[str, Any]],
+) -> dg.JobDefinition:
+    """One op that runs ``operation`` on each selected view, in a job of its own."""
+
+    @dg.op(name=op_name, out=dg.Out(list, io_manager_key="io_manager"))
+    def views_op(
         context: dg.OpExecutionContext,
-        config: CreateViewsConfig,
+        config: config_class,  # type: ignore[valid-type]
         matviews_postgres: PostgresResource,
         matviews_run_store: RunStoreResource,
     ) -> dg.Output[list[dict[str, Any]]]:
         with matviews_client(matviews_postgres, matviews_run_store, definitions) as mv:
-            return _run_each(
-                context,
-                mv,
-                config.views,
-                lambda d: mv.create(d, config.force, dagster_run_id=context.run.run_id),
-            )
+            return _run_each(context, mv, config.views, lambda d: operation(mv, d, config, context.run.run_id))
 
-    @dg.job(name=CreateViewJob, description="Create materialized views (force: recreate).")
-    def create_job() -> None:
-        create_views()
+    @dg.job(name=job_name, description=description)
+    def views_job() -> None:
+        views_op()
 
-    return create_job
+    return views_job
+
+
+def build_create_job(definitions: Sequence[MatViewDefinition]) -> dg.JobDefinition:
+    """``create_mat_views``: op ``create_views``, config ``views`` (empty: all) and ``force``."""
+    return _build_job(
+        definitions,
+        job_name=CreateViewJob,
+        op_name="create_views",
+        config_class=CreateViewsConfig,
+        description="Create materialized views (force: recreate).",
+        operation=lambda mv, d, config, run_id: mv.create(d, config.force, dagster_run_id=run_id),
+    )
 
 
 def build_delete_job(definitions: Sequence[MatViewDefinition]) -> dg.JobDefinition:
-    @dg.op(name="delete_views", out=dg.Out(list, io_manager_key="io_manager"))
-    def delete_views(
-        context: dg.OpExecutionContext,
-        config: DeleteViewsConfig,
-        matviews_postgres: PostgresResource,
-        matviews_run_store: RunStoreResource,
-    ) -> dg.Output[list[dict[str, Any]]]:
-        with matviews_client(matviews_postgres, matviews_run_store, definitions) as mv:
-            return _run_each(
-                context,
-                mv,
-                config.views,
-                lambda d: mv.delete(d, config.cascade, dagster_run_id=context.run.run_id),
-            )
-
-    @dg.job(name=DeleteViewJob, description="Delete materialized views (cascade: with dependents).")
-    def delete_job() -> None:
-        delete_views()
-
-    return delete_job
+    """``delete_mat_views``: op ``delete_views``, config ``views`` (empty: all) and ``cascade``."""
+    return _build_job(
+        definitions,
+        job_name=DeleteViewJob,
+        op_name="delete_views",
+        config_class=DeleteViewsConfig,
+        description="Delete materialized views (cascade: with dependents).",
+        operation=lambda mv, d, config, run_id: mv.delete(d, config.cascade, dagster_run_id=run_id),
+    )

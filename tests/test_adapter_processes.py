@@ -12,16 +12,14 @@ import sys
 import textwrap
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
 import pytest
-from conftest import scalar
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from conftest import new_database, scalar
+from psycopg.conninfo import conninfo_to_dict
 
 from matviews_dagster import MatViewDefinition, MatViews, MatViewsAdapter, RefreshViewJob
 
@@ -73,12 +71,8 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-u
 @pytest.fixture
 def storage_dsn(server_dsn: str) -> Iterator[str]:
     """A separate database for the Dagster instance's own storage."""
-    name = f"dagster_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield make_conninfo(server_dsn, dbname=name)
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with new_database(server_dsn, "dagster") as database:
+        yield database
 
 
 @pytest.fixture

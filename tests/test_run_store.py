@@ -8,7 +8,7 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import scalar
+from conftest import new_database, scalar
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -106,11 +106,7 @@ def test_concurrent_migrations_do_not_collide(dsn, db) -> None:
 
 
 def test_runs_schema_and_separate_runs_database(make_mv, server_dsn, dsn, db, users) -> None:
-    runs_db = f"mvruns_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(runs_db)))
-    runs_dsn = make_conninfo(server_dsn, dbname=runs_db)
-    try:
+    with new_database(server_dsn, "mvruns") as runs_dsn:
         mv = make_mv(USERS, runs_dsn=runs_dsn, runs_schema="ops")
         assert mv.create("mv_users")["status"] == "success"
         assert scalar(db, "SELECT to_regclass('ops.mat_view_create_runs')") is None
@@ -118,9 +114,6 @@ def test_runs_schema_and_separate_runs_database(make_mv, server_dsn, dsn, db, us
             row = runs.execute("SELECT view_name, database_name, status FROM ops.mat_view_create_runs").fetchone()
         assert row == ("public.mv_users", db.info.dbname, "success")
         mv.close()
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(runs_db)))
 
 
 def test_definitions_are_mirrored_and_rebuilt_from_their_id(make_mv, db, users) -> None:

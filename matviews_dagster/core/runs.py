@@ -357,15 +357,23 @@ class RunStore:
         self.finish(kind, run_id, status="failed", duration_ms=0, meta={}, error=error)
         return run_id
 
+    def _all_kinds(self, columns: str, where: str, kinds: tuple[RunKind, ...] = RUN_KINDS) -> sql.Composed:
+        """``SELECT <kind> AS kind, <columns> FROM <runs table> WHERE <where>`` for each kind,
+        joined with UNION ALL; ``{rows_count}`` in ``columns`` is NULL for non-refresh kinds."""
+        return sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {kind} AS kind, " + columns + " FROM {table} WHERE " + where).format(
+                kind=sql.Literal(kind),
+                table=self.table(RUN_TABLES[kind]),
+                rows_count=sql.SQL("rows_count" if kind == "refresh" else "NULL::bigint"),
+            )
+            for kind in kinds
+        )
+
     def running(self, *, database_name: str, view_name: str) -> list[dict[str, Any]]:
         """The rows still marked ``running`` for one view, oldest first, across all kinds."""
         self.ensure_migrated()
-        query = sql.SQL(" UNION ALL ").join(
-            sql.SQL(
-                "SELECT {kind} AS kind, id, started_at, dagster_run_id, meta->>'pid' AS pid FROM {table} "
-                "WHERE database_name = %(db)s AND view_name = %(view)s AND status = 'running'"
-            ).format(kind=sql.Literal(kind), table=self.table(RUN_TABLES[kind]))
-            for kind in RUN_KINDS
+        query = self._all_kinds(
+            "id, started_at, dagster_run_id", "database_name = %(db)s AND view_name = %(view)s AND status = 'running'"
         ) + sql.SQL(" ORDER BY started_at")
         params = {"db": database_name, "view": view_name}
         return self.run(lambda conn: conn.execute(query, params).fetchall())
@@ -394,16 +402,12 @@ class RunStore:
     def latest(self, *, database_name: str, view_names: list[str]) -> dict[str, dict[str, Any]]:
         """The newest run of each view (any kind): ``{view_name: {kind, status, finished_at, ...}}``."""
         self.ensure_migrated()
-        union = sql.SQL(" UNION ALL ").join(
-            sql.SQL(
-                "SELECT {kind} AS kind, view_name, status, started_at, finished_at, duration_ms FROM {table} "
-                "WHERE database_name = %(db)s AND view_name = ANY(%(views)s)"
-            ).format(kind=sql.Literal(kind), table=self.table(RUN_TABLES[kind]))
-            for kind in RUN_KINDS
+        union = self._all_kinds(
+            "view_name, status, started_at, finished_at, duration_ms",
+            "database_name = %(db)s AND view_name = ANY(%(views)s)",
         )
-        query = sql.SQL("SELECT DISTINCT ON (view_name) * FROM ({}) runs ORDER BY view_name, started_at DESC").format(
-            union
-        )
+        query = sql.SQL("SELECT DISTINCT ON (view_name) * FROM ({}) runs ORDER BY view_name, started_at DESC")
+        query = query.format(union)
         params = {"db": database_name, "views": view_names}
         rows = self.run(lambda conn: conn.execute(query, params).fetchall())
         return {row["view_name"]: row for row in rows}
@@ -411,12 +415,7 @@ class RunStore:
     def for_dagster_run(self, dagster_run_id: str) -> list[dict[str, Any]]:
         """``{kind, id, view_name, status}`` of every run row written by one Dagster run."""
         self.ensure_migrated()
-        query = sql.SQL(" UNION ALL ").join(
-            sql.SQL("SELECT {} AS kind, id, view_name, status FROM {} WHERE dagster_run_id = %(run)s").format(
-                sql.Literal(kind), self.table(RUN_TABLES[kind])
-            )
-            for kind in RUN_KINDS
-        ) + sql.SQL(" ORDER BY id")
+        query = self._all_kinds("id, view_name, status", "dagster_run_id = %(run)s") + sql.SQL(" ORDER BY id")
         return self.run(lambda conn: conn.execute(query, {"run": dagster_run_id}).fetchall())
 
     def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
@@ -425,20 +424,11 @@ class RunStore:
         kinds = RUN_KINDS if kind is None else (kind,)
         if any(k not in RUN_KINDS for k in kinds):
             raise ValueError(f"kind must be one of {', '.join(RUN_KINDS)}, got {kind!r}")
-        where = sql.SQL("WHERE view_name = %(view)s") if view else sql.SQL("")
-        selects = [
-            sql.SQL(
-                "SELECT {kind} AS kind, id, mat_view_definition_id, view_name, database_name, status, "
-                "started_at, finished_at, duration_ms, {rows} AS rows_count, error, meta, dagster_run_id "
-                "FROM {table} {where}"
-            ).format(
-                kind=sql.Literal(k),
-                rows=sql.SQL("rows_count" if k == "refresh" else "NULL::bigint"),
-                table=self.table(RUN_TABLES[k]),
-                where=where,
-            )
-            for k in kinds
-        ]
-        query = sql.SQL(" UNION ALL ").join(selects) + sql.SQL(" ORDER BY started_at DESC, id DESC LIMIT %(limit)s")
+        columns = (
+            "id, mat_view_definition_id, view_name, database_name, status, started_at, finished_at, "
+            "duration_ms, {rows_count} AS rows_count, error, meta, dagster_run_id"
+        )
+        where = "view_name = %(view)s" if view else "true"
+        query = self._all_kinds(columns, where, kinds) + sql.SQL(" ORDER BY started_at DESC, id DESC LIMIT %(limit)s")
         params = {"view": view, "limit": limit}
         return self.run(lambda conn: conn.execute(query, params).fetchall())

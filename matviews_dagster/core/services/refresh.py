@@ -30,8 +30,6 @@ def refresh_view(
     """
     strategy = strategy or definition.refresh_strategy
     policy = lock_policy or LockPolicy()
-    if strategy == "swap":
-        return swap_refresh(conn, definition, row_count_strategy=row_count_strategy, lock_policy=policy, log=log)
     name = definition.qualified
     state = matview_state(conn, name)
     if state is None:
@@ -39,6 +37,8 @@ def refresh_view(
             f"{name} does not exist; create it first",
             hint="run create, or refresh with create_if_missing=True",
         )
+    if strategy == "swap":
+        return swap_refresh(conn, definition, state, row_count_strategy=row_count_strategy, lock_policy=policy, log=log)
     meta: dict[str, object] = {"strategy": strategy, "row_count_strategy": row_count_strategy}
     concurrently = strategy == "concurrent"
     if concurrently and not state.populated:

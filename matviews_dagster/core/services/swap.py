@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from ..catalog import (
+    MatViewState,
     comments,
     dependent_views,
     indexes,
@@ -104,6 +105,7 @@ def _copy_attributes(conn: psycopg.Connection, log: StatementLog, old_oid: int, 
 def swap_refresh(
     conn: psycopg.Connection,
     definition: MatViewDefinition,
+    state: MatViewState,
     *,
     row_count_strategy: str,
     lock_policy: LockPolicy,
@@ -111,12 +113,6 @@ def swap_refresh(
 ) -> ServiceResponse:
     """Build, copy attributes and indexes, rename into place, then drop the old copy."""
     name = definition.qualified
-    state = matview_state(conn, name)
-    if state is None:
-        raise ServiceError(
-            f"{name} does not exist; create it first",
-            hint="run create, or refresh with create_if_missing=True",
-        )
     _refuse_dependents(conn, name, state.oid)
     leftovers = drop_swap_leftovers(conn, name)
     new, backup = swap_names(name)
