@@ -13,6 +13,7 @@ import psycopg
 from .core.catalog import matview_state, usable_unique_index
 from .core.definition import MatViewDefinition
 from .core.drift import definition_drift
+from .core.services.refresh import null_trap_warning
 from .resources import PostgresResource
 from .translator import DagsterMatViewTranslator
 
@@ -40,6 +41,9 @@ def check_unique_index(conn: psycopg.Connection, definition: MatViewDefinition) 
             description=f"no usable unique index on {definition.name} for REFRESH ... CONCURRENTLY; "
             f"CREATE UNIQUE INDEX ON {definition.name} ({columns}), or create the view with force",
         )
+    warning = null_trap_warning(conn, definition.qualified, state.oid, index) if state else None
+    if warning:
+        return dict(passed=False, severity=dg.AssetCheckSeverity.WARN, description=warning, metadata={"index": index})
     return dict(passed=True, metadata={"index": index})
 
 

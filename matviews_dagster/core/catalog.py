@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 from .names import QualifiedName
 
@@ -119,6 +120,34 @@ def usable_unique_index(conn: psycopg.Connection, oid: int) -> str | None:
         (oid,),
     ).fetchone()
     return row[0] if row else None
+
+
+def index_key_columns(conn: psycopg.Connection, table_oid: int, index_name: str) -> list[str]:
+    """The key (not INCLUDE) columns of an index, in order."""
+    rows = conn.execute(
+        """SELECT a.attname
+           FROM pg_index i
+           JOIN pg_class c ON c.oid = i.indexrelid
+           CROSS JOIN LATERAL unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, position)
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+           WHERE i.indrelid = %s AND c.relname = %s
+           ORDER BY k.position""",
+        (table_oid, index_name),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def columns_with_nulls(conn: psycopg.Connection, name: QualifiedName, columns: list[str]) -> list[str]:
+    """Which of ``columns`` hold a NULL in the relation."""
+    found = []
+    for column in columns:
+        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NULL)").format(
+            name.identifier, sql.Identifier(column)
+        )
+        row = conn.execute(query).fetchone()
+        if row and row[0]:
+            found.append(column)
+    return found
 
 
 def privileges(conn: psycopg.Connection, oid: int) -> list[tuple[str, str, bool]]:

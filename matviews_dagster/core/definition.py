@@ -36,6 +36,7 @@ class MatViewDefinition(BaseModel):
     indexes: list[list[str]] = Field(default_factory=list)
     row_count_strategy: RowCountStrategy = "estimated"
     schedule_cron: str | None = None
+    statement_timeout: float | None = None
     dependencies: list[str] = Field(default_factory=list)
     description: str | None = None
     group_name: str | None = None
@@ -67,6 +68,13 @@ class MatViewDefinition(BaseModel):
     @classmethod
     def _check_dependencies(cls, value: list[str]) -> list[str]:
         return [str(QualifiedName.parse(dep, "dependencies entry")) for dep in value]
+
+    @field_validator("statement_timeout")
+    @classmethod
+    def _check_timeout(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError(f"statement_timeout must be a positive number of seconds, got {value}")
+        return value
 
     @field_validator("schedule_cron")
     @classmethod

@@ -201,11 +201,6 @@ class MatViews:
         except psycopg.Error as exc:
             first_line = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "", self.dsn)
             raise DatabaseUnavailable(f"cannot connect to {mask_dsn(self.dsn)}: {first_line}") from None
-        if self.statement_timeout:
-            conn.execute(
-                "SELECT set_config('statement_timeout', %s, false)",
-                (f"{int(self.statement_timeout * 1000)}ms",),
-            )
         with contextlib.suppress(psycopg.Error):  # Postgres >= 14: stop our work soon after we die
             conn.execute("SET client_connection_check_interval = '1s'")
         return conn
@@ -222,6 +217,9 @@ class MatViews:
             database = conn.info.dbname
             try:
                 with view_lock(conn, name, self.lock_wait_timeout) as waited_ms:
+                    timeout = definition.statement_timeout or self.statement_timeout
+                    if timeout:  # after the lock: a lock wait is bounded by lock_wait_timeout alone
+                        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(timeout * 1000)}ms",))
                     self.runs.mark_abandoned(database_name=database, view_name=str(name))
                     leftovers = drop_swap_leftovers(conn, name)
                     session = _Session(self, conn, definition, database, dagster_run_id, waited_ms, leftovers)

@@ -223,7 +223,7 @@ class RunStore:
         """Mirror ``definition`` into ``mat_view_definitions`` (by name) and return its id."""
         self.ensure_migrated()
         fields = definition.stored_fields()
-        attributes = {key: fields[key] for key in ("description", "group_name", "owners", "tags")}
+        attributes = {key: fields[key] for key in ("description", "group_name", "owners", "tags", "statement_timeout")}
         params = {
             "name": definition.name,
             "sql": definition.sql,

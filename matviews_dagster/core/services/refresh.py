@@ -5,8 +5,9 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from ..catalog import matview_state, usable_unique_index
+from ..catalog import columns_with_nulls, index_key_columns, matview_state, usable_unique_index
 from ..definition import MatViewDefinition
+from ..names import QualifiedName
 from .locking import LockPolicy, with_lock_retries
 from .response import ServiceError, ServiceResponse, StatementLog, returns_errors
 from .row_count import count_rows
@@ -63,5 +64,21 @@ def refresh_view(
     )
     _, attempts = with_lock_retries(conn, policy, lambda: log.execute(statement), what=str(name), oids=[state.oid])
     meta["lock_attempts"] = attempts
+    if concurrently:
+        warning = null_trap_warning(conn, name, state.oid, str(meta["unique_index"]))
+        if warning:
+            meta["warnings"] = [warning]
     rows = count_rows(conn, name, state.oid, row_count_strategy)
     return ServiceResponse("updated", payload={"rows_count": rows}, meta=meta)
+
+
+def null_trap_warning(conn: psycopg.Connection, name: QualifiedName, oid: int, index: str) -> str | None:
+    """Rows whose unique-index key holds a NULL never match in a concurrent refresh's diff, so
+    Postgres deletes and reinserts them every time: say so, with the fix."""
+    nullable = columns_with_nulls(conn, name, index_key_columns(conn, oid, index))
+    if not nullable:
+        return None
+    return (
+        f"unique index {index} has NULLs in {', '.join(nullable)}: every concurrent refresh rewrites those rows; "
+        "make the key columns non-null (e.g. coalesce) or use the swap strategy"
+    )

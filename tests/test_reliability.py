@@ -1,0 +1,110 @@
+"""Faults and contention: runaway statements, lock queues, the concurrent NULL trap."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import dagster as dg
+import psycopg
+import pytest
+from conftest import scalar
+
+from matviews_dagster import MatViewDefinition, build_definitions
+
+SLOW = MatViewDefinition(
+    name="mv_slow",
+    sql="SELECT u.id FROM users u CROSS JOIN (SELECT pg_sleep(s) FROM sleep_seconds) z",
+    unique_index_columns=["id"],
+)
+
+
+@pytest.fixture
+def sleepy(db, users):
+    db.execute("CREATE TABLE sleep_seconds (s float)")
+    db.execute("INSERT INTO sleep_seconds VALUES (0)")
+    return lambda seconds: db.execute("UPDATE sleep_seconds SET s = %s", (seconds,))
+
+
+@pytest.mark.parametrize("strategy", ["regular", "concurrent", "swap"])
+def test_per_view_statement_timeout_cancels_a_runaway_refresh(make_mv, db, sleepy, strategy) -> None:
+    definition = SLOW.model_copy(update={"statement_timeout": 0.5, "refresh_strategy": strategy})
+    mv = make_mv(definition)
+    mv.create("mv_slow")
+    sleepy(5)
+    started = time.monotonic()
+    result = mv.refresh("mv_slow")
+    assert time.monotonic() - started < 4
+    assert result["status"] == "failed" and "timeout" in result["error"]
+    assert scalar(db, "SELECT count(*) FROM mv_slow") == 10
+    assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'mv_slow_mv%%'") == 0
+    assert mv.history(kind="refresh", limit=1)[0]["status"] == "failed"
+
+
+def test_statement_timeout_defaults_from_matviews(make_mv, db, sleepy) -> None:
+    mv = make_mv(SLOW, statement_timeout=0.5)
+    mv.create("mv_slow")
+    sleepy(5)
+    assert "timeout" in mv.refresh("mv_slow")["error"]
+
+
+def test_regular_refresh_never_queues_readers_for_longer_than_lock_timeout(make_mv, dsn, db, users) -> None:
+    """A long reader holds the view; our ACCESS EXCLUSIVE request waits at most lock_timeout per
+    attempt, so readers arriving meanwhile are delayed by at most about that much."""
+    definition = MatViewDefinition(name="mv_users", sql="SELECT id, plan FROM users")
+    mv = make_mv(definition, lock_timeout=0.2, lock_retries=4)
+    mv.create("mv_users")
+    holder = psycopg.connect(dsn, application_name="long report")
+    holder.execute("SELECT count(*) FROM mv_users").fetchone()
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                started = time.monotonic()
+                conn.execute("SELECT count(*) FROM mv_users").fetchone()
+                waits.append(time.monotonic() - started)
+                time.sleep(0.02)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        result = mv.refresh("mv_users")
+    finally:
+        stop.set()
+        thread.join()
+        holder.rollback()
+        holder.close()
+    assert result["status"] == "failed"
+    assert "4 attempts of 200 ms" in result["error"] and "'long report'" in result["error"]
+    assert len(waits) > 10
+    assert max(waits) < 0.6, f"a reader waited {max(waits):.3f}s behind the refresh's lock request"
+    assert scalar(db, "SELECT count(*) FROM mv_users") == 10
+
+
+def test_concurrent_null_trap_is_reported(make_mv, dsn, db, users) -> None:
+    definition = MatViewDefinition(
+        name="mv_plans",
+        sql="SELECT nullif(id, 3) AS id, plan FROM users",
+        refresh_strategy="concurrent",
+        unique_index_columns=["id"],
+    )
+    mv = make_mv(definition)
+    mv.create("mv_plans")
+    result = mv.refresh("mv_plans")
+    assert result["status"] == "success"
+    warnings = mv.history(kind="refresh", limit=1)[0]["meta"]["warnings"]
+    assert "has NULLs in id" in warnings[0] and "every concurrent refresh rewrites" in warnings[0]
+
+    defs = build_definitions([definition], dsn=dsn)
+    key = dg.AssetKey(["public", "mv_plans"])
+    job = dg.Definitions.merge(
+        defs, dg.Definitions(jobs=[dg.define_asset_job("checks", selection=dg.AssetSelection.checks_for_assets(key))])
+    ).resolve_job_def("checks")
+    check = next(e for e in job.execute_in_process().get_asset_check_evaluations() if e.check_name == "unique_index")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN and "NULLs in id" in check.description
+
+    db.execute("DELETE FROM users WHERE id = 3")
+    mv.refresh("mv_plans")
+    assert "warnings" not in mv.history(kind="refresh", limit=1)[0]["meta"]
