@@ -141,7 +141,9 @@ class MatViewsAdapter(dg.ConfigurableResource):
         return backend
 
     def resolved_queue(self, queue: str | None) -> str:
-        return validate_queue(queue or self.default_queue or os.environ.get("MATVIEWS_JOB_QUEUE") or "default")
+        if queue is None:
+            queue = self.default_queue or os.environ.get("MATVIEWS_JOB_QUEUE") or "default"
+        return validate_queue(queue)
 
     def definitions(self) -> list[MatViewDefinition]:
         if self._definitions is not None:
