@@ -152,20 +152,28 @@ KILLABLE = textwrap.dedent(
     from matviews_dagster import MatViews, MatViewDefinition
     definition = MatViewDefinition(name="mv_slow", sql=sys.argv[2], refresh_strategy=sys.argv[3],
                                    unique_index_columns=["id"])
-    MatViews(dsn=sys.argv[1], definitions=[definition]).refresh("mv_slow")
+    mv = MatViews(dsn=sys.argv[1], definitions=[definition])
+    mv.create("mv_slow", force=True) if sys.argv[4] == "create" else mv.refresh("mv_slow")
     """
 )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["regular", "concurrent", "swap"])
-def test_killed_process_leaves_view_intact_and_its_run_is_reconciled(make_mv, dsn, db, sleepy, strategy) -> None:
+@pytest.mark.parametrize(
+    ("strategy", "operation"),
+    [("regular", "refresh"), ("concurrent", "refresh"), ("swap", "refresh"), ("regular", "create")],
+    ids=["regular", "concurrent", "swap", "create --force"],
+)
+def test_killed_process_leaves_view_intact_and_its_run_is_reconciled(
+    make_mv, dsn, db, sleepy, strategy, operation
+) -> None:
     definition = SLOW.model_copy(update={"refresh_strategy": strategy, "unique_index_columns": ["id"]})
+    runs = f"mat_view_{operation}_runs"
     mv = make_mv(definition)
     mv.create("mv_slow")
     db.execute("INSERT INTO users SELECT g, 'late', 'free' FROM generate_series(11, 20) g")
     sleepy(30)
-    child = subprocess.Popen([sys.executable, "-c", KILLABLE, dsn, definition.sql, strategy])
+    child = subprocess.Popen([sys.executable, "-c", KILLABLE, dsn, definition.sql, strategy, operation])
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -183,7 +191,7 @@ def test_killed_process_leaves_view_intact_and_its_run_is_reconciled(make_mv, ds
     finally:
         if child.poll() is None:
             child.kill()
-    assert scalar(db, "SELECT status FROM mat_view_refresh_runs") == "running"
+    assert scalar(db, f"SELECT status FROM {runs} ORDER BY id DESC LIMIT 1") == "running"
     deadline = time.monotonic() + 15  # the server notices the dead client within ~1 s and aborts
     while scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'matviews public.mv_slow'"):
         assert time.monotonic() < deadline, "the orphaned statement was not cancelled"
@@ -193,9 +201,11 @@ def test_killed_process_leaves_view_intact_and_its_run_is_reconciled(make_mv, ds
     sleepy(0)
     result = mv.refresh("mv_slow", "exact")
     assert result["status"] == "success", result
-    first, second = db.execute("SELECT status, error FROM mat_view_refresh_runs ORDER BY id").fetchall()
-    assert first[0] == "failed" and first[1].startswith("abandoned")
-    assert second[0] == "success"
+    killed = db.execute(f"SELECT status, error FROM {runs} ORDER BY id DESC LIMIT 1").fetchone()
+    if operation == "refresh":
+        killed = db.execute(f"SELECT status, error FROM {runs} ORDER BY id LIMIT 1").fetchone()
+    assert killed[0] == "failed" and killed[1].startswith("abandoned")
+    assert scalar(db, "SELECT status FROM mat_view_refresh_runs ORDER BY id DESC LIMIT 1") == "success"
     assert result["rows_count"] == 20
 
 

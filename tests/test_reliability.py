@@ -48,10 +48,12 @@ def test_statement_timeout_defaults_from_matviews(make_mv, db, sleepy) -> None:
     assert "timeout" in mv.refresh("mv_slow")["error"]
 
 
-def test_regular_refresh_never_queues_readers_for_longer_than_lock_timeout(make_mv, dsn, db, users) -> None:
-    """A long reader holds the view; our ACCESS EXCLUSIVE request waits at most lock_timeout per
-    attempt, so readers arriving meanwhile are delayed by at most about that much."""
-    definition = MatViewDefinition(name="mv_users", sql="SELECT id, plan FROM users")
+@pytest.mark.parametrize("strategy", ["regular", "swap"])
+def test_refresh_never_queues_readers_for_longer_than_lock_timeout(make_mv, dsn, db, users, strategy) -> None:
+    """A long reader holds the view; our ACCESS EXCLUSIVE request (the refresh, or the swap's
+    rename) waits at most lock_timeout per attempt, so readers arriving meanwhile are delayed by
+    at most about that much, and when the retries run out the old data is intact."""
+    definition = MatViewDefinition(name="mv_users", sql="SELECT id, plan FROM users", refresh_strategy=strategy)
     mv = make_mv(definition, lock_timeout=0.2, lock_retries=4)
     mv.create("mv_users")
     holder = psycopg.connect(dsn, application_name="long report")
@@ -81,6 +83,7 @@ def test_regular_refresh_never_queues_readers_for_longer_than_lock_timeout(make_
     assert len(waits) > 10
     assert max(waits) < 0.6, f"a reader waited {max(waits):.3f}s behind the refresh's lock request"
     assert scalar(db, "SELECT count(*) FROM mv_users") == 10
+    assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'mv_users_mv%%'") == 0
 
 
 def test_concurrent_null_trap_is_reported(make_mv, dsn, db, users) -> None:

@@ -75,7 +75,10 @@ def refresh_view(
 def null_trap_warning(conn: psycopg.Connection, name: QualifiedName, oid: int, index: str) -> str | None:
     """Rows whose unique-index key holds a NULL never match in a concurrent refresh's diff, so
     Postgres deletes and reinserts them every time: say so, with the fix."""
-    nullable = columns_with_nulls(conn, name, index_key_columns(conn, oid, index))
+    try:
+        nullable = columns_with_nulls(conn, name, index_key_columns(conn, oid, index))
+    except psycopg.errors.InsufficientPrivilege:
+        return None  # a MAINTAIN-only role may refresh but not read: the refresh itself succeeded
     if not nullable:
         return None
     return (

@@ -1,0 +1,90 @@
+"""Least privilege: an owner role does everything, MAINTAIN (PostgreSQL 17+) refreshes in place,
+a role without privileges gets a clear error and a failed run row, and the run tables may live
+in a schema only the operator can create objects in."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from conftest import scalar
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from matviews_dagster import MatViewDefinition, MatViews
+
+VIEW = MatViewDefinition(name="mv_users", sql="SELECT id, plan FROM users", unique_index_columns=["id"])
+GRANTS = [
+    "GRANT USAGE ON SCHEMA ops TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA ops TO {role}",
+    "GRANT USAGE ON ALL SEQUENCES IN SCHEMA ops TO {role}",
+    "GRANT SELECT ON users TO {role}",
+]
+
+
+@pytest.fixture
+def roles(db, users, make_mv) -> Iterator[dict[str, str]]:
+    """``owner`` (CREATE on public), ``maintainer`` and ``nobody``; run tables in ``ops``, made by the operator."""
+    suffix = uuid.uuid4().hex[:6]
+    names = {kind: f"{kind}_{suffix}" for kind in ("owner", "maintainer", "nobody")}
+    make_mv(runs_schema="ops").migrate()
+    for role in names.values():
+        db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        for grant in GRANTS:
+            db.execute(sql.SQL(grant).format(role=sql.Identifier(role)))
+    db.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(names["owner"])))
+    yield names
+    db.execute("DROP MATERIALIZED VIEW IF EXISTS mv_users")
+    for role in names.values():
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def as_role(dsn: str, role: str) -> MatViews:
+    return MatViews(dsn=make_conninfo(dsn, user=role), definitions=[VIEW], runs_schema="ops", lock_timeout=1)
+
+
+def test_run_tables_schema_is_not_writable_by_the_roles(roles, dsn) -> None:
+    with (
+        psycopg.connect(make_conninfo(dsn, user=roles["owner"])) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("CREATE TABLE ops.intruder (id int)")
+
+
+def test_a_non_superuser_owner_can_do_everything(roles, dsn, db) -> None:
+    with as_role(dsn, roles["owner"]) as mv:
+        assert mv.create("mv_users")["status"] == "success"
+        for strategy in ("regular", "concurrent", "swap"):
+            assert mv.refresh("mv_users", strategy=strategy)["status"] == "success", strategy
+        assert mv.create("mv_users", force=True)["status"] == "success"
+        assert mv.delete("mv_users")["status"] == "success"
+    assert scalar(db, "SELECT count(*) FROM ops.mat_view_refresh_runs WHERE status = 'success'") == 3
+
+
+def test_a_role_without_privileges_gets_a_clear_error_and_a_failed_row(roles, dsn, db, make_mv) -> None:
+    make_mv(VIEW, runs_schema="ops").create("mv_users")
+    with as_role(dsn, roles["nobody"]) as mv:
+        result = mv.refresh("mv_users")
+    assert result["status"] == "failed"
+    assert "must be owner of materialized view mv_users" in result["error"] or "permission denied" in result["error"]
+    assert scalar(db, "SELECT status FROM ops.mat_view_refresh_runs ORDER BY id DESC LIMIT 1") == "failed"
+    assert scalar(db, "SELECT count(*) FROM mv_users") == 10
+
+
+def test_maintain_allows_refresh_in_place_only(roles, dsn, db, make_mv) -> None:
+    if db.info.server_version < 170000:
+        pytest.skip("the MAINTAIN privilege exists from PostgreSQL 17 on")
+    make_mv(VIEW, runs_schema="ops").create("mv_users")
+    db.execute(sql.SQL("GRANT MAINTAIN ON mv_users TO {}").format(sql.Identifier(roles["maintainer"])))
+    with as_role(dsn, roles["maintainer"]) as mv:
+        assert mv.refresh("mv_users", strategy="regular")["status"] == "success"
+        concurrent = mv.refresh("mv_users", strategy="concurrent")
+        assert concurrent["status"] == "success", concurrent["error"]
+        for outcome in (mv.refresh("mv_users", strategy="swap"), mv.create("mv_users", True), mv.delete("mv_users")):
+            assert outcome["status"] == "failed"
+            assert "must be owner" in outcome["error"] or "permission denied" in outcome["error"], outcome
+    assert scalar(db, "SELECT count(*) FROM mv_users") == 10
+    assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'mv_users_mv%%'") == 0
