@@ -41,7 +41,7 @@ def check_unique_index(conn: psycopg.Connection, definition: MatViewDefinition) 
             description=f"no usable unique index on {definition.name} for REFRESH ... CONCURRENTLY; "
             f"CREATE UNIQUE INDEX ON {definition.name} ({columns}), or create the view with force",
         )
-    warning = null_trap_warning(conn, definition.qualified, state.oid, index) if state else None
+    warning = null_trap_warning(conn, definition.qualified, state.oid, index) if state and state.populated else None
     if warning:
         return dict(passed=False, severity=dg.AssetCheckSeverity.WARN, description=warning, metadata={"index": index})
     return dict(passed=True, metadata={"index": index})
