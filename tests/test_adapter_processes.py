@@ -13,6 +13,7 @@ import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -84,6 +85,21 @@ def project(tmp_path: Path, dsn: str, users) -> Path:
     return tmp_path
 
 
+@contextmanager
+def background(args: list[str], cwd: Path, env: dict[str, str], log: str) -> Iterator[subprocess.Popen]:
+    """A long-running Dagster process for the test, stopped (killed if need be) afterwards."""
+    with open(cwd / log, "w") as stderr:
+        process = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 def environment(dsn: str, home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MATVIEWS_ADAPTER")}
     env.update(MATVIEWS_DSN=dsn, DAGSTER_HOME=str(home), **extra)
@@ -96,14 +112,7 @@ def test_queue_backend_with_a_real_daemon(project, dsn, storage_dsn, db) -> None
     home.mkdir()
     shutil.copy(ROOT / "examples" / "dagster.yaml", home / "dagster.yaml")
     env = environment(dsn, home, DAGSTER_PG_URL=url_for(storage_dsn))
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-f", "defs.py"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(project / "daemon.log", "w"),  # noqa: SIM115
-    )
-    try:
+    with background([str(BIN / "dagster-daemon"), "run", "-f", "defs.py"], project, env, "daemon.log"):
         script = (
             "import sys\n"
             "from matviews_dagster import MatViewsAdapter, MatViewDefinition, RefreshViewJob\n"
@@ -154,12 +163,6 @@ def test_queue_backend_with_a_real_daemon(project, dsn, storage_dsn, db) -> None
                 (str(request_ids[0]),),
             ).fetchone()
         assert tagged == (1,)
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
 
 
 @pytest.mark.slow
@@ -172,14 +175,8 @@ def test_graphql_backend_with_a_real_webserver(project, dsn, db) -> None:
     )
     port = free_port()
     env = environment(dsn, home)
-    server = subprocess.Popen(
-        [str(BIN / "dagster-webserver"), "-f", "defs.py", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=project,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(project / "webserver.log", "w"),  # noqa: SIM115
-    )
-    try:
+    webserver = [str(BIN / "dagster-webserver"), "-f", "defs.py", "-h", "127.0.0.1", "-p", str(port)]
+    with background(webserver, project, env, "webserver.log"):
 
         def serving() -> bool:
             try:
@@ -203,12 +200,6 @@ def test_graphql_backend_with_a_real_webserver(project, dsn, db) -> None:
             "the submitted run to refresh mv_q1",
         )
         assert scalar(db, "SELECT view_name FROM mat_view_refresh_runs") == "public.mv_q1"
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def test_graphql_backend_reports_an_unreachable_webserver(dsn, users) -> None:

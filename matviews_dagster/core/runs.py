@@ -383,21 +383,19 @@ class RunStore:
         view's lock, so such rows belong to processes that died. Returns how many."""
         self.ensure_migrated()
 
-        def work(conn: psycopg.Connection) -> int:
-            total = 0
-            for kind in RUN_KINDS:
-                cursor = conn.execute(
-                    sql.SQL(
-                        """UPDATE {} SET status = 'failed', finished_at = now(),
-                             error = 'abandoned: the process running this operation died before finishing'
-                           WHERE database_name = %s AND view_name = %s AND status = 'running'"""
-                    ).format(self.table(RUN_TABLES[kind])),
-                    (database_name, view_name),
-                )
-                total += cursor.rowcount
-            return total
-
-        return self.run(work)
+        updates = sql.SQL(", ").join(
+            sql.SQL(
+                """{alias} AS (UPDATE {table} SET status = 'failed', finished_at = now(),
+                     error = 'abandoned: the process running this operation died before finishing'
+                   WHERE database_name = %(db)s AND view_name = %(view)s AND status = 'running' RETURNING 1)"""
+            ).format(alias=sql.Identifier(kind), table=self.table(RUN_TABLES[kind]))
+            for kind in RUN_KINDS
+        )
+        counts = sql.SQL(" + ").join(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(k)) for k in RUN_KINDS)
+        query = sql.SQL("WITH {} SELECT {} AS total").format(updates, counts)
+        params = {"db": database_name, "view": view_name}
+        row = self.run(lambda conn: conn.execute(query, params).fetchone())
+        return int(row["total"]) if row else 0
 
     def latest(self, *, database_name: str, view_names: list[str]) -> dict[str, dict[str, Any]]:
         """The newest run of each view (any kind): ``{view_name: {kind, status, finished_at, ...}}``."""
