@@ -307,13 +307,18 @@ class RunStore:
         error: str | None = None,
         rows_count: int | None = None,
     ) -> None:
-        """Finalize a run row; a successful refresh also stamps ``last_refreshed_at``."""
+        """Finalize a run row (one statement); a successful refresh also stamps ``last_refreshed_at``."""
         extra = sql.SQL(", rows_count = %(rows_count)s") if kind == "refresh" else sql.SQL("")
-        query = sql.SQL(
+        update = sql.SQL(
             """UPDATE {table} SET status = %(status)s, finished_at = now(), duration_ms = %(duration_ms)s,
                  error = %(error)s, meta = meta || %(meta)s {extra}
                WHERE id = %(id)s RETURNING mat_view_definition_id"""
         ).format(table=self.table(RUN_TABLES[kind]), extra=extra)
+        if kind == "refresh" and status == "success":
+            update = sql.SQL(
+                "WITH finished AS ({update}) UPDATE {definitions} SET last_refreshed_at = now() "
+                "WHERE id = (SELECT mat_view_definition_id FROM finished)"
+            ).format(update=update, definitions=self.table("mat_view_definitions"))
         params = {
             "status": status,
             "duration_ms": duration_ms,
@@ -322,17 +327,7 @@ class RunStore:
             "rows_count": rows_count,
             "id": run_id,
         }
-        stamp = sql.SQL("UPDATE {} SET last_refreshed_at = now() WHERE id = %s").format(
-            self.table("mat_view_definitions")
-        )
-
-        def work(conn: psycopg.Connection) -> None:
-            with conn.transaction():
-                row = conn.execute(query, params).fetchone()
-                if kind == "refresh" and status == "success" and row and row["mat_view_definition_id"]:
-                    conn.execute(stamp, (row["mat_view_definition_id"],))
-
-        self.run(work)
+        self.run(lambda conn: conn.execute(update, params))
 
     def record_failure(
         self,

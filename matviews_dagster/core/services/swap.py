@@ -43,13 +43,20 @@ def swap_names(name: QualifiedName) -> tuple[QualifiedName, QualifiedName]:
 
 
 def drop_swap_leftovers(conn: psycopg.Connection, name: QualifiedName) -> list[str]:
-    """Drop the temporary copies an interrupted swap of ``name`` left behind."""
+    """Drop the temporary copies an interrupted swap of ``name`` left behind.
+
+    One catalog probe finds them (the usual answer, none, costs a single round trip).
+    """
+    temps = {temp.name: temp for temp in swap_names(name)}
+    found = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'm' AND n.nspname = %s AND c.relname = ANY(%s) ORDER BY c.relname",
+        (name.schema, list(temps)),
+    ).fetchall()
     dropped = []
-    for temp in swap_names(name):
-        with conn.transaction():
-            if matview_state(conn, temp) is not None:
-                conn.execute(sql.SQL("DROP MATERIALIZED VIEW {}").format(temp.identifier))
-                dropped.append(str(temp))
+    for (relname,) in found:
+        conn.execute(sql.SQL("DROP MATERIALIZED VIEW IF EXISTS {}").format(temps[relname].identifier))
+        dropped.append(str(temps[relname]))
     return dropped
 
 
