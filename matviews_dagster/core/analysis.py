@@ -6,6 +6,8 @@ lists the tables and views a query reads (CTE names excluded).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.visitors import Visitor
@@ -54,15 +56,23 @@ def _parse_one_select(query: str) -> ast.SelectStmt:
     return stmt
 
 
-def _collect(stmt: ast.SelectStmt) -> _Collector:
+def _analyze(query: str) -> _Collector:
+    """Parse and walk ``query`` once: validation and dependency discovery share the result."""
+    if not isinstance(query, str):
+        raise ValueError("sql must be a non-empty query")
+    return _analyze_text(query)
+
+
+@lru_cache(maxsize=4096)
+def _analyze_text(query: str) -> _Collector:
     collector = _Collector()
-    collector(stmt)
+    collector(_parse_one_select(query))
     return collector
 
 
 def validate_query(query: str) -> None:
     """Raise ``ValueError`` unless ``query`` is exactly one read-only query statement."""
-    collector = _collect(_parse_one_select(query))
+    collector = _analyze(query)
     if collector.writes:
         raise ValueError(f"sql must not modify data, but it contains {', '.join(sorted(set(collector.writes)))}")
     if collector.into:
@@ -76,7 +86,7 @@ def referenced_relations(query: str) -> list[tuple[str | None, str]]:
 
     Unqualified names that match a CTE of the query are not relations and are left out.
     """
-    collector = _collect(_parse_one_select(query))
+    collector = _analyze(query)
     seen: dict[tuple[str | None, str], None] = {}
     for rv in collector.relations:
         if rv.schemaname is None and rv.relname in collector.cte_names:

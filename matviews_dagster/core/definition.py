@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .analysis import validate_query
 from .names import QualifiedName, validate_identifier
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader, ~8x faster
 RefreshStrategy = Literal["regular", "concurrent", "swap"]
 RowCountStrategy = Literal["estimated", "exact", "none"]
 REFRESH_STRATEGIES: tuple[str, ...] = ("regular", "concurrent", "swap")
@@ -51,8 +52,9 @@ class MatViewDefinition(BaseModel):
     @field_validator("sql")
     @classmethod
     def _check_sql(cls, value: str) -> str:
-        validate_query(value)
-        return value.strip().rstrip(";").strip()
+        normalized = value.strip().rstrip(";").strip() if isinstance(value, str) else value
+        validate_query(normalized)  # the text kept is the text parsed, so the parse is cached once
+        return normalized
 
     @field_validator("unique_index_columns")
     @classmethod
@@ -151,7 +153,7 @@ def load_definitions(path: str | Path) -> list[MatViewDefinition]:
     except OSError as exc:
         raise ValueError(f"cannot read definitions file {path}: {exc.strerror}") from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
     return definitions_from_mapping(document, str(path))
