@@ -1,0 +1,226 @@
+"""5. Scale: loading many views, and refreshing 200 views in dependency chains."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+
+from ..data import load_source
+from ..harness import ROOT, Bench, Sample, Section, interleaved, ratio, run_process, table
+
+OUR_LOCATION = '''"""{n} views through matviews-dagster."""
+from matviews_dagster import build_definitions
+
+defs = build_definitions({path!r})
+'''
+
+PLAIN_HEADER = '''"""{n} hand-written assets, each refreshing its view through psycopg."""
+import dagster as dg
+import psycopg
+
+DSN = "postgresql:///app"
+
+
+def refresh(name: str) -> None:
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(f'REFRESH MATERIALIZED VIEW "{{name}}"')
+
+'''
+
+PLAIN_ASSET = """
+@dg.asset(group_name="plain")
+def mv_{i}() -> None:
+    refresh("mv_{i}")
+"""
+
+
+def _views_yaml(path: Path, count: int) -> None:
+    views = [{"name": f"mv_{i}", "sql": f"SELECT id, val FROM src WHERE grp = {i % 1000}"} for i in range(count)]
+    path.write_text(yaml.safe_dump({"views": views}))
+
+
+def _plain_location(path: Path, count: int) -> None:
+    path.write_text(
+        PLAIN_HEADER.format(n=count)
+        + "".join(PLAIN_ASSET.format(i=i) for i in range(count))
+        + ("\n\ndefs = dg.Definitions(assets=[" + ", ".join(f"mv_{i}" for i in range(count)) + "])\n")
+    )
+
+
+def _loading(bench: Bench, work: Path) -> list[dict[str, Any]]:
+    counts = (10, 20) if bench.smoke else (10, 100, 1_000)
+    env = bench.env()
+    results = []
+    for count in counts:
+        folder = work / f"load_{count}"
+        folder.mkdir(parents=True)
+        _views_yaml(folder / "views.yaml", count)
+        ours = folder / "ours.py"
+        ours.write_text(OUR_LOCATION.format(n=count, path=str(folder / "views.yaml")))
+        plain = folder / "plain.py"
+        _plain_location(plain, count)
+        validate = [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-f"]
+        validate_env = {**env, "DAGSTER_HOME": str(folder)}
+        whole = interleaved(
+            {
+                kind: partial(run_process, [*validate, str(location)], env=validate_env, cwd=folder)
+                for kind, location in (("plain", plain), ("matviews", ours))
+            },
+            bench.repeats,
+        )
+        probe = [sys.executable, "-m", "benchmarks.load_probe"]
+        in_process: dict[str, list[float]] = {"plain": [], "matviews": []}
+        for round_ in range(1 + bench.repeats):
+            for kind, location in (("plain", plain), ("matviews", ours)):
+                ms = float(run_process([*probe, str(location)], env=env, cwd=ROOT).strip().splitlines()[-1])
+                if round_:
+                    in_process[kind].append(ms)
+        results.append(
+            {
+                "views": count,
+                "validate_plain": whole["plain"],
+                "validate_ours": whole["matviews"],
+                "load_plain": Sample(tuple(in_process["plain"])),
+                "load_ours": Sample(tuple(in_process["matviews"])),
+            }
+        )
+    return results
+
+
+CHAIN_LOCATION = '''"""{n} views in dependency chains, without asset checks (psql runs none either)."""
+import dagster as dg
+from matviews_dagster import build_definitions
+
+
+
+def _without_checks() -> dg.Definitions:
+    full = build_definitions({path!r}, dsn={dsn!r}, pool=None)
+    return dg.Definitions(assets=full.assets, resources=full.resources)
+
+
+defs = _without_checks()
+'''
+
+
+def _chains(bench: Bench, work: Path) -> dict[str, Any]:
+    chains, depth = (2, 2) if bench.smoke else (40, 5)
+    count = chains * depth
+    folder = work / "chains"
+    folder.mkdir(parents=True)
+    repeats = bench.repeats
+    with bench.database("chains") as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            load_source(conn, "src", 100_000)
+        views, order = [], []
+        for level in range(depth):
+            for chain in range(chains):
+                name = f"mv_c{chain}_l{level}"
+                query = (
+                    f"SELECT id, val FROM src WHERE grp % {chains} = {chain}"
+                    if level == 0
+                    else f"SELECT id, val + 1 AS val FROM mv_c{chain}_l{level - 1}"
+                )
+                views.append({"name": name, "sql": query, "unique_index_columns": ["id"]})
+                order.append(name)
+        (folder / "views.yaml").write_text(yaml.safe_dump({"views": views}))
+        (folder / "defs.py").write_text(CHAIN_LOCATION.format(n=count, path=str(folder / "views.yaml"), dsn=dsn))
+        (folder / "refresh.sql").write_text("".join(f'REFRESH MATERIALIZED VIEW "{name}";\n' for name in order))
+        (folder / "in_process.yaml").write_text(yaml.safe_dump({"execution": {"config": {"in_process": {}}}}))
+        env = bench.env(DAGSTER_HOME=str(folder))
+        (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        matviews = ["matviews", "--dsn", dsn, "--definitions", str(folder / "views.yaml")]
+        run_process([*matviews, "create", "--all"], env=env)
+        dagster = [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-f",
+            "defs.py",
+            "--select",
+            "*",
+        ]
+        contenders = {
+            "dagster, multiprocess executor": lambda: run_process(dagster, env=env, cwd=folder),
+            "dagster, in_process executor": lambda: run_process(
+                [*dagster, "-c", "in_process.yaml"], env=env, cwd=folder
+            ),
+            "matviews refresh --all": lambda: run_process([*matviews, "refresh", "--all"], env=env),
+        }
+        if bench.psql:
+            psql = [bench.psql, dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(folder / "refresh.sql")]
+            contenders["psql -f script (sequential)"] = lambda: run_process(psql, env=env)
+        samples = interleaved(contenders, repeats)
+        with psycopg.connect(dsn, autocommit=True) as conn:  # every refresh was recorded
+            recorded = conn.execute("SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'success'").fetchone()
+    return {
+        "views": count,
+        "chains": chains,
+        "depth": depth,
+        "samples": samples,
+        "recorded": recorded[0] if recorded else 0,
+    }
+
+
+def run(bench: Bench) -> Section:
+    work = bench.workdir / "scale"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    loading = _loading(bench, work)
+    chains = _chains(bench, work)
+    load_table = table(
+        [
+            "views",
+            "plain assets: validate ms",
+            "matviews: validate ms",
+            "ratio",
+            "plain: load in-process ms",
+            "matviews: load in-process ms",
+            "ratio",
+        ],
+        [
+            [
+                f"{r['views']:,}",
+                r["validate_plain"].cell(0),
+                r["validate_ours"].cell(0),
+                f"{ratio(r['validate_ours'], r['validate_plain']):.2f}",
+                r["load_plain"].cell(0),
+                r["load_ours"].cell(0),
+                f"{ratio(r['load_ours'], r['load_plain']):.2f}",
+            ]
+            for r in loading
+        ],
+    )
+    psql = chains["samples"].get("psql -f script (sequential)")
+    chain_table = table(
+        ["how", "wall ms", "per view ms", "relative to psql"],
+        [
+            [
+                how,
+                sample.cell(0),
+                f"{sample.median / chains['views']:.1f}",
+                f"{ratio(sample, psql):.1f}" if psql else "n/a",
+            ]
+            for how, sample in chains["samples"].items()
+        ],
+    )
+    markdown = (
+        "**Loading definitions** (`dagster definitions validate -f`, whole process; and in-process: "
+        "executing the file and resolving the repository, imports excluded):\n\n"
+        + load_table
+        + f"\n\n**Refreshing {chains['views']} views** ({chains['chains']} chains, {chains['depth']} deep, "
+        f"each a `REFRESH` of a slice of a 100,000-row table), whole process:\n\n" + chain_table
+    )
+    data = {
+        "loading": [{k: (v.as_dict() if hasattr(v, "as_dict") else v) for k, v in r.items()} for r in loading],
+        "chains": {
+            **{k: v for k, v in chains.items() if k != "samples"},
+            **{k: v.as_dict() for k, v in chains["samples"].items()},
+        },
+    }
+    return Section("scale", "Scale", markdown, data)

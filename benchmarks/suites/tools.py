@@ -1,0 +1,96 @@
+"""3. Against the tools people use instead: whole-process wall time of one refresh of the same view."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import yaml
+
+from ..data import VIEW_SQL, load_source
+from ..harness import Bench, Section, interleaved, libpq_params, ratio, run_process, table
+
+VIEW = "mv_tools"
+ROWS = 1_000
+
+
+def _dbt_project(directory: Path, dsn: str) -> None:
+    """A dbt project with one ``materialized_view`` model over the same table, on the same view."""
+    params = libpq_params(dsn)
+    (directory / "models").mkdir(parents=True, exist_ok=True)
+    (directory / "dbt_project.yml").write_text(
+        yaml.safe_dump({"name": "bench", "version": "1.0", "profile": "bench", "config-version": 2})
+    )
+    profile = {
+        "type": "postgres",
+        "host": params.get("host", "localhost"),
+        "port": int(params.get("port", 5432)),
+        "user": params.get("user", "postgres"),
+        "password": params.get("password", ""),
+        "dbname": params["dbname"],
+        "schema": "public",
+        "threads": 1,
+    }
+    (directory / "profiles.yml").write_text(
+        yaml.safe_dump({"bench": {"target": "bench", "outputs": {"bench": profile}}})
+    )
+    model = "{{ config(materialized='materialized_view') }}\n" + VIEW_SQL.format(table="src")
+    (directory / "models" / f"{VIEW}.sql").write_text(model)
+
+
+def _refreshes(dsn: str, call: Callable[[], object], tool: str) -> None:
+    """Prove the tool really refreshes the view: a new source row must show up in it."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO src SELECT max(id) + 1, 0, 0 FROM src")
+        expected = conn.execute("SELECT count(*) FROM src").fetchone()
+        call()
+        seen = conn.execute(f"SELECT count(*) FROM {VIEW}").fetchone()  # constant name, no user input
+    if seen != expected:
+        raise RuntimeError(f"{tool} did not refresh {VIEW}: {seen} rows, expected {expected}")
+
+
+def run(bench: Bench) -> Section:
+    work = bench.workdir / "tools"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    with bench.database("tools") as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            load_source(conn, "src", ROWS)
+        env = bench.env(DBT_SEND_ANONYMOUS_USAGE_STATS="false", DO_NOT_TRACK="1")
+        contenders: dict[str, Callable[[], object]] = {}
+        if bench.dbt:
+            _dbt_project(work / "dbt", dsn)
+            dbt_args = [
+                bench.dbt,
+                "run",
+                "-s",
+                VIEW,
+                "--project-dir",
+                str(work / "dbt"),
+                "--profiles-dir",
+                str(work / "dbt"),
+            ]
+            run_process(dbt_args, env=env)  # creates the view
+            contenders["dbt run -s model"] = lambda: run_process(dbt_args, env=env)
+        definitions = work / "matviews.yaml"
+        definitions.write_text(yaml.safe_dump({"views": [{"name": VIEW, "sql": VIEW_SQL.format(table="src")}]}))
+        matviews = ["matviews", "--dsn", dsn, "--definitions", str(definitions)]
+        if not bench.dbt:
+            run_process([*matviews, "create", VIEW], env=env)
+        contenders["matviews refresh NAME"] = lambda: run_process([*matviews, "refresh", VIEW], env=env)
+        if bench.psql:
+            psql = [bench.psql, dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", f"REFRESH MATERIALIZED VIEW {VIEW}"]
+            contenders["psql -c REFRESH"] = lambda: run_process(psql, env=env)
+        for tool, call in contenders.items():
+            _refreshes(dsn, call, tool)
+        samples = interleaved(contenders, bench.repeats)
+    ours = samples["matviews refresh NAME"]
+    rows = [[tool, sample.cell(), f"{ratio(sample, ours):.2f}"] for tool, sample in samples.items()]
+    markdown = table(["tool (whole process)", "wall ms per refresh", "relative to matviews"], rows)
+    if not bench.dbt:
+        markdown += "\n\n(dbt not installed for this run: `bash benchmarks/run` installs it in its own venv.)"
+    return Section(
+        "tools", "Against the tools people use instead", markdown, {k: v.as_dict() for k, v in samples.items()}
+    )
