@@ -75,6 +75,7 @@ def _build_asset(definition: MatViewDefinition, spec: dg.AssetSpec, pool: str | 
                 strategy=config.strategy.value if config.strategy else None,
                 create_if_missing=True,
                 dagster_run_id=context.run.run_id,
+                describe=True,
             )
             if result["status"] != "success":
                 hint = f" Hint: {result['hint']}." if result.get("hint") else ""
@@ -83,9 +84,11 @@ def _build_asset(definition: MatViewDefinition, spec: dg.AssetSpec, pool: str | 
                     metadata={"run_record_id": result["run_id"], "view": definition.name},
                     allow_retries=False,
                 )
-            with mv.connect("metadata") as conn:
-                description = describe_view(conn, definition.qualified)
-                database = conn.info.dbname
+            if "description" in result:
+                description, database = result["description"], result["database"]
+            else:  # the description could not be read on the refresh's connection
+                with mv.connect("metadata") as conn:
+                    description, database = describe_view(conn, definition.qualified), conn.info.dbname
         strategy = config.strategy.value if config.strategy else definition.refresh_strategy
         created = result.get("created")
         duration_ms = result["duration_ms"] + (created["duration_ms"] if created else 0)

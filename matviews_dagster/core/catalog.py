@@ -220,18 +220,21 @@ def describe_view(conn: psycopg.Connection, name: QualifiedName) -> ViewDescript
     state = matview_state(conn, name)
     if state is None:
         return ViewDescription(name=name, exists=False)
-    columns = conn.execute(
-        """SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
-           WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum""",
-        (state.oid,),
-    ).fetchall()
-    size = conn.execute("SELECT pg_total_relation_size(%s)", (state.oid,)).fetchone()
+    row = conn.execute(
+        """SELECT pg_total_relation_size(%(oid)s),
+                  coalesce(array_agg(attname::text ORDER BY attnum), '{}'),
+                  coalesce(array_agg(format_type(atttypid, atttypmod) ORDER BY attnum), '{}')
+           FROM pg_attribute WHERE attrelid = %(oid)s AND attnum > 0 AND NOT attisdropped""",
+        {"oid": state.oid},
+    ).fetchone()
+    assert row is not None
+    size, names, types = row
     return ViewDescription(
         name=name,
         exists=True,
         populated=state.populated,
-        columns=tuple((column, type_) for column, type_ in columns),
-        size_bytes=int(size[0]) if size else None,
+        columns=tuple(zip(names, types, strict=True)),
+        size_bytes=int(size) if size is not None else None,
         rows_estimate=max(round(state.reltuples), 0) if state.reltuples >= 0 else None,
     )
 

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from .arguments import UNSET, normalize_flag, normalize_row_count, normalize_strategy
-from .catalog import NotAMaterializedView, matview_state
+from .catalog import NotAMaterializedView, describe_view, matview_state
 from .definition import MatViewDefinition
 from .dsn import mask_dsn, resolve_dsn, scrub
 from .locks import ViewLockTimeout, lock_holder, view_lock
@@ -117,12 +117,15 @@ class MatViews:
         strategy: str | None = None,
         create_if_missing: bool = False,
         dagster_run_id: str | None = None,
+        describe: bool = False,
     ) -> dict[str, Any]:
         """Refresh with the view's strategy (``strategy`` overrides once) and count rows.
 
         ``row_count`` omitted uses the definition's ``row_count_strategy``. With
         ``create_if_missing`` a missing view is created first (recorded as a create run, whose
-        result dict is returned under ``created``).
+        result dict is returned under ``created``). With ``describe``, a successful result also
+        carries the view's ``description`` (columns, size) and ``database``, read on the same
+        connection before the view's lock is released.
         """
         definition = self.definition(view)
         rows = normalize_row_count(row_count, definition.row_count_strategy)
@@ -142,8 +145,14 @@ class MatViews:
                     lambda conn: create_view(conn, definition),
                 )
                 result = session.run("refresh", options, lambda conn: _populated_by_create(conn, created, rows))
-                return {**result, "created": created}
-            return session.run("refresh", options, refresh)
+                result["created"] = created
+            else:
+                result = session.run("refresh", options, refresh)
+            if describe and result["status"] == "success" and not session.conn.broken:
+                with contextlib.suppress(psycopg.Error):  # the run is recorded; a description is a bonus
+                    result["description"] = describe_view(session.conn, definition.qualified)
+                    result["database"] = session.database
+            return result
 
         return self._locked("refresh", definition, dagster_run_id, steps)
 
