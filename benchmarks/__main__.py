@@ -58,25 +58,23 @@ def main(smoke: bool, repeats: int | None, only: str, out: Path | None, dsn: str
     workdir = ROOT / "benchmarks" / ".work"
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    sections: list[Section] = []
+    results = workdir / "results.json"
+    merged = json.loads(results.read_text()) if results.exists() and not smoke else {}
     with server(dsn) as server_dsn:
         bench = Bench(server_dsn, repeats or (1 if smoke else 5), smoke, workdir, dbt, find_psql())
+        sections: list[Section] = []
         for name in chosen:
             click.echo(f"[{time.monotonic() - started:6.0f}s] {name} ...", err=True)
             section = importlib.import_module(f".suites.{name}", __package__).run(bench)
             sections.append(section)
             click.echo(section.markdown + "\n", err=True)
-        meta = _meta(bench, time.monotonic() - started)
-    data = {section.key: section.data for section in sections}
-    results = workdir / "results.json"
-    previous = json.loads(results.read_text()) if results.exists() and not smoke else {}
-    merged = {**previous, **data}  # a partial run (--only) keeps the other suites' numbers for the chart
-    results.write_text(json.dumps(merged, indent=1, default=str))
-    update_markdown(out / "performance.md", sections, meta)
-    chart(out / "performance.png", merged)
-    click.echo(
-        f"wrote {out / 'performance.md'} and {out / 'performance.png'} in {time.monotonic() - started:.0f} s", err=True
-    )
+            # written after every suite, so a failure later keeps what was measured
+            merged[section.key] = section.data  # a partial run (--only) keeps the others' numbers
+            results.write_text(json.dumps(merged, indent=1, default=str))
+            update_markdown(out / "performance.md", sections, _meta(bench, time.monotonic() - started))
+            chart(out / "performance.png", merged)
+    elapsed = time.monotonic() - started
+    click.echo(f"wrote {out / 'performance.md'} and {out / 'performance.png'} in {elapsed:.0f} s", err=True)
 
 
 if __name__ == "__main__":

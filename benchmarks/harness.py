@@ -57,14 +57,17 @@ def ratio(numerator: Sample, denominator: Sample) -> float:
 def interleaved(
     contenders: dict[str, Callable[[], Any]], repeats: int, warmups: int = 1, before: Callable[[], Any] | None = None
 ) -> dict[str, Sample]:
-    """Time each contender ``repeats`` times after ``warmups``, alternating A, B, A, B ...
+    """Time each contender ``repeats`` times after ``warmups``, alternating A, B, B, A, A, B ...
 
     Alternating within one run puts every contender through the same machine state, so
-    their ratio holds even where absolute times drift. ``before`` runs untimed before each call.
+    their ratio holds even where absolute times drift; reversing the order every other round
+    keeps one from always running right after the other (after its checkpoint, say).
+    ``before`` runs untimed before each call.
     """
     timings: dict[str, list[float]] = {name: [] for name in contenders}
     for round_ in range(warmups + repeats):
-        for name, call in contenders.items():
+        order = list(contenders.items())
+        for name, call in order if round_ % 2 == 0 else reversed(order):
             if before is not None:
                 before()
             started = time.perf_counter()
