@@ -24,6 +24,16 @@ def test_estimated_is_neither_unknown_nor_stale(make_mv, db, users, definition, 
     assert mv.history(kind="refresh", limit=1)[0]["rows_count"] == 57
 
 
+def test_estimated_is_not_stale_after_a_concurrent_refresh(make_mv, db, users) -> None:
+    mv = make_mv(INDEXED.model_copy(update={"refresh_strategy": "concurrent"}))
+    mv.create("mv_plain")
+    db.execute("ANALYZE mv_plain")
+    users(57)
+    assert mv.refresh("mv_plain", "estimated")["rows_count"] == 57
+    users(400)
+    assert mv.refresh("mv_plain", "estimated")["rows_count"] == 400
+
+
 def test_estimated_right_after_create_without_index(make_mv, db, users) -> None:
     mv = make_mv(NO_INDEX)
     users(21)

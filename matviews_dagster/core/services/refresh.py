@@ -68,6 +68,8 @@ def refresh_view(
         warning = null_trap_warning(conn, name, state.oid, str(meta["unique_index"]))
         if warning:
             meta["warnings"] = [warning]
+        if row_count_strategy == "estimated":  # a concurrent refresh leaves reltuples as it was
+            conn.execute(sql.SQL("ANALYZE {}").format(name.identifier))  # a sample: cheap beside the diff
     rows = count_rows(conn, name, state.oid, row_count_strategy)
     return ServiceResponse("updated", payload={"rows_count": rows}, meta=meta)
 
