@@ -61,6 +61,16 @@ def _bars(ax: Any, labels: list[str], groups: dict[str, list[dict[str, float]]])
     ax.legend(fontsize=8)
 
 
+def _axes(ax: Any, title: str, xlabel: str, ylabel: str) -> bool:
+    """Log-scale y, labels and a small legend: the finish every line panel shares."""
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{ylabel} (log)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return True
+
+
 def _overhead(ax: Any, data: dict[str, dict[str, Any]]) -> bool:
     results = data.get("overhead", {}).get("results")
     if not results:
@@ -120,12 +130,8 @@ def _strategy_time(ax: Any, data: dict[str, dict[str, Any]]) -> bool:
         return False
     for strategy, (xs, ys) in lines.items():
         ax.plot([str(x) + "%" for x in xs], ys, marker="o", label=strategy, color=COLORS.get(strategy))
-    ax.set_yscale("log")
-    ax.set_xlabel("rows changed since the last refresh")
-    ax.set_ylabel("refresh ms (log)")
-    ax.set_title(f"4a. Refresh time, {data['strategies']['rows']:,}-row view")
-    ax.legend(fontsize=8)
-    return True
+    title = f"4a. Refresh time, {data['strategies']['rows']:,}-row view"
+    return _axes(ax, title, "rows changed since the last refresh", "refresh ms")
 
 
 def _strategy_readers(ax: Any, data: dict[str, dict[str, Any]]) -> bool:
@@ -143,12 +149,7 @@ def _strategy_readers(ax: Any, data: dict[str, dict[str, Any]]) -> bool:
             label=f"{strategy}: p99",
             color=COLORS.get(strategy),
         )
-    ax.set_yscale("log")
-    ax.set_xlabel("rows changed since the last refresh")
-    ax.set_ylabel("reader latency during the refresh, ms (log)")
-    ax.set_title("4b. What readers wait")
-    ax.legend(fontsize=7)
-    return True
+    return _axes(ax, "4b. What readers wait", "rows changed since the last refresh", "read latency, ms")
 
 
 def _loading(ax: Any, data: dict[str, dict[str, Any]]) -> bool:
@@ -164,9 +165,4 @@ def _loading(ax: Any, data: dict[str, dict[str, Any]]) -> bool:
     ):
         ax.plot(views, [r[key]["median"] for r in loading], marker="o", label=label)
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("views")
-    ax.set_ylabel("ms (log)")
-    ax.set_title("5. Loading definitions")
-    ax.legend(fontsize=7)
-    return True
+    return _axes(ax, "5. Loading definitions", "views", "ms")

@@ -2,12 +2,16 @@
 
 Starts a throwaway PostgreSQL, materializes the demo several times at growing scales (so the
 asset pages have a history to plot), serves it with ``dagster-webserver`` and takes the
-pictures with headless Chromium (Debian's ``chromium`` package: ``apt-get install chromium``).
+pictures with headless Chromium (Debian's ``chromium`` package: ``apt-get install chromium``),
+driven by Playwright (``pip install -e '.[bench]'``) to dismiss the welcome dialog, open the
+lineage and switch the metadata to plots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import runpy
 import shutil
 import socket
 import subprocess
@@ -18,9 +22,8 @@ import urllib.request
 from pathlib import Path
 
 import click
-import yaml
 
-from .harness import ROOT, run_process, server
+from .harness import ROOT, server
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -33,11 +36,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--hide-scrollbars",
 ]
-PAGES = {  # file name -> path in the UI
-    "ui-asset-graph.png": "/asset-groups",
-    "ui-asset-plots.png": "/assets/public/mv_user_activity?view=plots",
-    "ui-asset-overview.png": "/assets/public/mv_user_activity",
-}
+PAGES = ("ui-asset-graph.png", "ui-asset-overview.png", "ui-asset-plots.png")
 
 
 def _free_port() -> int:
@@ -65,25 +64,63 @@ def _chromium() -> str:
     raise click.ClickException("no Chromium found: apt-get install chromium (Debian) and run again")
 
 
-def _screenshot(chromium: str, url: str, path: Path, profile: Path) -> None:
-    run_process(
-        [
-            chromium,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={profile}",
-            "--window-size=1600,1000",
-            "--virtual-time-budget=30000",  # lets the page fetch and render its data first
-            f"--screenshot={path}",
-            url,
-        ]
-    )
+def _materialize_demo(runs: int) -> None:
+    """The demo's asset job, in this process, at scales 1..runs (DAGSTER_HOME and MATVIEWS_DSN set)."""
+    import dagster as dg
+
+    defs = runpy.run_path(str(ROOT / "definitions.py"))["defs"]
+    job = defs.get_implicit_global_asset_job_def()
+    instance = dg.DagsterInstance.get()
+    for scale in range(1, runs + 1):  # the demo grows: the plots get a trend to show
+        click.echo(f"materializing the demo at scale {scale}", err=True)
+        config = {"ops": {"demo_source_data": {"config": {"scale": scale}}}}
+        assert job.execute_in_process(run_config=config, instance=instance).success
+
+
+def _photograph(base: str, out: Path, chromium: str) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+
+        def visit(path: str) -> None:
+            page.goto(base + path)
+            page.wait_for_load_state("networkidle")
+            with contextlib.suppress(PlaywrightTimeout):  # the welcome dialog of a fresh browser profile
+                page.get_by_role("button", name="Skip").first.click(timeout=8000)
+            page.wait_for_timeout(1500)
+
+        visit("/asset-groups")
+        for group in ("demo_sources", "demo"):  # expand both groups in the graph
+            page.get_by_text(group, exact=True).last.dblclick()
+            page.wait_for_timeout(1000)
+        page.mouse.move(1000, 500)  # zoom out until the whole graph fits
+        page.keyboard.down("Control")
+        for _ in range(2):
+            page.mouse.wheel(0, 100)
+            page.wait_for_timeout(300)
+        page.keyboard.up("Control")
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "ui-asset-graph.png"))
+
+        visit("/assets/public/mv_user_activity")
+        page.screenshot(path=str(out / "ui-asset-overview.png"))
+        page.get_by_role("button", name="Plots").first.click()
+        page.wait_for_timeout(2500)
+        page.get_by_text("Metadata", exact=True).first.scroll_into_view_if_needed()
+        page.mouse.wheel(0, 450)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(out / "ui-asset-plots.png"))
+        browser.close()
 
 
 @click.command()
 @click.option("--runs", type=click.IntRange(min=2), default=6, show_default=True, help="Materializations of the demo.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=ROOT / "docs" / "images")
 def main(runs: int, out: Path) -> None:
-    """Materialize the demo ``runs`` times, then photograph the asset graph and one asset's plots."""
+    """Materialize the demo ``runs`` times, then photograph the asset graph and one asset's page."""
     chromium = _chromium()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="matviews-ui-"))
@@ -91,30 +128,21 @@ def main(runs: int, out: Path) -> None:
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with server(None) as dsn:
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MATVIEWS_DSN")}
-        env.update(MATVIEWS_DSN=dsn, DAGSTER_HOME=str(home))
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        bin_dir = Path(sys.executable).parent
-        for run in range(1, runs + 1):  # the demo grows: the plots get a trend to show
-            config = work / f"run_{run}.yaml"
-            config.write_text(yaml.safe_dump({"ops": {"demo_source_data": {"config": {"scale": run}}}}))
-            click.echo(f"materializing the demo at scale {run}", err=True)
-            materialize = [str(bin_dir / "dagster"), "asset", "materialize", "-f", "definitions.py", "--select", "*"]
-            run_process([*materialize, "-c", str(config)], env=env, cwd=ROOT)
+        os.environ.pop("DATABASE_URL", None)
+        os.environ.update(MATVIEWS_DSN=dsn, DAGSTER_HOME=str(home))
+        _materialize_demo(runs)
         port = _free_port()
+        bin_dir = Path(sys.executable).parent
         with open(work / "webserver.log", "w") as log:
             webserver = subprocess.Popen(
                 [str(bin_dir / "dagster-webserver"), "-f", "definitions.py", "-h", "127.0.0.1", "-p", str(port)],
                 cwd=ROOT,
-                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
             try:
                 _wait_for(f"http://127.0.0.1:{port}/server_info", 120)
-                for name, path in PAGES.items():
-                    click.echo(f"taking {name}", err=True)
-                    _screenshot(chromium, f"http://127.0.0.1:{port}{path}", out / name, work / "chromium")
+                _photograph(f"http://127.0.0.1:{port}", out, chromium)
             finally:
                 webserver.terminate()
                 webserver.wait(30)
