@@ -21,20 +21,26 @@ from .report import chart, update_markdown
 SUITES = ("overhead", "dagster_overhead", "tools", "strategies", "scale", "validation")
 
 
-def _meta(bench: Bench, elapsed_s: float) -> str:
+def _machine(bench: Bench) -> str:
+    """What the run ran on and with; asked once per run (``dbt --version`` alone takes seconds)."""
     with psycopg.connect(bench.server_dsn) as conn:
         row = conn.execute("SHOW server_version").fetchone()
     postgres = row[0] if row else "?"
     dbt = run_process([bench.dbt, "--version"]).splitlines()[1].strip(" -") if bench.dbt else "not run"
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {elapsed_s / 60:.1f} min"
-        f"{' (smoke run: small sizes, not for comparison)' if bench.smoke else ''}: "
         f"{os.cpu_count()} cores, {memory_gib:.0f} GiB, {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}, PostgreSQL {postgres}, dagster {metadata.version('dagster')}, "
-        f"psycopg {metadata.version('psycopg')}, dbt {dbt}. Every figure is the median of {bench.repeats} runs "
-        "after a warm-up, with (min-max); every ratio compares medians taken in the same run, "
-        "the contenders alternating."
+        f"psycopg {metadata.version('psycopg')}, dbt {dbt}"
+    )
+
+
+def _meta(bench: Bench, machine: str, elapsed_s: float) -> str:
+    return (
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {elapsed_s / 60:.1f} min"
+        f"{' (smoke run: small sizes, not for comparison)' if bench.smoke else ''}: {machine}. "
+        f"Every figure is the median of {bench.repeats} runs after a warm-up, with (min-max); every "
+        "ratio compares medians taken in the same run, the contenders alternating."
     )
 
 
@@ -62,6 +68,7 @@ def main(smoke: bool, repeats: int | None, only: str, out: Path | None, dsn: str
     merged = json.loads(results.read_text()) if results.exists() and not smoke else {}
     with server(dsn) as server_dsn:
         bench = Bench(server_dsn, repeats or (1 if smoke else 5), smoke, workdir, dbt, find_psql())
+        machine = _machine(bench)
         sections: list[Section] = []
         for name in chosen:
             click.echo(f"[{time.monotonic() - started:6.0f}s] {name} ...", err=True)
@@ -71,7 +78,7 @@ def main(smoke: bool, repeats: int | None, only: str, out: Path | None, dsn: str
             # written after every suite, so a failure later keeps what was measured
             merged[section.key] = section.data  # a partial run (--only) keeps the others' numbers
             results.write_text(json.dumps(merged, indent=1, default=str))
-            update_markdown(out / "performance.md", sections, _meta(bench, time.monotonic() - started))
+            update_markdown(out / "performance.md", sections, _meta(bench, machine, time.monotonic() - started))
             chart(out / "performance.png", merged)
     elapsed = time.monotonic() - started
     click.echo(f"wrote {out / 'performance.md'} and {out / 'performance.png'} in {elapsed:.0f} s", err=True)
