@@ -12,34 +12,41 @@ from typing import TYPE_CHECKING, Any
 from .version import __version__
 
 if TYPE_CHECKING:
+    from .core.connection import DatabaseUnavailable
     from .core.definition import MatViewDefinition, load_definitions
-    from .core.operations import DatabaseUnavailable, MatViews
+    from .core.graph import ViewGraph
+    from .core.operations import MatViews
+    from .core.result import OperationResult
     from .core.runs import RunStore
     from .core.services import ServiceResponse
+    from .core.vocabulary import CreateViewJob, DeleteViewJob, RefreshViewJob
 
 _LAZY = {
     "MatViewDefinition": "core.definition",
     "load_definitions": "core.definition",
+    "ViewGraph": "core.graph",
     "MatViews": "core.operations",
-    "DatabaseUnavailable": "core.operations",
+    "DatabaseUnavailable": "core.connection",
+    "OperationResult": "core.result",
     "RunStore": "core.runs",
     "ServiceResponse": "core.services",
+    "CreateViewJob": "core.vocabulary",
+    "RefreshViewJob": "core.vocabulary",
+    "DeleteViewJob": "core.vocabulary",
     "build_definitions": "build",
+    "matview_assets": "assets",
     "build_matview_assets": "assets",
     "source_asset_specs": "assets",
     "RefreshConfig": "assets",
     "build_matview_checks": "checks",
     "build_matview_schedules": "automation",
     "nightly_refresh_schedule": "automation",
+    "build_queue_sensor": "automation",
     "build_create_job": "ops",
     "build_delete_job": "ops",
-    "CreateViewJob": "ops",
-    "RefreshViewJob": "ops",
-    "DeleteViewJob": "ops",
     "MatViewsAdapter": "adapter",
     "EnqueuedRun": "adapter",
-    "build_queue_sensor": "automation",
-    "PostgresResource": "resources",
+    "MatViewsResource": "resources",
     "RunStoreResource": "resources",
     "DagsterMatViewTranslator": "translator",
 }
@@ -53,12 +60,14 @@ __all__ = [
     "MatViewDefinition",
     "MatViews",
     "MatViewsAdapter",
-    "PostgresResource",
+    "MatViewsResource",
+    "OperationResult",
     "RefreshConfig",
     "RefreshViewJob",
     "RunStore",
     "RunStoreResource",
     "ServiceResponse",
+    "ViewGraph",
     "__version__",
     "build_create_job",
     "build_definitions",
@@ -68,6 +77,7 @@ __all__ = [
     "build_matview_schedules",
     "build_queue_sensor",
     "load_definitions",
+    "matview_assets",
     "nightly_refresh_schedule",
     "source_asset_specs",
 ]

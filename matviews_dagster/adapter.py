@@ -13,42 +13,24 @@ The backend is configuration (``backend=`` or env ``MATVIEWS_ADAPTER``), never d
 
 import os
 import re
+import runpy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from .assets import refresh_op_name
-from .core.arguments import UNSET, normalize_flag, normalize_row_count
+from .assets import view_keys
 from .core.definition import MatViewDefinition, load_definitions
 from .core.operations import MatViews
 from .core.requests import RunRequestQueue
-from .ops import CreateViewJob, DeleteViewJob, RefreshViewJob
-from .translator import DagsterMatViewTranslator
+from .ops import JobPlan, ViewTargets, parse_request, plan_run
+from .translator import definitions_of
 
 BACKENDS = ("inline", "queue", "graphql")
-QUEUE_TAG = "matviews/queue"
-REQUEST_TAG = "matviews/request_id"
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,63}")
-
-
-@dataclass(frozen=True)
-class JobPlan:
-    """What to run in Dagster for one request: job, run config, asset selection."""
-
-    job_name: str
-    view: str
-    option: dict[str, Any]
-    run_config: dict[str, Any]
-    asset_selection: list[dg.AssetKey] | None = None
-
-    def tags(self, queue: str, request_id: int | None = None) -> dict[str, str]:
-        tags = {QUEUE_TAG: queue, "matviews/view": self.view}
-        if request_id is not None:
-            tags[REQUEST_TAG] = str(request_id)
-        return tags
 
 
 @dataclass(frozen=True)
@@ -70,37 +52,6 @@ class EnqueuedRun:
         return f"{self.view}: {self.job} {target} on queue {self.queue} via {self.backend}{status}"
 
 
-def job_name_of(job: object) -> str:
-    """``CreateViewJob``/``RefreshViewJob``/``DeleteViewJob``, a job definition, or a job name."""
-    name = getattr(job, "name", job)
-    if name not in (CreateViewJob, RefreshViewJob, DeleteViewJob):
-        raise ValueError(
-            f"job {job!r} is not a matviews job; use CreateViewJob, RefreshViewJob or DeleteViewJob "
-            f"({CreateViewJob}, {RefreshViewJob}, {DeleteViewJob})"
-        )
-    return str(name)
-
-
-def plan_job(job: object, args: Sequence[Any], mv: MatViews) -> JobPlan:
-    """Validate ``[view_or_definition_id, option]`` for ``job`` and build its run: raises
-    ``ValueError`` for a bad job, an unknown view or a junk option, before anything is queued."""
-    name = job_name_of(job)
-    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence) or not 1 <= len(args) <= 2:
-        raise ValueError(f"args must be [view_or_definition_id] or [view_or_definition_id, option], got {args!r}")
-    definition = mv.definition(args[0])
-    option = args[1] if len(args) == 2 else UNSET
-    if name == RefreshViewJob:
-        rows = normalize_row_count(option, definition.row_count_strategy)
-        key = DagsterMatViewTranslator().get_asset_key(definition)
-        config = {"ops": {refresh_op_name(definition): {"config": {"row_count_strategy": rows}}}}
-        return JobPlan(name, definition.name, {"row_count_strategy": rows}, config, [key])
-    flag = "force" if name == CreateViewJob else "cascade"
-    value = normalize_flag(None if option is UNSET else option, flag)
-    op = "create_views" if name == CreateViewJob else "delete_views"
-    config = {"ops": {op: {"config": {"views": [definition.name], flag: value}}}}
-    return JobPlan(name, definition.name, {flag: value}, config)
-
-
 def validate_queue(queue: object) -> str:
     if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
         raise ValueError(f"queue {queue!r} is invalid: use 1-63 letters, digits, '_', '.' or '-'")
@@ -108,7 +59,13 @@ def validate_queue(queue: object) -> str:
 
 
 class MatViewsAdapter(dg.ConfigurableResource):
-    """Enqueue create/refresh/delete runs through the configured backend."""
+    """Enqueue create/refresh/delete runs through the configured backend.
+
+    ``queue`` needs only the views (``definitions_path`` or the code location); ``inline`` and
+    ``graphql`` run the code location's own jobs, so they need its ``Definitions``: bound by
+    ``build_definitions``, by ``bind(defs)``, or loaded from ``code_location`` (a Python file
+    that defines them; env ``MATVIEWS_CODE_LOCATION``).
+    """
 
     backend: str | None = Field(default=None, description="inline, queue or graphql (env MATVIEWS_ADAPTER).")
     default_queue: str | None = Field(default=None, description="Queue when none is given (env MATVIEWS_JOB_QUEUE).")
@@ -118,16 +75,20 @@ class MatViewsAdapter(dg.ConfigurableResource):
     definitions_path: str | None = Field(
         default=None, description="YAML with the views (env MATVIEWS_DEFINITIONS, default matviews.yaml)."
     )
+    code_location: str | None = Field(
+        default=None, description="Python file defining the Dagster Definitions (env MATVIEWS_CODE_LOCATION)."
+    )
     graphql_url: str | None = Field(
         default=None, description="Dagster webserver for the graphql backend (env MATVIEWS_GRAPHQL_URL)."
     )
     location_name: str | None = Field(default=None, description="Code location, when the webserver has several.")
-    _definitions: list[MatViewDefinition] | None = PrivateAttr(default=None)
+    _defs: dg.Definitions | None = PrivateAttr(default=None)
 
-    def with_definitions(self, definitions: Sequence[MatViewDefinition]) -> "MatViewsAdapter":
-        """The same adapter, validating against these definitions instead of a YAML file."""
+    def bind(self, defs: dg.Definitions) -> "MatViewsAdapter":
+        """The same adapter, running and validating against this code location's views, jobs
+        and asset keys (as its translator made them)."""
         adapter = self.model_copy()
-        adapter._definitions = list(definitions)
+        adapter._defs = defs
         return adapter
 
     def resolved_backend(self) -> str:
@@ -145,9 +106,19 @@ class MatViewsAdapter(dg.ConfigurableResource):
             queue = self.default_queue or os.environ.get("MATVIEWS_JOB_QUEUE") or "default"
         return validate_queue(queue)
 
+    def code_location_definitions(self) -> dg.Definitions | None:
+        """The bound ``Definitions``, else those ``code_location`` defines, else ``None``."""
+        if self._defs is None:
+            path = self.code_location or os.environ.get("MATVIEWS_CODE_LOCATION")
+            if path:
+                self._defs = _load_code_location(path)
+        return self._defs
+
     def definitions(self) -> list[MatViewDefinition]:
-        if self._definitions is not None:
-            return self._definitions
+        """The views requests may name: the code location's, else the definitions file's."""
+        defs = self.code_location_definitions()
+        if defs is not None:
+            return [d for asset in _matview_assets(defs) for d in definitions_of(asset).values()]
         return load_definitions(self.definitions_path or os.environ.get("MATVIEWS_DEFINITIONS") or "matviews.yaml")
 
     def matviews(self) -> MatViews:
@@ -156,24 +127,29 @@ class MatViewsAdapter(dg.ConfigurableResource):
         )
 
     def enqueue(self, job: object, queue: str | None = None, args: Sequence[Any] = ()) -> EnqueuedRun:
-        """Validate everything, then hand the run to the backend."""
+        """Validate everything, then hand the run to the backend; raises ``ValueError`` for a
+        bad job, view, option or queue before anything is queued or run."""
         backend = self.resolved_backend()
         queue_name = self.resolved_queue(queue)
         with self.matviews() as mv:
-            plan = plan_job(job, args, mv)
+            request = parse_request(job, args, mv)
             if backend == "queue":
-                request_id = RunRequestQueue(mv.runs).enqueue(plan.job_name, [plan.view, plan.option], queue_name)
+                request_id = RunRequestQueue(mv.runs).enqueue(request.job, [request.view, request.option], queue_name)
                 return EnqueuedRun(
-                    backend, plan.job_name, queue_name, plan.view, request_id=request_id, status="pending"
+                    backend, request.job, queue_name, request.view, request_id=request_id, status="pending"
                 )
+            defs = self.code_location_definitions()
+            if defs is None:
+                raise ValueError(
+                    f"the {backend} backend runs your code location's jobs: bind its Definitions "
+                    "(adapter.bind(defs)) or set code_location= / MATVIEWS_CODE_LOCATION to the file defining them"
+                )
+            plan = plan_run(request, _targets(defs))
             if backend == "inline":
-                return self._run_inline(plan, queue_name, mv)
+                return self._run_inline(defs, plan, queue_name, mv)
             return self._submit_graphql(plan, queue_name)
 
-    def _run_inline(self, plan: JobPlan, queue: str, mv: MatViews) -> EnqueuedRun:
-        from .build import build_definitions
-
-        defs = build_definitions(self.definitions(), dsn=mv.dsn, runs_dsn=self.runs_dsn, runs_schema=self.runs_schema)
+    def _run_inline(self, defs: dg.Definitions, plan: JobPlan, queue: str, mv: MatViews) -> EnqueuedRun:
         result = defs.resolve_job_def(plan.job_name).execute_in_process(
             run_config=plan.run_config,
             asset_selection=plan.asset_selection,
@@ -233,3 +209,25 @@ def _connection_error(exc: BaseException) -> BaseException | None:
             return current
         current = current.__cause__ or current.__context__
     return None
+
+
+def _matview_assets(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
+    return [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and definitions_of(a)]
+
+
+def _targets(defs: dg.Definitions) -> ViewTargets:
+    return view_keys(_matview_assets(defs))
+
+
+def _load_code_location(path: str) -> dg.Definitions:
+    """The ``Definitions`` a Python file defines (its ``defs``, or its only ``Definitions``)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"code location {path!r} is not a file; point MATVIEWS_CODE_LOCATION at definitions.py")
+    namespace = runpy.run_path(str(file))
+    found = [value for value in namespace.values() if isinstance(value, dg.Definitions)]
+    if isinstance(namespace.get("defs"), dg.Definitions):
+        return namespace["defs"]
+    if len(found) == 1:
+        return found[0]
+    raise ValueError(f"code location {path} defines {len(found)} Definitions objects; name the one to use 'defs'")

@@ -1,6 +1,16 @@
-"""One Dagster asset per materialized view: materializing it refreshes the view."""
+"""``@matview_assets``: the views of a code location as one subsettable multi-asset.
 
-from collections.abc import Sequence
+As ``@dbt_assets`` does for dbt models, every view is its own asset (spec from the translator,
+checks as ``check_specs``), and one step refreshes whichever of them are selected, upstream
+first and several at once, through ``MatViewsResource``:
+
+>>> @matview_assets(definitions=load_definitions("matviews.yaml"))
+... def views(context: dg.AssetExecutionContext, matviews: MatViewsResource):
+...     yield from matviews.refresh(context)
+"""
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from enum import Enum
 from functools import cache
 from typing import Any
@@ -8,116 +18,90 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from .core.arguments import UNSET
-from .core.catalog import ViewDescription, describe_view
+from .checks import build_matview_checks
 from .core.definition import MatViewDefinition
-from .resources import PostgresResource, RunStoreResource, matviews_client
-from .translator import DagsterMatViewTranslator
+from .core.graph import ViewGraph
+from .core.vocabulary import REFRESH_STRATEGIES, ROW_COUNT_STRATEGIES
+from .resources import MatViewsResource
+from .translator import DagsterMatViewTranslator, definitions_of, with_definition
 
-POSTGRES_KEY = "matviews_postgres"
+MATVIEWS_KEY = "matviews"
 RUN_STORE_KEY = "matviews_run_store"
 ADAPTER_KEY = "matviews_adapter"
 DEFAULT_POOL = "matviews"
+DEFAULT_NAME = "matviews"
 
-
-class Strategy(Enum):
-    regular = "regular"
-    concurrent = "concurrent"
-    swap = "swap"
-
-
-class RowCount(Enum):
-    estimated = "estimated"
-    exact = "exact"
-    none = "none"
+Strategy = Enum("Strategy", {name: name for name in REFRESH_STRATEGIES})  # type: ignore[misc]
+RowCount = Enum("RowCount", {name: name for name in ROW_COUNT_STRATEGIES})  # type: ignore[misc]
 
 
 class RefreshConfig(dg.Config):
-    """Run config for one materialization; ``None`` keeps the definition's choice."""
+    """Run config of the refresh step; ``None`` keeps each definition's choice.
+
+    ``ops: {matviews: {config: {strategy: swap, row_count_strategy: exact}}}``
+    """
 
     strategy: Strategy | None = Field(default=None, description="Refresh strategy for this run only.")
     row_count_strategy: RowCount | None = Field(default=None, description="Row counting for this run only.")
 
 
-def view_metadata(description: ViewDescription, database: str) -> dict[str, Any]:
-    """Materialization metadata read from the catalog: table name, column schema, size."""
-    schema = dg.TableSchema(columns=[dg.TableColumn(name, type_) for name, type_ in description.columns])
-    return {
-        "dagster/table_name": f"{database}.{description.name}",
-        "dagster/column_schema": schema,
-        "size_bytes": dg.MetadataValue.int(description.size_bytes or 0),
-    }
-
-
-def refresh_op_name(definition: MatViewDefinition) -> str:
-    """The op (step) name of a view's asset, used to address its run config."""
-    return f"refresh_{definition.qualified.schema}__{definition.qualified.name}"
-
-
 @cache
 def _refresh_config_schema() -> Any:
-    """``RefreshConfig``'s schema, inferred once: inferring it per asset was a third of the load time."""
+    """``RefreshConfig``'s schema, inferred once."""
     return RefreshConfig.to_fields_dict()
 
 
-def _build_asset(definition: MatViewDefinition, spec: dg.AssetSpec, pool: str | None) -> dg.AssetsDefinition:
-    @dg.multi_asset(name=refresh_op_name(definition), specs=[spec], pool=pool, config_schema=_refresh_config_schema())
-    def _refresh(
-        context: dg.AssetExecutionContext,
-        matviews_postgres: PostgresResource,
-        matviews_run_store: RunStoreResource,
-    ) -> dg.MaterializeResult:
-        config = RefreshConfig(**(context.op_execution_context.op_config or {}))
-        with matviews_client(matviews_postgres, matviews_run_store, [definition]) as mv:
-            result = mv.refresh(
-                definition,
-                config.row_count_strategy.value if config.row_count_strategy else UNSET,
-                strategy=config.strategy.value if config.strategy else None,
-                create_if_missing=True,
-                dagster_run_id=context.run.run_id,
-                describe=True,
-            )
-            if result["status"] != "success":
-                hint = f" Hint: {result['hint']}." if result.get("hint") else ""
-                raise dg.Failure(
-                    description=f"refresh of {definition.name} failed: {result['error']}.{hint}",
-                    metadata={"run_record_id": result["run_id"], "view": definition.name},
-                    allow_retries=False,
-                )
-            if "description" in result:
-                description, database = result["description"], result["database"]
-            else:  # the description could not be read on the refresh's connection
-                with mv.connect("metadata") as conn:
-                    description, database = describe_view(conn, definition.qualified), conn.info.dbname
-        strategy = config.strategy.value if config.strategy else definition.refresh_strategy
-        created = result.get("created")
-        duration_ms = result["duration_ms"] + (created["duration_ms"] if created else 0)
-        metadata: dict[str, Any] = {
-            "duration_ms": dg.MetadataValue.int(duration_ms),
-            "strategy": strategy,
-            "run_record_id": dg.MetadataValue.int(result["run_id"]),
-            "outcome": result["outcome"],
-            **view_metadata(description, database),
-        }
-        if created:
-            metadata["create_run_record_id"] = dg.MetadataValue.int(created["run_id"])
-        if result["rows_count"] is not None:
-            metadata["dagster/row_count"] = dg.MetadataValue.int(result["rows_count"])
-        return dg.MaterializeResult(asset_key=spec.key, metadata=metadata)
+def matview_assets(
+    *,
+    definitions: Sequence[MatViewDefinition] | ViewGraph,
+    translator: DagsterMatViewTranslator | None = None,
+    name: str = DEFAULT_NAME,
+    pool: str | None = DEFAULT_POOL,
+    op_tags: Mapping[str, Any] | None = None,
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """Build one ``multi_asset`` (``can_subset=True``) with an asset per view and its checks.
 
-    return _refresh
+    ``name`` is the op (step) name, which addresses its run config; ``pool`` is the Dagster
+    concurrency pool the step takes one slot of (the views inside run ``max_parallel`` at once,
+    set on ``MatViewsResource``). Unless the decorated function takes a ``config`` parameter
+    of its own, the step accepts ``RefreshConfig``. Raises ``DagsterInvalidDefinitionError``
+    when two views translate to the same asset key, ``ValueError`` for a cycle.
+    """
+    graph = definitions if isinstance(definitions, ViewGraph) else ViewGraph(definitions)
+    translator = translator or DagsterMatViewTranslator()
+    specs = [with_definition(translator.spec_for(definition, graph), definition) for definition in graph]
+    _refuse_duplicate_keys(graph, specs)
+    check_specs = build_matview_checks(zip(graph, (spec.key for spec in specs), strict=True))
+
+    def inner(fn: Callable[..., Any]) -> dg.AssetsDefinition:
+        own_config = "config" in inspect.signature(fn).parameters
+        return dg.multi_asset(
+            name=name,
+            specs=specs,
+            check_specs=check_specs,
+            can_subset=True,
+            pool=pool,
+            op_tags=op_tags,
+            config_schema=None if own_config else _refresh_config_schema(),
+        )(fn)
+
+    return inner
 
 
 def build_matview_assets(
-    definitions: Sequence[MatViewDefinition],
+    definitions: Sequence[MatViewDefinition] | ViewGraph,
     *,
     translator: DagsterMatViewTranslator | None = None,
+    name: str = DEFAULT_NAME,
     pool: str | None = DEFAULT_POOL,
-) -> list[dg.AssetsDefinition]:
-    """One asset per definition; they run in parallel under the multiprocess executor, at most
-    as many at once as the ``pool`` allows (set a limit with ``dagster instance concurrency``)."""
-    translator = translator or DagsterMatViewTranslator()
-    return [_build_asset(d, translator.get_asset_spec(d), pool) for d in definitions]
+) -> dg.AssetsDefinition:
+    """``@matview_assets`` with the usual body: ``yield from matviews.refresh(context)``."""
+
+    @matview_assets(definitions=definitions, translator=translator, name=name, pool=pool)
+    def _refresh_views(context: dg.AssetExecutionContext, matviews: MatViewsResource) -> Iterator[Any]:
+        yield from matviews.refresh(context)
+
+    return _refresh_views
 
 
 def source_asset_specs(
@@ -130,3 +114,23 @@ def source_asset_specs(
         dg.AssetSpec(key=key, kinds={"postgres"}, description=f"Source table {'.'.join(key.path)}")
         for key in sorted(upstream - produced, key=lambda k: k.to_user_string())
     ]
+
+
+def view_keys(assets: Sequence[dg.AssetsDefinition]) -> dict[str, tuple[dg.AssetKey, str]]:
+    """``{view name: (asset key, op name)}`` of every view in ``@matview_assets`` definitions."""
+    found: dict[str, tuple[dg.AssetKey, str]] = {}
+    for asset in assets:
+        for key, definition in definitions_of(asset).items():
+            found[definition.name] = (key, asset.node_def.name)
+    return found
+
+
+def _refuse_duplicate_keys(graph: ViewGraph, specs: list[dg.AssetSpec]) -> None:
+    seen: dict[dg.AssetKey, str] = {}
+    for definition, spec in zip(graph, specs, strict=True):
+        if spec.key in seen:
+            raise dg.DagsterInvalidDefinitionError(
+                f"views {seen[spec.key]} and {definition.name} translate to the same asset key "
+                f"{spec.key.to_user_string()}; make get_asset_spec return a unique key per view"
+            )
+        seen[spec.key] = definition.name

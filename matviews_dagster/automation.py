@@ -1,24 +1,23 @@
 """Schedules: one per definition with ``schedule_cron``, and a nightly refresh of everything."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from .core.definition import MatViewDefinition
-from .translator import DagsterMatViewTranslator
+from .core.requests import RunRequestQueue
+from .ops import REQUEST_TAG, ViewTargets, parse_request, plan_run
+from .resources import MatViewsResource
 
 
-def build_matview_schedules(
-    definitions: Sequence[MatViewDefinition], *, translator: DagsterMatViewTranslator | None = None
-) -> list[dg.ScheduleDefinition]:
-    """A schedule per view with ``schedule_cron``, refreshing that view's asset."""
-    translator = translator or DagsterMatViewTranslator()
+def build_matview_schedules(views: Iterable[tuple[MatViewDefinition, dg.AssetKey]]) -> list[dg.ScheduleDefinition]:
+    """A schedule per view with ``schedule_cron``, refreshing that view's asset (its
+    translated key), named ``refresh_<key path joined by _>_schedule``."""
     schedules = []
-    for definition in definitions:
+    for definition, key in views:
         if definition.schedule_cron:
-            key = translator.get_asset_key(definition)
             name = "_".join(key.path)
             schedules.append(
                 dg.ScheduleDefinition(
@@ -32,7 +31,7 @@ def build_matview_schedules(
 
 
 def nightly_refresh_schedule(
-    target: dg.JobDefinition | UnresolvedAssetJobDefinition | dg.AssetSelection,
+    target: Any,
     cron_schedule: str = "0 3 * * *",
     *,
     timezone: str = "UTC",
@@ -55,7 +54,8 @@ _RESUBMIT_AFTER_SECONDS = 120
 
 def build_queue_sensor(
     definitions: Sequence[MatViewDefinition],
-    jobs: Sequence[dg.JobDefinition | UnresolvedAssetJobDefinition],
+    targets: ViewTargets,
+    jobs: Sequence[Any],
     *,
     minimum_interval_seconds: int = 10,
     batch_size: int = 25,
@@ -65,11 +65,10 @@ def build_queue_sensor(
     Each tick records the Dagster run id of requests submitted earlier, then claims pending
     requests (``FOR UPDATE SKIP LOCKED``) and yields one ``RunRequest`` each, with
     ``run_key`` = request id (Dagster never launches a run key twice) and the tag
-    ``matviews/queue``. A request that cannot become a run is marked ``failed`` with the reason.
+    ``matviews/queue``. ``targets`` (``{view: (asset key, op name)}``) are the code
+    location's views as translated. A request that cannot become a run is marked ``failed``
+    with the reason.
     """
-    from .adapter import REQUEST_TAG, plan_job
-    from .core.requests import RunRequestQueue
-    from .resources import PostgresResource, RunStoreResource, matviews_client
 
     @dg.sensor(
         name=QUEUE_SENSOR,
@@ -79,11 +78,9 @@ def build_queue_sensor(
         description="Runs the requests enqueued with the adapter's queue backend.",
     )
     def matviews_queue_sensor(
-        context: dg.SensorEvaluationContext,
-        matviews_postgres: PostgresResource,
-        matviews_run_store: RunStoreResource,
+        context: dg.SensorEvaluationContext, matviews: MatViewsResource
     ) -> Iterator[dg.RunRequest]:
-        with matviews_client(matviews_postgres, matviews_run_store, definitions) as mv:
+        with matviews.matviews(definitions) as mv:
             queue = RunRequestQueue(mv.runs)
             now = datetime.now(UTC)
             resubmit = []
@@ -95,7 +92,7 @@ def build_queue_sensor(
                     resubmit.append(request)  # claimed but never launched (the tick died): same run key again
             for request in [*resubmit, *queue.claim(batch_size)]:
                 try:
-                    plan = plan_job(request.job, request.args, mv)
+                    plan = plan_run(parse_request(request.job, request.args, mv), targets)
                 except ValueError as exc:
                     queue.fail(request.id, str(exc))
                     context.log.warning(f"request #{request.id} failed: {exc}")

@@ -6,12 +6,21 @@ from pathlib import Path
 import dagster as dg
 
 from .adapter import MatViewsAdapter
-from .assets import ADAPTER_KEY, DEFAULT_POOL, POSTGRES_KEY, RUN_STORE_KEY, build_matview_assets, source_asset_specs
+from .assets import (
+    ADAPTER_KEY,
+    DEFAULT_POOL,
+    MATVIEWS_KEY,
+    RUN_STORE_KEY,
+    build_matview_assets,
+    source_asset_specs,
+    view_keys,
+)
 from .automation import build_matview_schedules, build_queue_sensor, nightly_refresh_schedule
-from .checks import build_matview_checks
 from .core.definition import MatViewDefinition, load_definitions
-from .ops import RefreshViewJob, build_create_job, build_delete_job
-from .resources import PostgresResource, RunStoreResource
+from .core.graph import ViewGraph
+from .core.vocabulary import DEFAULT_MAX_PARALLEL, RefreshViewJob
+from .ops import build_create_job, build_delete_job
+from .resources import MatViewsResource, RunStoreResource
 from .translator import DagsterMatViewTranslator
 
 
@@ -21,52 +30,57 @@ def build_definitions(
     dsn: str | None = None,
     runs_dsn: str | None = None,
     runs_schema: str = "public",
-    postgres: PostgresResource | None = None,
+    matviews: MatViewsResource | None = None,
     translator: DagsterMatViewTranslator | None = None,
     pool: str | None = DEFAULT_POOL,
+    max_parallel: int = DEFAULT_MAX_PARALLEL,
     nightly_cron: str | None = None,
     queue_sensor_interval: int = 10,
     extra_assets: Sequence[dg.AssetsDefinition | dg.AssetSpec] = (),
 ) -> dg.Definitions:
-    """Assets, checks, create/refresh/delete jobs, schedules and resources for the views.
+    """The views' assets and checks (one ``@matview_assets`` step), create/refresh/delete jobs,
+    schedules, the queue sensor and the resources, in one ``Definitions``.
 
     >>> defs = build_definitions("matviews.yaml", dsn=dg.EnvVar("DATABASE_URL"))  # doctest: +SKIP
 
-    ``extra_assets`` (e.g. the assets that load the source tables) take the place of the
-    external source assets with the same keys. ``nightly_cron`` adds a schedule refreshing
-    every view.
+    ``matviews`` replaces the ``MatViewsResource`` built from ``dsn``, ``runs_dsn``,
+    ``runs_schema`` and ``max_parallel``. ``extra_assets`` (e.g. the assets that load the
+    source tables) take the place of the external source assets with the same keys.
+    ``nightly_cron`` adds a schedule refreshing every view. Raises ``ValueError`` for an
+    invalid definitions file, a duplicate view or a cycle.
     """
     if isinstance(definitions_or_yaml_path, (str, Path)):
         definitions = load_definitions(definitions_or_yaml_path)
     else:
         definitions = list(definitions_or_yaml_path)
-    adapter = MatViewsAdapter(dsn=dsn, runs_dsn=runs_dsn, runs_schema=runs_schema).with_definitions(definitions)
+    graph = ViewGraph(definitions)
     translator = translator or DagsterMatViewTranslator()
-    views = build_matview_assets(definitions, translator=translator, pool=pool)
+    views = build_matview_assets(graph, translator=translator, pool=pool)
+    targets = view_keys([views])
+    keys = {name: key for name, (key, _) in targets.items()}
     extra_keys = [key for extra in extra_assets for key in _keys(extra)]
-    sources = source_asset_specs(views, also_defined=extra_keys)
-    view_keys = [key for view in views for key in view.keys]
+    sources = source_asset_specs([views], also_defined=extra_keys)
     refresh_job = dg.define_asset_job(
         RefreshViewJob,
-        selection=dg.AssetSelection.assets(*view_keys),
+        selection=dg.AssetSelection.assets(*keys.values()),
         description="Refresh every materialized view, upstreams first.",
     )
-    schedules = build_matview_schedules(definitions, translator=translator)
+    schedules = build_matview_schedules((definition, keys[definition.name]) for definition in graph)
     if nightly_cron:
         schedules.append(nightly_refresh_schedule(refresh_job, nightly_cron))
-    jobs = [refresh_job, build_create_job(definitions), build_delete_job(definitions)]
-    return dg.Definitions(
-        assets=[*views, *sources, *extra_assets],
-        asset_checks=build_matview_checks(definitions, translator=translator),
+    jobs = [refresh_job, build_create_job(definitions, keys), build_delete_job(definitions)]
+    run_store = (matviews.run_store if matviews else None) or RunStoreResource(dsn=runs_dsn, schema_name=runs_schema)
+    resource = matviews or MatViewsResource(dsn=dsn, max_parallel=max_parallel, run_store=run_store)
+    adapter = MatViewsAdapter(dsn=resource.dsn, runs_dsn=run_store.dsn, runs_schema=run_store.schema_name)
+    defs = dg.Definitions(
+        assets=[views, *sources, *extra_assets],
         jobs=jobs,
         schedules=schedules,
-        sensors=[build_queue_sensor(definitions, jobs, minimum_interval_seconds=queue_sensor_interval)],
-        resources={
-            POSTGRES_KEY: postgres or PostgresResource(dsn=dsn),
-            RUN_STORE_KEY: RunStoreResource(dsn=runs_dsn, schema_name=runs_schema),
-            ADAPTER_KEY: adapter,
-        },
+        sensors=[build_queue_sensor(definitions, targets, jobs, minimum_interval_seconds=queue_sensor_interval)],
+        resources={MATVIEWS_KEY: resource, RUN_STORE_KEY: run_store, ADAPTER_KEY: adapter},
     )
+    adapter._defs = defs  # the adapter runs this very code location's jobs (inline, graphql)
+    return defs
 
 
 def _keys(asset: dg.AssetsDefinition | dg.AssetSpec) -> list[dg.AssetKey]:

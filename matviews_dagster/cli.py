@@ -19,9 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .core.vocabulary import (
+    DEFAULT_MAX_PARALLEL,
+    REFRESH_STRATEGIES,
+    ROW_COUNT_STRATEGIES,
+    RUN_KINDS,
+    CreateViewJob,
+    DeleteViewJob,
+    RefreshViewJob,
+)
+
 if TYPE_CHECKING:
     from .core.definition import MatViewDefinition
     from .core.operations import MatViews
+    from .core.result import OperationResult
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -92,52 +103,47 @@ def confirm(action: str, yes: bool) -> None:
         raise Aborted("aborted; nothing was changed")
 
 
-def describe_result(result: dict[str, Any]) -> str:
-    mark = "ok" if result["status"] == "success" else "FAILED"
-    parts = [f"{mark:6} {result['view']}: {result['outcome']}", f"{result['duration_ms']} ms"]
-    if result.get("rows_count") is not None:
-        parts.append(f"{result['rows_count']} rows")
-    parts.append(f"run #{result['run_id']}")
+def describe_result(result: OperationResult) -> str:
+    mark = {"success": "ok", "skipped": "SKIPPED"}.get(result.status, "FAILED")
+    parts = [f"{mark:7} {result.view}: {result.outcome}"]
+    if result.run_id is not None:
+        parts.append(f"{result.duration_ms} ms")
+    if result.rows_count is not None:
+        parts.append(f"{result.rows_count} rows")
+    if result.run_id is not None:
+        parts.append(f"run #{result.run_id}")
     line = ", ".join(parts)
-    if result["error"]:
-        line += f"\n       {result['error']}"
-        if result.get("hint"):
-            line += f"\n       hint: {result['hint']}"
+    for warning in result.warnings:
+        line += f"\n        warning: {warning}"
+    if result.error:
+        line += f"\n        {result.error}"
+        if result.hint:
+            line += f"\n        hint: {result.hint}"
     return line
 
 
 def run_operations(
-    definitions: list[MatViewDefinition],
-    operation: Callable[[MatViewDefinition], dict[str, Any]],
-    *,
-    as_json: bool,
-    progress_label: str | None = None,
+    results: Iterable[OperationResult], *, as_json: bool, total: int, progress_label: str | None = None
 ) -> int:
-    """Run ``operation`` on each view, print each result, exit 1 if any failed."""
+    """Print each result as it comes (one JSON object per line with ``--json``); exit 1 if
+    any view failed or was skipped."""
     failed = False
-
-    def report(result: dict[str, Any]) -> None:
-        nonlocal failed
-        failed = failed or result["status"] != "success"
-        if as_json:
-            emit_json(result)
-        else:
-            click.echo(describe_result(result))
-
-    if progress_label and not as_json and sys.stdout.isatty() and len(definitions) > 1:
+    if progress_label and not as_json and sys.stdout.isatty() and total > 1:
         from rich.progress import Progress
 
         with Progress(transient=True) as progress:
-            task = progress.add_task(progress_label, total=len(definitions))
-            for definition in definitions:
-                progress.update(task, description=f"{progress_label} {definition.name}")
-                result = operation(definition)
+            task = progress.add_task(progress_label, total=total)
+            for result in results:
                 progress.console.print(describe_result(result), markup=False, highlight=False)
-                failed = failed or result["status"] != "success"
+                failed = failed or not result.ok
                 progress.advance(task)
         return EXIT_FAILED if failed else 0
-    for definition in definitions:
-        report(operation(definition))
+    for result in results:
+        failed = failed or not result.ok
+        if as_json:
+            emit_json(result.to_dict())
+        else:
+            click.echo(describe_result(result))
     return EXIT_FAILED if failed else 0
 
 
@@ -157,7 +163,14 @@ def enqueue_all(
 
 
 def operation_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--json``, ``--enqueue`` and ``--queue``, shared by create, refresh and delete."""
+    """``--json``, ``--enqueue``, ``--queue`` and ``--parallel``, shared by create, refresh and delete."""
+    command = click.option(
+        "--parallel",
+        type=click.IntRange(min=1),
+        default=DEFAULT_MAX_PARALLEL,
+        show_default=True,
+        help="Views at once, one connection each; upstream views always finish first.",
+    )(command)
     command = click.option("--queue", help="Queue for --enqueue (default: MATVIEWS_JOB_QUEUE or 'default').")(command)
     command = click.option("--enqueue", is_flag=True, help="Enqueue through the adapter instead of running now.")(
         command
@@ -261,23 +274,22 @@ def list_views(settings: Settings, as_json: bool) -> int:
 @operation_output_options
 @pass_settings
 def create(settings: Settings, names: tuple[str, ...], all_views: bool, force: bool, yes: bool, **out: Any) -> int:
-    """Create views (and their indexes)."""
-    from .core.ordering import dependency_order
-
-    definitions = dependency_order(settings.select(names, all_views))
+    """Create views (and their indexes), upstream views first."""
+    mv = settings.matviews()
+    definitions = mv.graph.order(d.name for d in settings.select(names, all_views))
     if force:
         confirm(f"Recreate (force) {len(definitions)} view(s): {', '.join(d.name for d in definitions)}", yes)
     if out["enqueue"]:
-        return enqueue_all(settings, "create_mat_views", definitions, force, out["queue"])
-    mv = settings.matviews()
-    return run_operations(definitions, lambda d: mv.create(d, force), as_json=out["as_json"])
+        return enqueue_all(settings, CreateViewJob, definitions, force, out["queue"])
+    results = mv.create_many(definitions, force, max_parallel=out["parallel"])
+    return run_operations(results, as_json=out["as_json"], total=len(definitions), progress_label="creating")
 
 
 @cli.command()
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_views", is_flag=True, help="Every view, in dependency order.")
-@click.option("--rows", type=click.Choice(["estimated", "exact", "none"]), help="Row count strategy.")
-@click.option("--strategy", type=click.Choice(["regular", "concurrent", "swap"]), help="Strategy, this time only.")
+@click.option("--rows", type=click.Choice(ROW_COUNT_STRATEGIES), help="Row count strategy.")
+@click.option("--strategy", type=click.Choice(REFRESH_STRATEGIES), help="Strategy, this time only.")
 @operation_output_options
 @pass_settings
 def refresh(
@@ -288,23 +300,19 @@ def refresh(
     strategy: str | None,
     **out: Any,
 ) -> int:
-    """Refresh views with their strategies (upstream views first)."""
+    """Refresh views with their strategies, upstream views first, several at once."""
     from .core.arguments import UNSET
-    from .core.ordering import dependency_order
 
-    definitions = dependency_order(settings.select(names, all_views))
-    row_count = rows if rows is not None else UNSET
+    mv = settings.matviews()
+    definitions = mv.graph.order(d.name for d in settings.select(names, all_views))
     if out["enqueue"]:
         if strategy:
             raise InputError("--strategy cannot be enqueued; set refresh_strategy in the definitions")
-        return enqueue_all(settings, "refresh_mat_views", definitions, rows, out["queue"])
-    mv = settings.matviews()
-    return run_operations(
-        definitions,
-        lambda d: mv.refresh(d, row_count, strategy=strategy),
-        as_json=out["as_json"],
-        progress_label="refreshing",
+        return enqueue_all(settings, RefreshViewJob, definitions, rows, out["queue"])
+    results = mv.refresh_many(
+        definitions, rows if rows is not None else UNSET, strategy=strategy, max_parallel=out["parallel"]
     )
+    return run_operations(results, as_json=out["as_json"], total=len(definitions), progress_label="refreshing")
 
 
 @cli.command()
@@ -315,20 +323,19 @@ def refresh(
 @operation_output_options
 @pass_settings
 def delete(settings: Settings, names: tuple[str, ...], all_views: bool, cascade: bool, yes: bool, **out: Any) -> int:
-    """Drop views."""
-    from .core.ordering import dependency_order
-
-    definitions = list(reversed(dependency_order(settings.select(names, all_views))))
+    """Drop views, the views built on others first."""
+    mv = settings.matviews()
+    definitions = list(reversed(mv.graph.order(d.name for d in settings.select(names, all_views))))
     suffix = " with CASCADE" if cascade else ""
     confirm(f"Delete {len(definitions)} view(s){suffix}: {', '.join(d.name for d in definitions)}", yes)
     if out["enqueue"]:
-        return enqueue_all(settings, "delete_mat_views", definitions, cascade, out["queue"])
-    mv = settings.matviews()
-    return run_operations(definitions, lambda d: mv.delete(d, cascade), as_json=out["as_json"])
+        return enqueue_all(settings, DeleteViewJob, definitions, cascade, out["queue"])
+    results = mv.delete_many(definitions, cascade, max_parallel=out["parallel"])
+    return run_operations(results, as_json=out["as_json"], total=len(definitions), progress_label="deleting")
 
 
 @cli.command()
-@click.option("--kind", type=click.Choice(["create", "refresh", "delete"]))
+@click.option("--kind", type=click.Choice(RUN_KINDS))
 @click.option("--view", help="Only this view (schema defaults to public).")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of run rows.")

@@ -1,19 +1,33 @@
-"""Create and delete jobs: one op each, attempting every selected view."""
+"""Create and delete jobs (one op each, attempting every selected view), and how a request for
+any of the three jobs becomes a Dagster run (``JobPlan``)."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from .core.arguments import UNSET, normalize_flag, normalize_row_count
 from .core.definition import MatViewDefinition
 from .core.operations import MatViews
-from .resources import PostgresResource, RunStoreResource, matviews_client
+from .core.result import OperationResult
+from .core.vocabulary import (
+    FLAG_OF,
+    JOB_KINDS,
+    OP_NAMES,
+    CreateViewJob,
+    DeleteViewJob,
+    RefreshViewJob,
+    RunKind,
+)
+from .resources import MatViewsResource
 
-CreateViewJob = "create_mat_views"
-RefreshViewJob = "refresh_mat_views"
-DeleteViewJob = "delete_mat_views"
+QUEUE_TAG = "matviews/queue"
+REQUEST_TAG = "matviews/request_id"
 _SUMMARY_COLUMNS = ("view", "status", "outcome", "duration_ms", "run_id", "error")
+ViewTargets = Mapping[str, tuple[dg.AssetKey, str]]
+"""``{view name: (asset key, op name)}``: where each view lives in a code location."""
 
 
 class CreateViewsConfig(dg.Config):
@@ -26,86 +40,142 @@ class DeleteViewsConfig(dg.Config):
     cascade: bool = Field(default=False, description="Also drop views that depend on them.")
 
 
-def _selected(mv: MatViews, names: Sequence[str]) -> list[MatViewDefinition]:
-    try:
-        return [mv.definition(name) for name in names] if names else mv.definitions
-    except ValueError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-
-
-def _run_each(
-    context: dg.OpExecutionContext,
-    mv: MatViews,
-    names: Sequence[str],
-    operation: Callable[[MatViewDefinition], dict[str, Any]],
-) -> dg.Output[list[dict[str, Any]]]:
-    """Run ``operation`` on every view, report a summary, then fail naming each failed view."""
-    results = []
-    for definition in _selected(mv, names):
-        result = operation(definition)
-        log = context.log.info if result["status"] == "success" else context.log.error
-        error = f": {result['error']}" if result["error"] else ""
-        log(f"{definition.name}: {result['outcome']} ({result['duration_ms']} ms){error}")
-        results.append(result)
-    rows = ["| " + " | ".join(str(r[k] if r[k] is not None else "") for k in _SUMMARY_COLUMNS) + " |" for r in results]
-    summary = "\n".join(["| view | status | outcome | ms | run | error |", "|---|---|---|---|---|---|", *rows])
-    failed = [r for r in results if r["status"] != "success"]
-    if failed:
-        raise dg.Failure(
-            description="; ".join(f"{r['view']}: {r['error']}" for r in failed),
-            metadata={"summary": dg.MetadataValue.md(summary), "failed_views": [r["view"] for r in failed]},
-            allow_retries=False,
-        )
-    return dg.Output(results, metadata={"summary": dg.MetadataValue.md(summary), "views": len(results)})
+def _summary(results: list[OperationResult]) -> str:
+    rows = [
+        "| " + " | ".join("" if (v := getattr(r, column)) is None else str(v) for column in _SUMMARY_COLUMNS) + " |"
+        for r in results
+    ]
+    return "\n".join(["| view | status | outcome | ms | run | error |", "|---|---|---|---|---|---|", *rows])
 
 
 def _build_job(
-    definitions: Sequence[MatViewDefinition],
-    *,
-    job_name: str,
-    op_name: str,
-    config_class: type[CreateViewsConfig] | type[DeleteViewsConfig],
-    description: str,
-    operation: Callable[[MatViews, MatViewDefinition, Any, str], dict[str, Any]],
+    definitions: Sequence[MatViewDefinition], kind: RunKind, description: str, keys: Mapping[str, dg.AssetKey]
 ) -> dg.JobDefinition:
-    """One op that runs ``operation`` on each selected view, in a job of its own."""
+    """One op that runs ``kind`` on each selected view (dependency order, ``max_parallel`` at
+    once), reports a summary, then fails naming each view that failed or was skipped. A view
+    created by the op is reported as a materialization of its asset."""
+    config_class = CreateViewsConfig if kind == "create" else DeleteViewsConfig
+    flag = FLAG_OF[kind]
 
-    @dg.op(name=op_name, out=dg.Out(list, io_manager_key="io_manager"))
+    @dg.op(name=OP_NAMES[kind], out=dg.Out(list, io_manager_key="io_manager"))
     def views_op(
         context: dg.OpExecutionContext,
         config: config_class,  # type: ignore[valid-type]
-        matviews_postgres: PostgresResource,
-        matviews_run_store: RunStoreResource,
-    ) -> dg.Output[list[dict[str, Any]]]:
-        with matviews_client(matviews_postgres, matviews_run_store, definitions) as mv:
-            return _run_each(context, mv, config.views, lambda d: operation(mv, d, config, context.run.run_id))
+        matviews: MatViewsResource,
+    ) -> Iterator[Any]:
+        operation = matviews.create if kind == "create" else matviews.delete
+        try:
+            stream = operation(
+                definitions, config.views, **{flag: getattr(config, flag)}, dagster_run_id=context.run.run_id
+            )
+        except ValueError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        results = []
+        for result in stream:
+            results.append(result)
+            log = context.log.info if result.ok else context.log.error
+            log(
+                f"{result.view}: {result.outcome} ({result.duration_ms} ms)"
+                + (f": {result.error}" if result.error else "")
+            )
+            if result.outcome == "created" and result.view in keys:
+                yield dg.AssetMaterialization(
+                    asset_key=keys[result.view],
+                    metadata={
+                        "run_record_id": dg.MetadataValue.text(str(result.run_id)),
+                        "outcome": "created",
+                        "duration_ms": dg.MetadataValue.int(result.duration_ms or 0),
+                        **({"dagster/row_count": result.rows_count} if result.rows_count is not None else {}),
+                    },
+                )
+        summary = dg.MetadataValue.md(_summary(results))
+        failed = [r for r in results if not r.ok]
+        if failed:
+            raise dg.Failure(
+                description="; ".join(f"{r.view}: {r.error}" for r in failed),
+                metadata={"summary": summary, "failed_views": [r.view for r in failed]},
+                allow_retries=False,
+            )
+        yield dg.Output([r.to_dict() for r in results], metadata={"summary": summary, "views": len(results)})
 
-    @dg.job(name=job_name, description=description)
+    @dg.job(name=next(job for job, k in JOB_KINDS.items() if k == kind), description=description)
     def views_job() -> None:
         views_op()
 
     return views_job
 
 
-def build_create_job(definitions: Sequence[MatViewDefinition]) -> dg.JobDefinition:
-    """``create_mat_views``: op ``create_views``, config ``views`` (empty: all) and ``force``."""
-    return _build_job(
-        definitions,
-        job_name=CreateViewJob,
-        op_name="create_views",
-        config_class=CreateViewsConfig,
-        description="Create materialized views (force: recreate).",
-        operation=lambda mv, d, config, run_id: mv.create(d, config.force, dagster_run_id=run_id),
-    )
+def build_create_job(
+    definitions: Sequence[MatViewDefinition], keys: Mapping[str, dg.AssetKey] | None = None
+) -> dg.JobDefinition:
+    """``create_mat_views``: op ``create_views``, config ``views`` (empty: all) and ``force``;
+    ``keys`` (``{view name: asset key}``) names the assets its creates materialize."""
+    return _build_job(definitions, "create", "Create materialized views (force: recreate).", keys or {})
 
 
 def build_delete_job(definitions: Sequence[MatViewDefinition]) -> dg.JobDefinition:
     """``delete_mat_views``: op ``delete_views``, config ``views`` (empty: all) and ``cascade``."""
-    return _build_job(
-        definitions,
-        job_name=DeleteViewJob,
-        op_name="delete_views",
-        config_class=DeleteViewsConfig,
-        description="Delete materialized views (cascade: with dependents).",
-        operation=lambda mv, d, config, run_id: mv.delete(d, config.cascade, dagster_run_id=run_id),
-    )
+    return _build_job(definitions, "delete", "Delete materialized views (cascade: with dependents).", {})
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated request to run one of the three jobs for one view."""
+
+    job: str
+    view: str
+    option: dict[str, Any]
+
+
+def parse_request(job: object, args: Sequence[Any], mv: MatViews) -> Request:
+    """Validate ``[view_or_definition_id, option]`` for ``job``; raises ``ValueError`` for a
+    job that is not ours, an unknown view or a junk option, before anything is queued or run.
+    An omitted option means the definition's choice (its ``row_count_strategy``)."""
+    name = getattr(job, "name", job)
+    if name not in JOB_KINDS:
+        raise ValueError(
+            f"job {job!r} is not a matviews job; use CreateViewJob, RefreshViewJob or DeleteViewJob "
+            f"({CreateViewJob}, {RefreshViewJob}, {DeleteViewJob})"
+        )
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence) or not 1 <= len(args) <= 2:
+        raise ValueError(f"args must be [view_or_definition_id] or [view_or_definition_id, option], got {args!r}")
+    definition = mv.definition(args[0])
+    option = args[1] if len(args) == 2 else UNSET
+    kind = JOB_KINDS[str(name)]
+    if kind == "refresh":
+        return Request(
+            str(name),
+            definition.name,
+            {"row_count_strategy": normalize_row_count(option, definition.row_count_strategy)},
+        )
+    flag = FLAG_OF[kind]
+    return Request(str(name), definition.name, {flag: normalize_flag(None if option is UNSET else option, flag)})
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What to run in Dagster for one request: job, run config, asset selection."""
+
+    job_name: str
+    view: str
+    run_config: dict[str, Any]
+    asset_selection: list[dg.AssetKey] | None = None
+
+    def tags(self, queue: str, request_id: int | None = None) -> dict[str, str]:
+        tags = {QUEUE_TAG: queue, "matviews/view": self.view}
+        if request_id is not None:
+            tags[REQUEST_TAG] = str(request_id)
+        return tags
+
+
+def plan_run(request: Request, targets: ViewTargets) -> JobPlan:
+    """The Dagster run for ``request`` in the code location whose views are ``targets``:
+    a refresh selects the view's asset (its translated key) and configures its step."""
+    kind = JOB_KINDS[request.job]
+    if kind == "refresh":
+        if request.view not in targets:
+            raise ValueError(f"view {request.view} is not an asset of this code location")
+        key, op = targets[request.view]
+        return JobPlan(request.job, request.view, {"ops": {op: {"config": request.option}}}, [key])
+    config = {"views": [request.view], **request.option}
+    return JobPlan(request.job, request.view, {"ops": {OP_NAMES[kind]: {"config": config}}})

@@ -1,67 +1,151 @@
-"""Dagster resources: the views' Postgres connection and the run store."""
+"""Dagster resources: ``MatViewsResource`` does the work, ``RunStoreResource`` keeps the record.
 
-from collections.abc import Iterable, Iterator
+As ``DbtCliResource.cli(...).stream()`` and ``SlingResource.replicate(context=...)`` do, the
+resource runs the selected views of a ``@matview_assets`` step and streams one event per view
+as it finishes.
+"""
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 import psycopg
-from dagster._core.libraries import DagsterLibraryRegistry
 from pydantic import Field
 
+from .core.arguments import UNSET
 from .core.definition import MatViewDefinition
 from .core.dsn import resolve_dsn
 from .core.operations import MatViews
+from .core.result import OperationResult
+from .core.vocabulary import DEFAULT_MAX_PARALLEL
+from .events import RefreshEvent, refresh_events
 from .version import __version__
 
-DagsterLibraryRegistry.register("matviews-dagster", __version__, is_dagster_package=False)
-
-
-class PostgresResource(dg.ConfigurableResource):
-    """The database that holds the materialized views.
-
-    >>> PostgresResource(dsn=dg.EnvVar("DATABASE_URL"))  # doctest: +SKIP
-
-    With no ``dsn`` (and no ``MATVIEWS_DSN``/``DATABASE_URL``), the embedded Postgres is used.
-    """
-
-    dsn: str | None = Field(default=None, description="libpq DSN or URL; use EnvVar for secrets.")
-    lock_timeout: float = Field(default=2.0, description="Seconds each attempt waits for a table lock.")
-    lock_retries: int = Field(default=5, description="Attempts before a lock wait fails the run.")
-    lock_wait_timeout: float = Field(
-        default=60.0, description="Seconds an operation waits for another operation on the same view."
-    )
-    statement_timeout: float | None = Field(default=None, description="Seconds before a statement is cancelled.")
-    application_name: str = Field(default="matviews", description="Shown in pg_stat_activity.")
-
-    def resolved_dsn(self) -> str:
-        return resolve_dsn(self.dsn)
-
-    @contextmanager
-    def get_connection(self) -> Iterator[psycopg.Connection]:
-        """An autocommit connection to the views' database."""
-        with psycopg.connect(self.resolved_dsn(), autocommit=True, application_name=self.application_name) as conn:
-            yield conn
+dg.DagsterLibraryRegistry.register("matviews-dagster", __version__, is_dagster_package=False)
 
 
 class RunStoreResource(dg.ConfigurableResource):
-    """Where run history lives: by default the views' database, schema ``public``."""
+    """Where run history lives: by default the views' database, schema ``public``.
+
+    >>> RunStoreResource(dsn=dg.EnvVar("OPS_DSN"), schema_name="matviews_ops")  # doctest: +SKIP
+    """
 
     dsn: str | None = Field(default=None, description="Another database for the run tables; None: the views'.")
     schema_name: str = Field(default="public", description="Schema of the run tables.")
 
 
-def matviews_client(
-    postgres: PostgresResource, run_store: RunStoreResource, definitions: Iterable[MatViewDefinition]
-) -> MatViews:
-    """The core ``MatViews`` configured from the two resources."""
-    return MatViews(
-        dsn=postgres.resolved_dsn(),
-        definitions=definitions,
-        runs_dsn=run_store.dsn,
-        runs_schema=run_store.schema_name,
-        lock_wait_timeout=postgres.lock_wait_timeout,
-        lock_timeout=postgres.lock_timeout,
-        lock_retries=postgres.lock_retries,
-        statement_timeout=postgres.statement_timeout,
-        application_name=postgres.application_name,
+class MatViewsResource(dg.ConfigurableResource):
+    """The database that holds the materialized views, and the work done on them.
+
+    >>> MatViewsResource(dsn=dg.EnvVar("DATABASE_URL"), max_parallel=4)  # doctest: +SKIP
+
+    With no ``dsn`` (and no ``MATVIEWS_DSN``/``DATABASE_URL``), the embedded Postgres is used.
+    ``max_parallel`` views refresh at once, each on its own connection: keep it under what
+    the server's ``max_connections`` and cores allow (see docs/deployment.md).
+    """
+
+    dsn: str | None = Field(default=None, description="libpq DSN or URL; use EnvVar for secrets.")
+    max_parallel: int = Field(
+        default=DEFAULT_MAX_PARALLEL, ge=1, description="Views refreshed at once, one connection each."
     )
+    lock_timeout: float = Field(default=2.0, description="Seconds each attempt waits for a table lock.")
+    lock_retries: int = Field(default=5, description="Attempts before a lock wait fails the view.")
+    lock_wait_timeout: float = Field(
+        default=60.0, description="Seconds an operation waits for another operation on the same view."
+    )
+    statement_timeout: float | None = Field(default=None, description="Seconds before a statement is cancelled.")
+    application_name: str = Field(default="matviews", description="Shown in pg_stat_activity.")
+    run_store: RunStoreResource | None = Field(
+        default=None, description="Where the run rows go; None: the views' database, schema public."
+    )
+
+    def resolved_dsn(self) -> str:
+        return resolve_dsn(self.dsn)
+
+    def matviews(self, definitions: Iterable[MatViewDefinition] = ()) -> MatViews:
+        """The core ``MatViews`` configured from this resource and its run store."""
+        run_store = self.run_store or RunStoreResource()
+        return MatViews(
+            dsn=self.resolved_dsn(),
+            definitions=definitions,
+            runs_dsn=run_store.dsn,
+            runs_schema=run_store.schema_name,
+            lock_wait_timeout=self.lock_wait_timeout,
+            lock_timeout=self.lock_timeout,
+            lock_retries=self.lock_retries,
+            statement_timeout=self.statement_timeout,
+            application_name=self.application_name,
+        )
+
+    @contextmanager
+    def get_connection(self) -> Iterator[psycopg.Connection]:
+        """An autocommit connection to the views' database."""
+        with self.matviews().connect() as conn:
+            yield conn
+
+    def refresh(
+        self,
+        context: dg.AssetExecutionContext,
+        *,
+        strategy: str | None = None,
+        row_count: Any = UNSET,
+    ) -> Iterator[RefreshEvent]:
+        """Refresh the views selected in this ``@matview_assets`` step and run their checks,
+        yielding a ``MaterializeResult`` and its ``AssetCheckResult``s as each view finishes.
+
+        Views refresh upstream first, ``max_parallel`` at once. ``strategy`` and ``row_count``
+        override the definitions' for this run; left out, the step's run config
+        (``strategy``, ``row_count_strategy``) decides, then each definition. A missing view is
+        created first. After every view that can run has run, the step fails naming each view
+        that failed and each one skipped because an upstream view failed; the others keep
+        their materializations. A re-execution from failure refreshes only the views its
+        parent runs did not.
+        """
+        yield from refresh_events(self, context, strategy=strategy, row_count=row_count)
+
+    def create(
+        self,
+        definitions: Sequence[MatViewDefinition],
+        views: Sequence[str | int] = (),
+        *,
+        force: bool = False,
+        dagster_run_id: str | None = None,
+    ) -> Iterator[OperationResult]:
+        """Create ``views`` (names or definition ids; empty: every one of ``definitions``),
+        upstream first, ``max_parallel`` at once; results as they finish. Raises ``ValueError``
+        for an unknown view before anything runs."""
+        mv = self.matviews(definitions)
+        return _closing(mv, lambda: mv.create_many(list(views) or None, force, **self._batch(dagster_run_id)))
+
+    def delete(
+        self,
+        definitions: Sequence[MatViewDefinition],
+        views: Sequence[str | int] = (),
+        *,
+        cascade: bool = False,
+        dagster_run_id: str | None = None,
+    ) -> Iterator[OperationResult]:
+        """Drop ``views`` (empty: every one of ``definitions``), dependents first,
+        ``max_parallel`` at once; results as they finish. Raises ``ValueError`` for an unknown
+        view before anything runs."""
+        mv = self.matviews(definitions)
+        return _closing(mv, lambda: mv.delete_many(list(views) or None, cascade, **self._batch(dagster_run_id)))
+
+    def _batch(self, dagster_run_id: str | None) -> dict[str, Any]:
+        return {"max_parallel": self.max_parallel, "dagster_run_id": dagster_run_id}
+
+
+def _closing(mv: MatViews, start: Callable[[], Iterator[OperationResult]]) -> Iterator[OperationResult]:
+    """``start()`` now (so bad arguments raise here), its results later, then close ``mv``."""
+    try:
+        results = start()
+    except BaseException:
+        mv.close()
+        raise
+
+    def stream() -> Iterator[OperationResult]:
+        with mv:
+            yield from results
+
+    return stream()

@@ -1,48 +1,49 @@
-"""How a view definition becomes an ``AssetSpec``; subclass to customise (as in dagster-sling).
+"""How a view definition becomes an ``AssetSpec``; subclass to customise (as in dagster-dbt).
 
->>> class MyTranslator(DagsterMatViewTranslator):
-...     def get_asset_spec(self, definition):
-...         return super().get_asset_spec(definition).replace_attributes(group_name="reporting")
+The spec decides everything downstream: the asset key, its deps, group and tags, the keys its
+checks attach to, the schedules' targets and the assets the adapter selects. A view's
+dependency on another defined view is that view's own translated spec's key, so overriding
+``get_asset_spec`` alone is enough:
+
+>>> class Prefixed(DagsterMatViewTranslator):
+...     def get_asset_spec(self, definition, graph):
+...         spec = super().get_asset_spec(definition, graph)
+...         return spec.replace_attributes(key=spec.key.with_prefix("warehouse"))
 """
 
 import hashlib
+import weakref
 
 import dagster as dg
 
-from .core.analysis import referenced_relations
 from .core.definition import MatViewDefinition
-from .core.names import DEFAULT_SCHEMA, QualifiedName
+from .core.graph import ViewGraph
+from .core.names import QualifiedName
 
 DEFAULT_GROUP = "matviews"
+DEFINITION_METADATA_KEY = "matviews/definition"
+"""Spec metadata holding the view's definition (JSON), read back by ``MatViewsResource``."""
 
 
-def relation_key(schema: str | None, name: str) -> dg.AssetKey:
-    """The asset key of a relation: ``[schema, name]``, unqualified names in ``public``."""
-    return dg.AssetKey([schema or DEFAULT_SCHEMA, name])
+def relation_key(relation: QualifiedName) -> dg.AssetKey:
+    """The default asset key of a relation: ``[schema, name]``."""
+    return dg.AssetKey([relation.schema, relation.name])
 
 
 class DagsterMatViewTranslator:
-    """Maps a ``MatViewDefinition`` to the ``AssetSpec`` of its asset."""
+    """Maps a ``MatViewDefinition`` (within its ``ViewGraph``) to the ``AssetSpec`` of its asset,
+    and a source table to its asset key."""
 
-    def get_asset_key(self, definition: MatViewDefinition) -> dg.AssetKey:
-        return relation_key(definition.qualified.schema, definition.qualified.name)
-
-    def get_deps(self, definition: MatViewDefinition) -> list[dg.AssetKey]:
-        """Relations the SQL reads (CTEs, subqueries, joins) plus ``dependencies``."""
-        keys = [relation_key(schema, name) for schema, name in referenced_relations(definition.sql)]
-        for dependency in definition.dependencies:
-            name = QualifiedName.parse(dependency)
-            keys.append(relation_key(name.schema, name.name))
-        return list(dict.fromkeys(keys))
-
-    def get_code_version(self, definition: MatViewDefinition) -> str:
-        payload = f"{definition.refresh_strategy}\n{definition.sql}"
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-    def get_asset_spec(self, definition: MatViewDefinition) -> dg.AssetSpec:
+    def get_asset_spec(self, definition: MatViewDefinition, graph: ViewGraph) -> dg.AssetSpec:
+        """Key ``[schema, view]``; deps: the defined views it reads (by their translated keys),
+        then the other relations it reads (``get_source_asset_key``) and its ``dependencies``;
+        group ``matviews`` unless the definition names one; kinds ``{"postgres"}``."""
+        name = definition.name
+        deps = [self.spec_for(graph[upstream], graph).key for upstream in graph.upstream(name)]
+        deps += [self.get_source_asset_key(source) for source in graph.sources(name)]
         return dg.AssetSpec(
-            key=self.get_asset_key(definition),
-            deps=self.get_deps(definition),
+            key=relation_key(definition.qualified),
+            deps=list(dict.fromkeys(deps)),
             description=definition.description or f"Materialized view {definition.name}",
             group_name=definition.group_name or DEFAULT_GROUP,
             owners=definition.owners,
@@ -55,3 +56,38 @@ class DagsterMatViewTranslator:
                 "sql": dg.MetadataValue.md(f"```sql\n{definition.sql}\n```"),
             },
         )
+
+    def get_source_asset_key(self, relation: QualifiedName) -> dg.AssetKey:
+        """The key of a relation a view reads that is not a defined view: ``[schema, table]``."""
+        return relation_key(relation)
+
+    def get_code_version(self, definition: MatViewDefinition) -> str:
+        """Changes when the SQL or the strategy changes, so the UI flags the view as changed."""
+        payload = f"{definition.refresh_strategy}\n{definition.sql}"
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def spec_for(self, definition: MatViewDefinition, graph: ViewGraph) -> dg.AssetSpec:
+        """``get_asset_spec`` of the view, computed once per graph (deps ask for their
+        upstream views' specs, so a chain is translated once, not once per descendant)."""
+        cache: weakref.WeakKeyDictionary[ViewGraph, dict[str, dg.AssetSpec]]
+        cache = self.__dict__.setdefault("_matviews_specs", weakref.WeakKeyDictionary())
+        specs = cache.setdefault(graph, {})
+        if definition.name not in specs:
+            specs[definition.name] = self.get_asset_spec(definition, graph)
+        return specs[definition.name]
+
+
+def with_definition(spec: dg.AssetSpec, definition: MatViewDefinition) -> dg.AssetSpec:
+    """The spec carrying its view's definition, so the resource can read it back at run time."""
+    return spec.merge_attributes(metadata={DEFINITION_METADATA_KEY: dg.MetadataValue.json(definition.stored_fields())})
+
+
+def definitions_of(assets_def: dg.AssetsDefinition) -> dict[dg.AssetKey, MatViewDefinition]:
+    """The view definitions of a ``@matview_assets`` definition, by asset key."""
+    found = {}
+    for spec in assets_def.specs:
+        stored = spec.metadata.get(DEFINITION_METADATA_KEY)
+        if stored is not None:
+            value = stored.value if isinstance(stored, dg.JsonMetadataValue) else stored
+            found[spec.key] = MatViewDefinition(**value)
+    return found

@@ -7,16 +7,16 @@ import pytest
 from conftest import scalar
 
 from matviews_dagster import CreateViewJob, DeleteViewJob, MatViewDefinition, MatViewsAdapter, RefreshViewJob
-from matviews_dagster.adapter import plan_job
 from matviews_dagster.automation import QUEUE_SENSOR
 from matviews_dagster.build import build_definitions
+from matviews_dagster.ops import parse_request, plan_run
 
 USERS = MatViewDefinition(name="mv_users", sql="SELECT id, plan FROM users", unique_index_columns=["id"])
 
 
 @pytest.fixture
 def adapter(dsn: str, users) -> MatViewsAdapter:
-    return MatViewsAdapter(dsn=dsn).with_definitions([USERS])
+    return MatViewsAdapter(dsn=dsn).bind(build_definitions([USERS], dsn=dsn))
 
 
 def test_no_backend_says_how_to_configure_one(adapter, monkeypatch) -> None:
@@ -42,7 +42,7 @@ def test_no_backend_says_how_to_configure_one(adapter, monkeypatch) -> None:
     ],
 )
 def test_bad_requests_fail_before_anything_is_enqueued(adapter, db, job, args, message) -> None:
-    queued = adapter.model_copy(update={"backend": "queue"}).with_definitions([USERS])
+    queued = adapter.model_copy(update={"backend": "queue"})
     with pytest.raises(ValueError, match=message):
         queued.enqueue(job, args=args)
     with pytest.raises(ValueError, match="queue 'bad queue!'"):
@@ -54,7 +54,7 @@ def test_bad_requests_fail_before_anything_is_enqueued(adapter, db, job, args, m
 
 
 def test_inline_runs_the_dagster_job_now(adapter, db) -> None:
-    inline = adapter.model_copy(update={"backend": "inline"}).with_definitions([USERS])
+    inline = adapter.model_copy(update={"backend": "inline"})
     created = inline.enqueue(CreateViewJob, args=["mv_users", True])
     assert created.status == "success" and created.dagster_run_id
     assert [r["kind"] for r in created.run_record_ids] == ["create"]
@@ -82,15 +82,16 @@ def test_queue_backend_inserts_a_pending_request(adapter, db, monkeypatch) -> No
 
 
 def test_sensor_claims_once_and_fails_unrunnable_requests(adapter, dsn, db) -> None:
-    queued = adapter.model_copy(update={"backend": "queue"}).with_definitions([USERS])
+    queued = adapter.model_copy(update={"backend": "queue"})
     good = queued.enqueue(RefreshViewJob, queue="heavy", args=["mv_users", "exact"]).request_id
     db.execute("INSERT INTO mat_view_run_requests (job, args, queue) VALUES ('refresh_mat_views', '[\"gone\"]', 'q')")
     defs = build_definitions([USERS], dsn=dsn)
     sensor = defs.resolve_sensor_def(QUEUE_SENSOR)
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources=defs.resources)
-        requests = list(sensor(context))
-        again = list(sensor(dg.build_sensor_context(instance=instance, resources=defs.resources)))
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+            requests = list(sensor(context))
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+            again = list(sensor(context))
     assert [r.run_key for r in requests] == [f"matviews-request-{good}"]
     assert requests[0].tags["matviews/queue"] == "heavy" and requests[0].job_name == RefreshViewJob
     assert requests[0].asset_selection == [dg.AssetKey(["public", "mv_users"])]
@@ -101,8 +102,12 @@ def test_sensor_claims_once_and_fails_unrunnable_requests(adapter, dsn, db) -> N
 
 
 def test_plan_for_each_job(adapter) -> None:
+    targets = {"public.mv_users": (dg.AssetKey(["public", "mv_users"]), "matviews")}
     with adapter.matviews() as mv:
-        refresh = plan_job(RefreshViewJob, ["mv_users", None], mv)
-        create = plan_job(CreateViewJob, ["mv_users", "yes"], mv)
-    assert refresh.run_config == {"ops": {"refresh_public__mv_users": {"config": {"row_count_strategy": "none"}}}}
+        refresh = plan_run(parse_request(RefreshViewJob, ["mv_users", None], mv), targets)
+        default = plan_run(parse_request(RefreshViewJob, ["mv_users"], mv), targets)
+        create = plan_run(parse_request(CreateViewJob, ["mv_users", "yes"], mv), targets)
+    assert refresh.run_config == {"ops": {"matviews": {"config": {"row_count_strategy": "none"}}}}
+    assert refresh.asset_selection == [dg.AssetKey(["public", "mv_users"])]
+    assert default.run_config == {"ops": {"matviews": {"config": {"row_count_strategy": "estimated"}}}}
     assert create.run_config == {"ops": {"create_views": {"config": {"views": ["public.mv_users"], "force": True}}}}

@@ -22,7 +22,7 @@ import pytest
 from conftest import new_database, scalar
 from psycopg.conninfo import conninfo_to_dict
 
-from matviews_dagster import MatViewDefinition, MatViews, MatViewsAdapter, RefreshViewJob
+from matviews_dagster import MatViewDefinition, MatViews, MatViewsAdapter, RefreshViewJob, build_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -81,7 +81,7 @@ def project(tmp_path: Path, dsn: str, users) -> Path:
     (tmp_path / "defs.py").write_text(DEFS_PY)
     with MatViews(dsn=dsn, definitions=VIEWS) as mv:
         for view in VIEWS:
-            assert mv.create(view)["status"] == "success"
+            assert mv.create(view).status == "success"
     return tmp_path
 
 
@@ -118,7 +118,7 @@ def test_queue_backend_with_a_real_daemon(project, dsn, storage_dsn, db) -> None
             "from matviews_dagster import MatViewsAdapter, MatViewDefinition, RefreshViewJob\n"
             f"views = [MatViewDefinition(name=f'mv_q{{i}}', sql={SLOW_SQL!r}, unique_index_columns=['id'])"
             " for i in range(3)]\n"
-            "adapter = MatViewsAdapter(backend='queue').with_definitions(views)\n"
+            f"adapter = MatViewsAdapter(backend='queue', code_location={str(project / 'defs.py')!r})\n"
             "for view in views:\n"
             "    print(adapter.enqueue(RefreshViewJob, queue='heavy', args=[view.name, 'exact']).request_id)\n"
         )
@@ -186,8 +186,10 @@ def test_graphql_backend_with_a_real_webserver(project, dsn, db) -> None:
                 return False
 
         wait_for(serving, 120, "dagster-webserver")
-        adapter = MatViewsAdapter(backend="graphql", dsn=dsn, graphql_url=f"http://127.0.0.1:{port}")
-        enqueued = adapter.with_definitions(VIEWS).enqueue(RefreshViewJob, queue="reports", args=["mv_q1", "exact"])
+        adapter = MatViewsAdapter(
+            backend="graphql", dsn=dsn, graphql_url=f"http://127.0.0.1:{port}", code_location=str(project / "defs.py")
+        )
+        enqueued = adapter.enqueue(RefreshViewJob, queue="reports", args=["mv_q1", "exact"])
         assert enqueued.dagster_run_id
         wait_for(
             lambda: (
@@ -205,4 +207,4 @@ def test_graphql_backend_with_a_real_webserver(project, dsn, db) -> None:
 def test_graphql_backend_reports_an_unreachable_webserver(dsn, users) -> None:
     adapter = MatViewsAdapter(backend="graphql", dsn=dsn, graphql_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(RuntimeError, match=r"cannot reach the Dagster webserver at http://127\.0\.0\.1"):
-        adapter.with_definitions(VIEWS).enqueue(RefreshViewJob, args=["mv_q0"])
+        adapter.bind(build_definitions(VIEWS, dsn=dsn)).enqueue(RefreshViewJob, args=["mv_q0"])

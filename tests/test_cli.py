@@ -114,6 +114,33 @@ def test_create_refresh_in_dependency_order_and_json(project, dsn, db) -> None:
     assert "cannot swap public.mv_users" in plain.stdout and "public.mv_pro" in plain.stdout
 
 
+def test_refresh_all_skips_what_a_failure_blocks_and_goes_on(project, dsn, db) -> None:
+    (project / "matviews.yaml").write_text(
+        YAML
+        + """
+  - name: mv_plans
+    sql: SELECT plan, count(*) AS n FROM users GROUP BY plan
+"""
+    )
+    assert matviews(project, dsn, "create", "--all", "--parallel", "2").returncode == 0
+    db.execute("DROP INDEX mv_users_id_idx")  # mv_users is concurrent: its refresh now fails
+    done = matviews(project, dsn, "refresh", "--all", "--parallel", "3")
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("FAILED  public.mv_users") for line in lines), done.stdout
+    assert any(line.startswith("SKIPPED public.mv_pro") for line in lines), done.stdout
+    assert "upstream public.mv_users failed" in done.stdout
+    assert any(line.startswith("ok      public.mv_plans") for line in lines), done.stdout
+    as_json = [json.loads(line) for line in matviews(project, dsn, "refresh", "--all", "--json").stdout.splitlines()]
+    assert {r["view"]: r["status"] for r in as_json} == {
+        "public.mv_users": "failed",
+        "public.mv_pro": "skipped",
+        "public.mv_plans": "success",
+    }
+    assert next(r for r in as_json if r["view"] == "public.mv_pro")["skipped_because"] == ["public.mv_users"]
+    assert matviews(project, dsn, "refresh", "--all", "--parallel", "0").returncode == 2
+
+
 def test_failed_refresh_exits_1_with_its_run_row(project, dsn, db) -> None:
     assert matviews(project, dsn, "create", "mv_users").returncode == 0
     db.execute("DROP INDEX mv_users_id_idx")

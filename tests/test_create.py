@@ -26,8 +26,8 @@ def index_defs(db: psycopg.Connection, view: str) -> list[str]:
 
 def test_create_makes_populated_view_with_all_indexes(make_mv, db, users) -> None:
     result = make_mv(USERS).create("mv_users")
-    assert result["status"] == "success" and result["outcome"] == "created"
-    assert result["rows_count"] == 10
+    assert result.status == "success" and result.outcome == "created"
+    assert result.rows_count == 10
     assert scalar(db, "SELECT ispopulated FROM pg_matviews WHERE matviewname = 'mv_users'") is True
     assert scalar(db, "SELECT count(*) FROM mv_users") == 10
     definitions = index_defs(db, "mv_users")
@@ -42,7 +42,7 @@ def test_create_skips_an_existing_view(make_mv, db, users) -> None:
     mv.create("mv_users")
     oid = scalar(db, "SELECT 'mv_users'::regclass::oid")
     result = mv.create("mv_users")
-    assert result["status"] == "success" and result["outcome"] == "skipped"
+    assert result.status == "success" and result.outcome == "skipped"
     assert scalar(db, "SELECT 'mv_users'::regclass::oid") == oid
     assert mv.history(kind="create", limit=1)[0]["meta"]["outcome"] == "skipped"
 
@@ -51,7 +51,7 @@ def test_force_recreates_with_the_new_sql(make_mv, db, users) -> None:
     make_mv(USERS).create("mv_users")
     changed = USERS.model_copy(update={"sql": "SELECT id, email, plan, 1 AS version FROM users"})
     result = make_mv(changed).create("mv_users", {"force": True})
-    assert result["outcome"] == "created"
+    assert result.outcome == "created"
     assert scalar(db, "SELECT max(version) FROM mv_users") == 1
     assert len(index_defs(db, "mv_users")) == 3
 
@@ -60,8 +60,8 @@ def test_force_with_failing_sql_keeps_the_old_view_and_data(make_mv, db, users) 
     make_mv(USERS).create("mv_users")
     broken = USERS.model_copy(update={"sql": "SELECT id, email, plan FROM users_missing"})
     result = make_mv(broken).create("mv_users", True)
-    assert result["status"] == "failed"
-    assert "users_missing" in result["error"]
+    assert result.status == "failed"
+    assert "users_missing" in result.error
     assert scalar(db, "SELECT count(*) FROM mv_users") == 10
     assert len(index_defs(db, "mv_users")) == 3
     row = make_mv(broken).history(kind="create", limit=1)[0]
@@ -72,24 +72,24 @@ def test_force_refuses_when_views_depend_on_it(make_mv, db, users) -> None:
     make_mv(USERS).create("mv_users")
     db.execute("CREATE VIEW pro_users AS SELECT * FROM mv_users WHERE plan = 'pro'")
     result = make_mv(USERS).create("mv_users", force="yes")
-    assert result["status"] == "failed"
-    assert "public.pro_users" in result["error"]
+    assert result.status == "failed"
+    assert "public.pro_users" in result.error
     assert scalar(db, "SELECT count(*) FROM pro_users") > 0
 
 
 def test_unknown_index_column_lists_the_view_columns(make_mv, db, users) -> None:
     wrong = MatViewDefinition(name="mv_users", sql='SELECT id AS "userId" FROM users', unique_index_columns=["userid"])
     result = make_mv(wrong).create("mv_users")
-    assert result["status"] == "failed"
-    assert "userid" in result["error"] and "userId" in result["error"]
+    assert result.status == "failed"
+    assert "userid" in result.error and "userId" in result.error
     assert scalar(db, "SELECT to_regclass('public.mv_users')") is None
 
 
 def test_a_table_with_the_views_name_is_reported(make_mv, db, users) -> None:
     db.execute("CREATE TABLE mv_users (id int)")
     result = make_mv(USERS).create("mv_users", force=True)
-    assert result["status"] == "failed"
-    assert "is a table, not a materialized view" in result["error"]
+    assert result.status == "failed"
+    assert "is a table, not a materialized view" in result.error
     assert scalar(db, "SELECT relkind FROM pg_class WHERE relname = 'mv_users'") == "r"
 
 
@@ -100,5 +100,5 @@ def test_create_in_another_schema_with_quoted_identifiers(make_mv, db, users) ->
         sql='SELECT plan AS "Plan", count(*) AS n FROM users GROUP BY plan',
         unique_index_columns=["Plan"],
     )
-    assert make_mv(definition).create("Reports.MvPlans")["status"] == "success"
+    assert make_mv(definition).create("Reports.MvPlans").status == "success"
     assert scalar(db, 'SELECT count(*) FROM "Reports"."MvPlans"') == 2

@@ -11,6 +11,7 @@ from conftest import scalar
 from matviews_dagster import (
     DagsterMatViewTranslator,
     MatViewDefinition,
+    ViewGraph,
     build_definitions,
     load_definitions,
 )
@@ -56,7 +57,7 @@ def test_demo_materializes_views_with_metadata_and_run_rows(demo_defs, db) -> No
     ]
     assert users["size_bytes"] > 0
     refresh_ids = {row[0] for row in db.execute("SELECT id FROM mat_view_refresh_runs")}
-    assert {m["run_record_id"] for name, m in meta.items() if name.startswith("mv_")} == refresh_ids
+    assert {int(m["run_record_id"]) for name, m in meta.items() if name.startswith("mv_")} == refresh_ids
     rows = db.execute("SELECT DISTINCT dagster_run_id FROM mat_view_refresh_runs").fetchall()
     assert rows == [(result.run_id,)]
     assert scalar(db, "SELECT count(*) FROM mat_view_create_runs WHERE dagster_run_id = %s", (result.run_id,)) == 4
@@ -67,10 +68,11 @@ def test_demo_materializes_views_with_metadata_and_run_rows(demo_defs, db) -> No
 def test_second_materialization_refreshes_with_each_strategy(demo_defs, db, strategy) -> None:
     assert run_all(demo_defs).success
     db.execute("INSERT INTO users VALUES (100001, 'new@example.com', 'New', now())")
-    ops = {f"refresh_public__{d.qualified.name}": {"config": {"strategy": strategy}} for d in DEMO}
     selection = [dg.AssetKey(["public", d.qualified.name]) for d in DEMO]
     job = demo_defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(run_config={"ops": ops}, asset_selection=selection)
+    result = job.execute_in_process(
+        run_config={"ops": {"matviews": {"config": {"strategy": strategy}}}}, asset_selection=selection
+    )
     assert result.success
     for definition in DEMO:
         assert scalar(db, f"SELECT count(*) FROM {definition.name}") == 501
@@ -89,7 +91,7 @@ def test_row_count_override_from_run_config(demo_defs, db) -> None:
     key = dg.AssetKey(["public", "mv_users"])
     job = demo_defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
-        run_config={"ops": {"refresh_public__mv_users": {"config": {"row_count_strategy": "none"}}}},
+        run_config={"ops": {"matviews": {"config": {"row_count_strategy": "none"}}}},
         asset_selection=[key],
     )
     assert "dagster/row_count" not in materializations(result)["mv_users"]
@@ -128,8 +130,8 @@ def test_asset_specs_and_lineage(dsn) -> None:
 
 def test_custom_translator(dsn) -> None:
     class Reporting(DagsterMatViewTranslator):
-        def get_asset_spec(self, definition: MatViewDefinition) -> dg.AssetSpec:
-            return super().get_asset_spec(definition).replace_attributes(group_name="reporting")
+        def get_asset_spec(self, definition: MatViewDefinition, graph: ViewGraph) -> dg.AssetSpec:
+            return super().get_asset_spec(definition, graph).replace_attributes(group_name="reporting")
 
     defs = build_definitions([MatViewDefinition(name="mv", sql="SELECT 1 AS x")], dsn=dsn, translator=Reporting())
     assert {s.group_name for s in defs.resolve_all_asset_specs() if s.key.path[-1] == "mv"} == {"reporting"}

@@ -22,16 +22,26 @@ defs = build_definitions([
     MatViewDefinition(name="mv_a", sql=slow),
     MatViewDefinition(name="mv_b", sql=slow),
     MatViewDefinition(name="mv_after_a", sql="SELECT id FROM mv_a"),
-])
+], max_parallel={max_parallel})
 """
 
 
-def dagster(args: list[str], dsn: str, cwd: Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+def environment(dsn: str, home: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DAGSTER_HOME")}
     env["MATVIEWS_DSN"] = dsn
     if home:
         env["DAGSTER_HOME"] = str(home)
-    return subprocess.run([DAGSTER, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return env
+
+
+def dagster(args: list[str], dsn: str, cwd: Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DAGSTER, *args], cwd=cwd, env=environment(dsn, home), capture_output=True, text=True, timeout=300
+    )
+
+
+def overlap(a: tuple, b: tuple) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
 
 
 def create_windows(db: psycopg.Connection) -> dict[str, tuple]:
@@ -55,25 +65,47 @@ def test_headless_demo_materializes_everything(dsn: str, db: psycopg.Connection)
 
 @pytest.mark.slow
 def test_independent_views_run_in_parallel_and_dependents_after(dsn, db, users, tmp_path) -> None:
-    (tmp_path / "defs.py").write_text(PARALLEL)
+    (tmp_path / "defs.py").write_text(PARALLEL.format(max_parallel=4))
     done = dagster(["asset", "materialize", "-f", "defs.py", "--select", "*"], dsn, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     windows = create_windows(db)
     a, b, after = windows["mv_a"], windows["mv_b"], windows["mv_after_a"]
-    assert a[0] < b[1] and b[0] < a[1], f"mv_a {a} and mv_b {b} did not overlap"
+    assert overlap(a, b), f"mv_a {a} and mv_b {b} did not overlap"
     assert after[0] >= a[1], "a dependent view was built before its upstream finished"
 
 
 @pytest.mark.slow
-def test_pool_limit_caps_concurrent_refreshes(dsn, db, users, tmp_path) -> None:
-    (tmp_path / "defs.py").write_text(PARALLEL)
+def test_max_parallel_one_refreshes_views_one_at_a_time(dsn, db, users, tmp_path) -> None:
+    (tmp_path / "defs.py").write_text(PARALLEL.format(max_parallel=1))
+    done = dagster(["asset", "materialize", "-f", "defs.py", "--select", "public/mv_a,public/mv_b"], dsn, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    windows = create_windows(db)
+    assert not overlap(windows["mv_a"], windows["mv_b"]), f"max_parallel 1 but {windows} overlapped"
+
+
+@pytest.mark.slow
+def test_pool_limit_serializes_runs(dsn, db, users, tmp_path) -> None:
+    """Two runs at once, each refreshing one view: with the pool's limit at 1, their steps
+    take turns; the views of one step are bounded by max_parallel instead."""
+    (tmp_path / "defs.py").write_text(PARALLEL.format(max_parallel=4))
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("concurrency:\n  pools:\n    default_limit: 1\n")
-    done = dagster(
-        ["asset", "materialize", "-f", "defs.py", "--select", "public/mv_a,public/mv_b"], dsn, tmp_path, home
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    migrated = dagster(["instance", "migrate"], dsn, tmp_path, home)  # storage first, not raced by two runs
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    runs = [
+        subprocess.Popen(
+            [DAGSTER, "asset", "materialize", "-f", "defs.py", "--select", f"public/{view}"],
+            cwd=tmp_path,
+            env=environment(dsn, home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for view in ("mv_a", "mv_b")
+    ]
+    for run in runs:
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr[-3000:]
     windows = create_windows(db)
-    a, b = windows["mv_a"], windows["mv_b"]
-    assert a[1] <= b[0] or b[1] <= a[0], f"pool limit 1 but mv_a {a} and mv_b {b} overlapped"
+    assert not overlap(windows["mv_a"], windows["mv_b"]), f"pool limit 1 but {windows} overlapped"

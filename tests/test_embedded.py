@@ -16,7 +16,7 @@ from matviews_dagster import MatViews, MatViewDefinition
 definition = MatViewDefinition(name="mv_numbers", sql="SELECT g AS n FROM generate_series(1, 5) g")
 mv = MatViews(definitions=[definition])
 result = getattr(mv, sys.argv[1])("mv_numbers")
-print(json.dumps({"result": result, "runs": len(mv.history())}))
+print(json.dumps({"result": result.to_dict(), "runs": len(mv.history())}))
 """
 
 

@@ -20,6 +20,7 @@ from matviews_dagster import (
     MatViews,
     MatViewsAdapter,
     RefreshViewJob,
+    build_definitions,
     load_definitions,
 )
 
@@ -146,7 +147,7 @@ def prepared(make_mv, db, users) -> MatViews:
 @pytest.mark.parametrize(("label", "job", "args", "rule"), JOB_ARGUMENTS, ids=[a[0] for a in JOB_ARGUMENTS])
 def test_bad_job_arguments_change_nothing(prepared, dsn, db, label, job, args, rule) -> None:
     before = snapshot(db)
-    adapter = MatViewsAdapter(backend="queue", dsn=dsn).with_definitions(prepared.definitions)
+    adapter = MatViewsAdapter(backend="queue", dsn=dsn).bind(build_definitions(prepared.definitions, dsn=dsn))
     with pytest.raises(ValueError, match=rule):
         adapter.enqueue(job, args=args)
     assert snapshot(db) == before
@@ -155,7 +156,7 @@ def test_bad_job_arguments_change_nothing(prepared, dsn, db, label, job, args, r
 @pytest.mark.parametrize("queue", QUEUES)
 def test_bad_queue_names_change_nothing(prepared, dsn, db, queue) -> None:
     before = snapshot(db)
-    adapter = MatViewsAdapter(backend="queue", dsn=dsn).with_definitions(prepared.definitions)
+    adapter = MatViewsAdapter(backend="queue", dsn=dsn).bind(build_definitions(prepared.definitions, dsn=dsn))
     with pytest.raises(ValueError, match=r"queue .* is invalid"):
         adapter.enqueue(RefreshViewJob, queue=queue, args=["mv_ok"])
     assert snapshot(db) == before

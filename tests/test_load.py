@@ -84,7 +84,7 @@ WORKER = textwrap.dedent(
             result = mv.refresh(view, create_if_missing=True)
         else:
             result = getattr(mv, kind)(view)
-        print(json.dumps([kind, view, result["status"], result["run_id"]]), flush=True)
+        print(json.dumps([kind, view, result.status, result.run_id]), flush=True)
     """
 )
 
@@ -94,7 +94,7 @@ def test_operations_under_load_with_readers(make_mv, dsn, db, users) -> None:
     users(20000)
     mv = make_mv(*VIEWS)
     for view in VIEWS:
-        assert mv.create(view)["status"] == "success"
+        assert mv.create(view).status == "success"
     stop = threading.Event()
     errors: dict[str, list[str]] = defaultdict(list)
     reads: dict[str, int] = defaultdict(int)

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from conftest import scalar
 
-from matviews_dagster import DatabaseUnavailable, MatViewDefinition, MatViews
+from matviews_dagster import DatabaseUnavailable, MatViewDefinition, MatViews, OperationResult
 from matviews_dagster.core.arguments import UNSET, normalize_flag, normalize_row_count
 
 SLOW = MatViewDefinition(
@@ -86,21 +86,21 @@ def test_bad_row_counts_list_the_accepted_values(value: object) -> None:
 
 def test_result_dict_shape(make_mv, users) -> None:
     result = make_mv(FAST).create("mv_fast")
-    assert set(result) >= {"status", "run_id", "view", "duration_ms", "rows_count", "error", "outcome"}
-    assert result["view"] == "public.mv_fast" and isinstance(result["duration_ms"], int)
+    assert set(result.to_dict()) >= {"status", "run_id", "view", "duration_ms", "rows_count", "error", "outcome"}
+    assert result.view == "public.mv_fast" and isinstance(result.duration_ms, int)
 
 
 def test_two_refreshes_of_one_view_serialize(make_mv, db, sleepy) -> None:
     mv = make_mv(SLOW)
     mv.create("mv_slow")
     sleepy(0.7)
-    results: list[dict] = []
+    results: list[OperationResult] = []
     threads = [threading.Thread(target=lambda: results.append(mv.refresh("mv_slow"))) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert [r["status"] for r in results] == ["success", "success"]
+    assert [r.status for r in results] == ["success", "success"]
     first, second = db.execute(
         "SELECT started_at, finished_at, (meta->>'lock_wait_ms')::int FROM mat_view_refresh_runs ORDER BY started_at"
     ).fetchall()
@@ -119,7 +119,7 @@ def test_different_views_do_not_block_each_other(make_mv, db, sleepy) -> None:
     result = mv.refresh("mv_fast")
     slow_still_running = scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'running'")
     worker.join()
-    assert result["status"] == "success"
+    assert result.status == "success"
     assert slow_still_running == 1
     fast_wait = scalar(
         db,
@@ -138,11 +138,11 @@ def test_lock_wait_timeout_records_a_failed_run_naming_the_holder(make_mv, db, s
     holder_id = scalar(db, "SELECT id FROM mat_view_refresh_runs WHERE status = 'running'")
     result = mv.delete("mv_slow")
     worker.join()
-    assert result["status"] == "failed"
-    assert "timed out after 0.5s waiting for public.mv_slow" in result["error"]
-    assert f"refresh run #{holder_id}" in result["error"]
+    assert result.status == "failed"
+    assert "timed out after 0.5s waiting for public.mv_slow" in result.error
+    assert f"refresh run #{holder_id}" in result.error
     row = db.execute("SELECT status, error, meta FROM mat_view_delete_runs").fetchone()
-    assert row[0] == "failed" and row[1] == result["error"] and row[2]["lock_wait_ms"] >= 400
+    assert row[0] == "failed" and row[1] == result.error and row[2]["lock_wait_ms"] >= 400
     assert scalar(db, "SELECT count(*) FROM mv_slow") == 10
 
 
@@ -200,13 +200,13 @@ def test_killed_process_leaves_view_intact_and_its_run_is_reconciled(
     assert scalar(db, "SELECT count(*) FROM mv_slow") == 10, "the old data must still be there"
     sleepy(0)
     result = mv.refresh("mv_slow", "exact")
-    assert result["status"] == "success", result
+    assert result.status == "success", result
     killed = db.execute(f"SELECT status, error FROM {runs} ORDER BY id DESC LIMIT 1").fetchone()
     if operation == "refresh":
         killed = db.execute(f"SELECT status, error FROM {runs} ORDER BY id LIMIT 1").fetchone()
     assert killed[0] == "failed" and killed[1].startswith("abandoned")
     assert scalar(db, "SELECT status FROM mat_view_refresh_runs ORDER BY id DESC LIMIT 1") == "success"
-    assert result["rows_count"] == 20
+    assert result.rows_count == 20
 
 
 def test_unreachable_database_is_a_clear_error_without_the_password() -> None:
@@ -224,10 +224,10 @@ def test_view_name_conflicting_in_definitions_is_rejected() -> None:
 
 def test_operations_accept_definitions_and_ids(make_mv, db, users) -> None:
     mv = make_mv(FAST)
-    assert mv.create(FAST)["status"] == "success"
+    assert mv.create(FAST).status == "success"
     definition_id = scalar(db, "SELECT id FROM mat_view_definitions")
-    assert mv.refresh(definition_id)["status"] == "success"
-    assert mv.delete(str(definition_id))["outcome"] == "deleted"
+    assert mv.refresh(definition_id).status == "success"
+    assert mv.delete(str(definition_id)).outcome == "deleted"
     with pytest.raises(ValueError, match="must be a name"):
         mv.refresh(3.5)  # type: ignore[arg-type]
     with psycopg.connect(db.info.dsn) as check:

@@ -21,7 +21,7 @@ def test_concurrent_refresh_updates_rows(make_mv, db, users) -> None:
     mv.create("mv_users")
     users(30)
     result = mv.refresh("mv_users", "exact")
-    assert result["status"] == "success" and result["rows_count"] == 30
+    assert result.status == "success" and result.rows_count == 30
     row = mv.history(kind="refresh", limit=1)[0]
     assert row["meta"]["sql"] == ['REFRESH MATERIALIZED VIEW CONCURRENTLY "public"."mv_users"']
     assert "fallback" not in row["meta"]
@@ -41,16 +41,16 @@ def test_unusable_indexes_fail_with_the_fix(make_mv, db, users, index: str | Non
     if index:
         db.execute(index)
     result = make_mv(USERS).refresh("mv_users")
-    assert result["status"] == "failed"
-    assert "public.mv_users has no usable unique index" in result["error"]
-    assert 'CREATE UNIQUE INDEX ON "public"."mv_users" ("id")' in result["hint"]
+    assert result.status == "failed"
+    assert "public.mv_users has no usable unique index" in result.error
+    assert 'CREATE UNIQUE INDEX ON "public"."mv_users" ("id")' in result.hint
 
 
 def test_include_columns_are_fine(make_mv, db, users) -> None:
     make_mv(NO_INDEX).create("mv_users")
     db.execute("CREATE UNIQUE INDEX mv_users_id_incl ON mv_users (id) INCLUDE (email)")
     result = make_mv(USERS).refresh("mv_users")
-    assert result["status"] == "success"
+    assert result.status == "success"
     assert make_mv(USERS).history(kind="refresh", limit=1)[0]["meta"]["unique_index"] == "mv_users_id_incl"
 
 
@@ -59,7 +59,7 @@ def test_unpopulated_view_gets_a_regular_refresh_noted_in_meta(make_mv, db, user
     mv.create("mv_users")
     db.execute("REFRESH MATERIALIZED VIEW mv_users WITH NO DATA")
     result = mv.refresh("mv_users")
-    assert result["status"] == "success"
+    assert result.status == "success"
     row = mv.history(kind="refresh", limit=1)[0]
     assert "not populated" in row["meta"]["fallback"]
     assert row["meta"]["sql"] == ['REFRESH MATERIALIZED VIEW "public"."mv_users"']
@@ -82,7 +82,7 @@ def test_other_errors_do_not_fall_back_to_regular(make_mv, db, users) -> None:
     db.execute("ALTER TABLE users DROP CONSTRAINT users_pkey")
     db.execute("INSERT INTO users VALUES (1, 'dup2', 'pro')")
     result = mv.refresh("mv_plans")
-    assert result["status"] == "failed"
+    assert result.status == "failed"
     row = mv.history(kind="refresh", limit=1)[0]
     assert "fallback" not in row["meta"]
     assert all("CONCURRENTLY" in statement for statement in row["meta"]["sql"])

@@ -14,8 +14,8 @@ def test_refresh_picks_up_new_rows(make_mv, db, users) -> None:
     mv.create("mv_users")
     users(25)
     result = mv.refresh("mv_users", "exact")
-    assert result["status"] == "success" and result["outcome"] == "updated"
-    assert result["rows_count"] == 25
+    assert result.status == "success" and result.outcome == "updated"
+    assert result.rows_count == 25
     assert scalar(db, "SELECT count(*) FROM mv_users") == 25
     row = mv.history(kind="refresh", limit=1)[0]
     assert row["rows_count"] == 25 and row["meta"]["sql"] == ['REFRESH MATERIALIZED VIEW "public"."mv_users"']
@@ -24,8 +24,8 @@ def test_refresh_picks_up_new_rows(make_mv, db, users) -> None:
 def test_refresh_of_a_missing_view_fails_and_says_create_first(make_mv, db, users) -> None:
     mv = make_mv(USERS)
     result = mv.refresh("mv_users")
-    assert result["status"] == "failed"
-    assert "does not exist; create it first" in result["error"]
+    assert result.status == "failed"
+    assert "does not exist; create it first" in result.error
     assert mv.history(kind="refresh", limit=1)[0]["status"] == "failed"
     assert scalar(db, "SELECT to_regclass('public.mv_users')") is None
 
@@ -33,7 +33,7 @@ def test_refresh_of_a_missing_view_fails_and_says_create_first(make_mv, db, user
 def test_create_if_missing_records_a_create_run_then_the_refresh(make_mv, db, users) -> None:
     mv = make_mv(USERS)
     result = mv.refresh("mv_users", create_if_missing=True, dagster_run_id="dagster-run-1")
-    assert result["status"] == "success" and result["rows_count"] == 10
+    assert result.status == "success" and result.rows_count == 10
     (create_row,) = mv.history(kind="create")
     (refresh_row,) = mv.history(kind="refresh")
     assert create_row["status"] == "success" and create_row["dagster_run_id"] == "dagster-run-1"
@@ -41,7 +41,7 @@ def test_create_if_missing_records_a_create_run_then_the_refresh(make_mv, db, us
     assert refresh_row["dagster_run_id"] == "dagster-run-1"
     assert scalar(db, "SELECT count(*) FROM mv_users") == 10
     again = mv.refresh("mv_users", create_if_missing=True)
-    assert again["outcome"] == "updated"
+    assert again.outcome == "updated"
     assert len(mv.history(kind="create")) == 1
 
 
@@ -50,8 +50,8 @@ def test_failing_refresh_records_error_and_keeps_data(make_mv, db, users) -> Non
     mv.create("mv_ratio")
     users(12)
     result = mv.refresh("mv_ratio")
-    assert result["status"] == "failed" and "division by zero" in result["error"]
-    assert "SQLSTATE 22012" in result["error"]
+    assert result.status == "failed" and "division by zero" in result.error
+    assert "SQLSTATE 22012" in result.error
     assert scalar(db, "SELECT count(*) FROM mv_ratio") == 10
     row = mv.history(kind="refresh", limit=1)[0]
     assert row["status"] == "failed" and "division by zero" in row["error"]
@@ -62,7 +62,7 @@ def test_strategy_override_for_one_refresh(make_mv, db, users) -> None:
     mv = make_mv(USERS)
     mv.create("mv_users")
     result = mv.refresh("mv_users", strategy="swap")
-    assert result["status"] == "success"
+    assert result.status == "success"
     row = mv.history(kind="refresh", limit=1)[0]
     assert row["meta"]["strategy"] == "swap"
 
@@ -80,5 +80,5 @@ def test_unqualified_tables_work_for_every_strategy(make_mv, db, users) -> None:
     users(12)
     for strategy in ("regular", "concurrent", "swap"):
         result = mv.refresh("mv_users", "exact", strategy=strategy)
-        assert result["status"] == "success", result
-        assert result["rows_count"] == 12
+        assert result.status == "success", result
+        assert result.rows_count == 12

@@ -79,8 +79,8 @@ def test_swap_replaces_data_and_keeps_everything_else(make_mv, db, users, decora
     old_oid = scalar(db, "SELECT 'mv_users'::regclass::oid")
     users(40)
     result = make_mv(SWAP).refresh("mv_users", "estimated")
-    assert result["status"] == "success", result
-    assert result["rows_count"] == 40
+    assert result.status == "success", result
+    assert result.rows_count == 40
     assert scalar(db, "SELECT count(*) FROM mv_users") == 40
     assert scalar(db, "SELECT 'mv_users'::regclass::oid") != old_oid
     after = catalog_snapshot(db)
@@ -93,7 +93,7 @@ def test_swap_with_failing_sql_leaves_the_original(make_mv, db, users, decorated
     before = catalog_snapshot(db)
     broken = SWAP.model_copy(update={"sql": "SELECT id, email, plan, 1 / (id - id) AS boom FROM users"})
     result = make_mv(broken).refresh("mv_users")
-    assert result["status"] == "failed" and "division by zero" in result["error"]
+    assert result.status == "failed" and "division by zero" in result.error
     assert catalog_snapshot(db) == before
     assert scalar(db, "SELECT count(*) FROM mv_users") == 10
     assert leftovers(db) == []
@@ -105,8 +105,8 @@ def test_swap_refuses_dependent_views_before_any_work(make_mv, db, users) -> Non
     db.execute("CREATE VIEW v_pro AS SELECT * FROM mv_users WHERE plan = 'pro'")
     oid = scalar(db, "SELECT 'mv_users'::regclass::oid")
     result = mv.refresh("mv_users")
-    assert result["status"] == "failed"
-    assert "public.v_pro" in result["error"] and "'regular' or 'concurrent'" in result["hint"]
+    assert result.status == "failed"
+    assert "public.v_pro" in result.error and "'regular' or 'concurrent'" in result.hint
     assert scalar(db, "SELECT 'mv_users'::regclass::oid") == oid
     assert mv.history(kind="refresh", limit=1)[0]["meta"]["sql"] == []
     assert leftovers(db) == []
@@ -119,8 +119,8 @@ def test_swap_gives_up_on_a_held_lock_and_names_the_holder(make_mv, db, dsn, use
         reader.execute("SELECT count(*) FROM mv_users").fetchone()  # holds ACCESS SHARE until rollback
         result = mv.refresh("mv_users")
         reader.rollback()
-    assert result["status"] == "failed"
-    assert "2 attempts of 100 ms" in result["error"] and "'long reader'" in result["error"]
+    assert result.status == "failed"
+    assert "2 attempts of 100 ms" in result.error and "'long reader'" in result.error
     assert scalar(db, "SELECT count(*) FROM mv_users") == 10
     assert leftovers(db) == []
 
@@ -136,7 +136,7 @@ def test_swap_waits_out_a_short_reader(make_mv, db, dsn, users) -> None:
     result = mv.refresh("mv_users")
     releaser.join()
     reader.close()
-    assert result["status"] == "success"
+    assert result.status == "success"
     assert mv.history(kind="refresh", limit=1)[0]["meta"]["lock_attempts"] > 1
     assert scalar(db, "SELECT count(*) FROM mv_users") == 15
 
@@ -148,7 +148,7 @@ def test_leftovers_of_an_interrupted_swap_are_dropped_by_the_next_operation(make
     db.execute(f'CREATE MATERIALIZED VIEW "{new.name}" AS SELECT 1 AS x')
     db.execute(f'CREATE MATERIALIZED VIEW "{backup.name}" AS SELECT 1 AS x')
     result = mv.refresh("mv_users", strategy="regular")
-    assert result["status"] == "success"
+    assert result.status == "success"
     assert leftovers(db) == []
     meta = mv.history(kind="refresh", limit=1)[0]["meta"]
     assert sorted(meta["dropped_swap_leftovers"]) == sorted([str(new), str(backup)])
@@ -160,7 +160,7 @@ def test_temporary_names_fit_in_63_bytes(make_mv, db, users) -> None:
     mv = make_mv(definition)
     mv.create(long_name)
     users(11)
-    assert mv.refresh(long_name, "exact")["rows_count"] == 11
+    assert mv.refresh(long_name, "exact").rows_count == 11
     for name in swap_names(QualifiedName("public", long_name)):
         assert len(name.name.encode()) <= 63
     assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname = %s", (long_name,)) == 1
@@ -172,6 +172,6 @@ def test_swap_row_count_comes_from_the_build(make_mv, db, users) -> None:
     mv.create("mv_users")
     users(33)
     result = mv.refresh("mv_users", "exact")
-    assert result["rows_count"] == 33
+    assert result.rows_count == 33
     statements = mv.history(kind="refresh", limit=1)[0]["meta"]["sql"]
     assert not any("count(" in statement for statement in statements)

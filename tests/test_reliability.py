@@ -35,7 +35,7 @@ def test_per_view_statement_timeout_cancels_a_runaway_refresh(make_mv, db, sleep
     started = time.monotonic()
     result = mv.refresh("mv_slow")
     assert time.monotonic() - started < 4
-    assert result["status"] == "failed" and "timeout" in result["error"]
+    assert result.status == "failed" and "timeout" in result.error
     assert scalar(db, "SELECT count(*) FROM mv_slow") == 10
     assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'mv_slow_mv%%'") == 0
     assert mv.history(kind="refresh", limit=1)[0]["status"] == "failed"
@@ -45,7 +45,7 @@ def test_statement_timeout_defaults_from_matviews(make_mv, db, sleepy) -> None:
     mv = make_mv(SLOW, statement_timeout=0.5)
     mv.create("mv_slow")
     sleepy(5)
-    assert "timeout" in mv.refresh("mv_slow")["error"]
+    assert "timeout" in mv.refresh("mv_slow").error
 
 
 @pytest.mark.parametrize("strategy", ["regular", "swap"])
@@ -78,8 +78,8 @@ def test_refresh_never_queues_readers_for_longer_than_lock_timeout(make_mv, dsn,
         thread.join()
         holder.rollback()
         holder.close()
-    assert result["status"] == "failed"
-    assert "4 attempts of 200 ms" in result["error"] and "'long report'" in result["error"]
+    assert result.status == "failed"
+    assert "4 attempts of 200 ms" in result.error and "'long report'" in result.error
     assert len(waits) > 10
     assert max(waits) < 0.6, f"a reader waited {max(waits):.3f}s behind the refresh's lock request"
     assert scalar(db, "SELECT count(*) FROM mv_users") == 10
@@ -96,7 +96,7 @@ def test_concurrent_null_trap_is_reported(make_mv, dsn, db, users) -> None:
     mv = make_mv(definition)
     mv.create("mv_plans")
     result = mv.refresh("mv_plans")
-    assert result["status"] == "success"
+    assert result.status == "success"
     warnings = mv.history(kind="refresh", limit=1)[0]["meta"]["warnings"]
     assert "has NULLs in id" in warnings[0] and "every concurrent refresh rewrites" in warnings[0]
 

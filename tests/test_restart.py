@@ -44,8 +44,8 @@ def test_restart_mid_refresh(own_server, strategy) -> None:
     mv.create("mv_slow")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE sleep_seconds SET s = 30")
-    outcome: dict = {}
-    worker = threading.Thread(target=lambda: outcome.update(mv.refresh("mv_slow")))
+    outcomes: list = []
+    worker = threading.Thread(target=lambda: outcomes.append(mv.refresh("mv_slow")))
     worker.start()
     deadline = time.monotonic() + 20
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -58,13 +58,14 @@ def test_restart_mid_refresh(own_server, strategy) -> None:
     own_server.start()
     worker.join(60)
     assert not worker.is_alive()
-    assert outcome["status"] == "failed"
-    assert any(word in outcome["error"].lower() for word in ("terminat", "closed", "connection", "shutdown"))
+    outcome = outcomes[0]
+    assert outcome.status == "failed"
+    assert any(word in outcome.error.lower() for word in ("terminat", "closed", "connection", "shutdown"))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE sleep_seconds SET s = 0")
         row = conn.execute("SELECT status, error, finished_at FROM mat_view_refresh_runs").fetchone()
         assert row[0] == "failed" and row[2] is not None, "the run row must not be left running"
         assert conn.execute("SELECT count(*) FROM mv_slow").fetchone() == (10,)
     again = mv.refresh("mv_slow", "exact")
-    assert again["status"] == "success" and again["rows_count"] == 10
+    assert again.status == "success" and again.rows_count == 10
     mv.close()

@@ -56,11 +56,11 @@ def test_run_tables_schema_is_not_writable_by_the_roles(roles, dsn) -> None:
 
 def test_a_non_superuser_owner_can_do_everything(roles, dsn, db) -> None:
     with as_role(dsn, roles["owner"]) as mv:
-        assert mv.create("mv_users")["status"] == "success"
+        assert mv.create("mv_users").status == "success"
         for strategy in ("regular", "concurrent", "swap"):
-            assert mv.refresh("mv_users", strategy=strategy)["status"] == "success", strategy
-        assert mv.create("mv_users", force=True)["status"] == "success"
-        assert mv.delete("mv_users")["status"] == "success"
+            assert mv.refresh("mv_users", strategy=strategy).status == "success", strategy
+        assert mv.create("mv_users", force=True).status == "success"
+        assert mv.delete("mv_users").status == "success"
     assert scalar(db, "SELECT count(*) FROM ops.mat_view_refresh_runs WHERE status = 'success'") == 3
 
 
@@ -68,8 +68,8 @@ def test_a_role_without_privileges_gets_a_clear_error_and_a_failed_row(roles, ds
     make_mv(VIEW, runs_schema="ops").create("mv_users")
     with as_role(dsn, roles["nobody"]) as mv:
         result = mv.refresh("mv_users")
-    assert result["status"] == "failed"
-    assert "must be owner of materialized view mv_users" in result["error"] or "permission denied" in result["error"]
+    assert result.status == "failed"
+    assert "must be owner of materialized view mv_users" in result.error or "permission denied" in result.error
     assert scalar(db, "SELECT status FROM ops.mat_view_refresh_runs ORDER BY id DESC LIMIT 1") == "failed"
     assert scalar(db, "SELECT count(*) FROM mv_users") == 10
 
@@ -80,11 +80,11 @@ def test_maintain_allows_refresh_in_place_only(roles, dsn, db, make_mv) -> None:
     make_mv(VIEW, runs_schema="ops").create("mv_users")
     db.execute(sql.SQL("GRANT MAINTAIN ON mv_users TO {}").format(sql.Identifier(roles["maintainer"])))
     with as_role(dsn, roles["maintainer"]) as mv:
-        assert mv.refresh("mv_users", strategy="regular")["status"] == "success"
+        assert mv.refresh("mv_users", strategy="regular").status == "success"
         concurrent = mv.refresh("mv_users", strategy="concurrent")
-        assert concurrent["status"] == "success", concurrent["error"]
+        assert concurrent.status == "success", concurrent.error
         for outcome in (mv.refresh("mv_users", strategy="swap"), mv.create("mv_users", True), mv.delete("mv_users")):
-            assert outcome["status"] == "failed"
-            assert "must be owner" in outcome["error"] or "permission denied" in outcome["error"], outcome
+            assert outcome.status == "failed"
+            assert "must be owner" in outcome.error or "permission denied" in outcome.error, outcome
     assert scalar(db, "SELECT count(*) FROM mv_users") == 10
     assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'mv_users_mv%%'") == 0

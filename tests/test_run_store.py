@@ -12,7 +12,7 @@ from conftest import new_database, scalar
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from matviews_dagster import MatViewDefinition, MatViews, RunStore
+from matviews_dagster import MatViewDefinition, MatViews, OperationResult, RunStore
 from matviews_dagster.core.runs import SCHEMA_VERSION
 
 SLOW = MatViewDefinition(
@@ -108,7 +108,7 @@ def test_concurrent_migrations_do_not_collide(dsn, db) -> None:
 def test_runs_schema_and_separate_runs_database(make_mv, server_dsn, dsn, db, users) -> None:
     with new_database(server_dsn, "mvruns") as runs_dsn:
         mv = make_mv(USERS, runs_dsn=runs_dsn, runs_schema="ops")
-        assert mv.create("mv_users")["status"] == "success"
+        assert mv.create("mv_users").status == "success"
         assert scalar(db, "SELECT to_regclass('ops.mat_view_create_runs')") is None
         with psycopg.connect(runs_dsn) as runs:
             row = runs.execute("SELECT view_name, database_name, status FROM ops.mat_view_create_runs").fetchone()
@@ -151,8 +151,8 @@ def test_run_row_is_visible_while_the_work_runs(make_mv, dsn, db, users) -> None
     mv = make_mv(SLOW)
     mv.create("mv_slow")
     db.execute("UPDATE sleep_seconds SET s = 1.5")
-    outcome: dict[str, object] = {}
-    worker = threading.Thread(target=lambda: outcome.update(mv.refresh("mv_slow")))
+    outcome: list[OperationResult] = []
+    worker = threading.Thread(target=lambda: outcome.append(mv.refresh("mv_slow")))
     worker.start()
     seen = None
     with psycopg.connect(dsn, autocommit=True) as observer:
@@ -166,7 +166,7 @@ def test_run_row_is_visible_while_the_work_runs(make_mv, dsn, db, users) -> None
     assert seen is not None and seen[1] == "running" and seen[2] is None
     final = db.execute("SELECT status, duration_ms FROM mat_view_refresh_runs WHERE id = %s", (seen[0],)).fetchone()
     assert final[0] == "success" and final[1] >= 1400
-    assert outcome["run_id"] == seen[0]
+    assert outcome[0].run_id == seen[0]
 
 
 def test_history_is_newest_first_and_filters(make_mv, db, users) -> None:
@@ -207,8 +207,8 @@ def test_a_role_without_create_on_the_database_runs_operations_after_migration(m
         ):
             db.execute(sql.SQL(statement).format(db=sql.Identifier(db.info.dbname), role=sql.Identifier(role)))
         app = MatViews(dsn=make_conninfo(dsn, user=role), definitions=[USERS])
-        assert app.create("mv_users")["status"] == "success"
-        assert app.refresh("mv_users")["status"] == "success"
+        assert app.create("mv_users").status == "success"
+        assert app.refresh("mv_users").status == "success"
         assert scalar(db, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'mv_users'") == role
         app.close()
     finally:

@@ -24,9 +24,9 @@ def test_password_never_leaks(dsn, db, users, tmp_path: Path, caplog: pytest.Log
     seen: list[str] = []
 
     with MatViews(dsn=secret_dsn, definitions=[GOOD, BROKEN]) as mv:
-        seen += [json.dumps(mv.create("mv_good")), json.dumps(mv.refresh("mv_good"))]
+        seen += [json.dumps(mv.create("mv_good").to_dict()), json.dumps(mv.refresh("mv_good").to_dict())]
         db.execute("CREATE MATERIALIZED VIEW mv_broken AS SELECT id, 1 / (id - id) AS boom FROM users WITH NO DATA")
-        seen.append(json.dumps(mv.refresh("mv_broken")))
+        seen.append(json.dumps(mv.refresh("mv_broken").to_dict()))
 
     result = build_definitions([GOOD, BROKEN], dsn=secret_dsn).resolve_implicit_global_asset_job_def()
     outcome = result.execute_in_process(raise_on_error=False)

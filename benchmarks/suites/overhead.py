@@ -56,7 +56,7 @@ def _measure_size(bench: Bench, rows: int) -> list[dict[str, Any]]:
         definitions = [view(f"mv_{strategy}", table_name, strategy) for strategy in STRATEGIES]
         with MatViews(dsn=dsn, definitions=definitions) as mv:
             for definition in definitions:
-                assert mv.create(definition.name)["status"] == "success"
+                assert mv.create(definition.name).status == "success"
                 with psycopg.connect(dsn, autocommit=True) as conn:  # the bare swap's stable index name
                     conn.execute(
                         sql.SQL("ALTER INDEX {} RENAME TO {}").format(
@@ -70,7 +70,7 @@ def _measure_size(bench: Bench, rows: int) -> list[dict[str, Any]]:
 
                 def ours(name: str = definition.name) -> None:
                     result = mv.refresh(name)
-                    if result["status"] != "success":
+                    if result.status != "success":
                         raise RuntimeError(f"refresh of {name} failed: {result['error']}")
 
                 samples = interleaved({"bare": bare, "matviews": ours}, bench.repeats)

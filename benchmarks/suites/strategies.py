@@ -91,7 +91,7 @@ def run(bench: Bench) -> Section:
                             started = time.perf_counter()
                             result = mv.refresh(definition.name)
                             elapsed = (time.perf_counter() - started) * 1000
-                        if result["status"] != "success":
+                        if result.status != "success":
                             raise RuntimeError(f"{strategy} refresh failed: {result['error']}")
                         if round_ == 0:
                             continue  # warm-up

@@ -45,7 +45,7 @@ def run(bench: Bench) -> Section:
             counts = seed_demo_data(conn, scale)
         with MatViews(dsn=dsn, definitions=definitions) as mv:
             for definition in definitions:
-                assert mv.create(definition.name)["status"] == "success"
+                assert mv.create(definition.name).status == "success"
         with psycopg.connect(dsn, autocommit=True) as conn:
             for definition in definitions:
                 validate_view(conn, definition, 1)  # warm-up: caches, plans

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .definition import REFRESH_STRATEGIES, ROW_COUNT_STRATEGIES
+from .vocabulary import REFRESH_STRATEGIES, ROW_COUNT_STRATEGIES
 
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}

@@ -5,19 +5,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .analysis import validate_query
 from .names import QualifiedName, validate_identifier
+from .vocabulary import RefreshStrategy, RowCountStrategy
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader, ~8x faster
-RefreshStrategy = Literal["regular", "concurrent", "swap"]
-RowCountStrategy = Literal["estimated", "exact", "none"]
-REFRESH_STRATEGIES: tuple[str, ...] = ("regular", "concurrent", "swap")
-ROW_COUNT_STRATEGIES: tuple[str, ...] = ("estimated", "exact", "none")
 
 
 class MatViewDefinition(BaseModel):

@@ -17,9 +17,10 @@ _LOCK_ARGS = "%s, hashtext(%s)"
 class ViewLockTimeout(Exception):
     """Another operation held the view's lock for longer than the wait allowed."""
 
-    def __init__(self, message: str, waited_ms: int) -> None:
+    def __init__(self, message: str, waited_ms: int, holder: str | None = None) -> None:
         super().__init__(message)
         self.waited_ms = waited_ms
+        self.holder = holder
 
 
 def lock_holder(conn: psycopg.Connection, name: QualifiedName) -> str | None:
@@ -39,24 +40,32 @@ def lock_holder(conn: psycopg.Connection, name: QualifiedName) -> str | None:
 def view_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float) -> Iterator[int]:
     """Hold the view's lock for the block; yields the milliseconds spent waiting.
 
-    Raises ``ViewLockTimeout`` after ``wait_seconds``. The lock is tied to the session, so it is
-    released if the process dies.
+    The usual case, a free lock, costs one statement (``pg_try_advisory_lock``); only a held
+    lock makes us wait, at most ``wait_seconds``, then raise ``ViewLockTimeout`` naming the
+    holder. The lock is tied to the session, so it is released if the process dies.
     """
     started = time.monotonic()
-    try:
-        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(int(wait_seconds * 1000), 1)}ms",))
-        conn.execute(f"SELECT pg_advisory_lock({_LOCK_ARGS})", (LOCK_NAMESPACE, str(name)))
-    except psycopg.errors.LockNotAvailable:
-        waited = int((time.monotonic() - started) * 1000)
-        raise ViewLockTimeout(
-            f"timed out after {wait_seconds:g}s waiting for {name}: another operation holds it", waited
-        ) from None
-    finally:
-        if not conn.broken:
-            conn.execute("RESET lock_timeout")
+    row = conn.execute(f"SELECT pg_try_advisory_lock({_LOCK_ARGS})", (LOCK_NAMESPACE, str(name))).fetchone()
+    if not (row and row[0]):
+        _wait_for_lock(conn, name, wait_seconds, started)
     waited_ms = int((time.monotonic() - started) * 1000)
     try:
         yield waited_ms
     finally:
         if not conn.broken and not conn.closed:
             conn.execute(f"SELECT pg_advisory_unlock({_LOCK_ARGS})", (LOCK_NAMESPACE, str(name)))
+
+
+def _wait_for_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float, started: float) -> None:
+    try:
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(int(wait_seconds * 1000), 1)}ms",))
+        conn.execute(f"SELECT pg_advisory_lock({_LOCK_ARGS})", (LOCK_NAMESPACE, str(name)))
+    except psycopg.errors.LockNotAvailable:
+        waited = int((time.monotonic() - started) * 1000)
+        holder = None if conn.broken else lock_holder(conn, name)
+        raise ViewLockTimeout(
+            f"timed out after {wait_seconds:g}s waiting for {name}: another operation holds it", waited, holder
+        ) from None
+    finally:
+        if not conn.broken:
+            conn.execute("RESET lock_timeout")

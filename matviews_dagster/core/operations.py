@@ -1,44 +1,60 @@
 """``MatViews``: the one entry point for scripts, the CLI and the Dagster layer.
 
-An operation (the seed's "job") normalizes its arguments, takes the view's lock, records a
-``running`` row, runs the service, finalizes the row whatever happens, and returns a concise
-dict ``{status, outcome, run_id, kind, view, duration_ms, rows_count, error, hint}``.
+An operation normalizes its arguments, takes the view's lock, records a ``running`` row (and
+marks rows of dead processes abandoned), runs the service, finalizes the row whatever happens,
+and returns an ``OperationResult``. ``refresh_many``, ``create_many`` and ``delete_many`` run
+one operation per view over the dependency graph, several views at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 import psycopg
 
 from .arguments import UNSET, normalize_flag, normalize_row_count, normalize_strategy
 from .catalog import NotAMaterializedView, describe_view, matview_state
+from .checks import CheckOutcome, run_checks
+from .connection import connect
 from .definition import MatViewDefinition
-from .dsn import mask_dsn, resolve_dsn, scrub
-from .locks import ViewLockTimeout, lock_holder, view_lock
+from .dsn import resolve_dsn, scrub
+from .graph import ViewGraph
+from .locks import ViewLockTimeout, view_lock
 from .names import QualifiedName
-from .runs import RunKind, RunStore
+from .result import OperationResult
+from .runs import RunStore
+from .scheduler import run_in_dependency_order
 from .services import ServiceResponse, create_view, delete_view, drop_swap_leftovers, refresh_view
 from .services.locking import LockPolicy
+from .services.response import describe_db_error
+from .vocabulary import DEFAULT_MAX_PARALLEL, RunKind
 
 Work = Callable[[psycopg.Connection], ServiceResponse]
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The view's database could not be reached; nothing was executed."""
+ViewRef = MatViewDefinition | str | int
 
 
 class MatViews:
     """Create, refresh and delete materialized views with recorded runs.
 
     >>> mv = MatViews(dsn="postgresql://localhost/app", definitions=load_definitions("matviews.yaml"))
-    >>> mv.refresh("mv_users", "exact")  # doctest: +SKIP
-    {'status': 'success', 'outcome': 'updated', 'run_id': 7, 'rows_count': 500, ...}
+    >>> mv.refresh("mv_users", "exact").rows_count                      # doctest: +SKIP
+    500
+    >>> [r.view for r in mv.refresh_many(max_parallel=4)]              # doctest: +SKIP
+    ['public.mv_users', 'public.mv_user_accounts']
+
+    ``lock_wait_timeout`` (seconds) bounds the wait for another operation on the same view;
+    ``lock_timeout`` (seconds) and ``lock_retries`` bound each wait for a table lock readers
+    queue behind; ``statement_timeout`` (seconds, None: the server's) applies to the work.
+    Raises ``ValueError`` when a view is defined twice or views read each other in a cycle.
     """
 
     def __init__(
@@ -65,15 +81,21 @@ class MatViews:
         self.lock_policy = LockPolicy(timeout_ms=int(lock_timeout * 1000), attempts=lock_retries)
         self.statement_timeout = statement_timeout
         self.application_name = application_name
-        self._definition_ids: dict[str, int] = {}
+        self._upserted: dict[str, tuple[MatViewDefinition, int]] = {}
+        self._timeouts: weakref.WeakKeyDictionary[psycopg.Connection, float | None] = weakref.WeakKeyDictionary()
 
-    # -- public API -------------------------------------------------------------------
+    # -- definitions ------------------------------------------------------------------
 
     @property
     def definitions(self) -> list[MatViewDefinition]:
         return list(self._definitions.values())
 
-    def definition(self, view: MatViewDefinition | str | int) -> MatViewDefinition:
+    @cached_property
+    def graph(self) -> ViewGraph:
+        """The views' dependency graph (built on first use: it analyses every query)."""
+        return ViewGraph(self._definitions.values())
+
+    def definition(self, view: ViewRef) -> MatViewDefinition:
         """Resolve a definition, a view name (``view`` or ``schema.view``) or a definition id."""
         if isinstance(view, MatViewDefinition):
             return view
@@ -93,84 +115,147 @@ class MatViews:
         """Create or upgrade the run tables; returns the schema version."""
         return self.runs.migrate()
 
-    def create(
-        self, view: MatViewDefinition | str | int, force: Any = None, *, dagster_run_id: str | None = None
-    ) -> dict[str, Any]:
+    # -- one view ---------------------------------------------------------------------
+
+    def create(self, view: ViewRef, force: Any = None, *, dagster_run_id: str | None = None) -> OperationResult:
         """Create the view and its indexes; ``force`` recreates it (old one kept if that fails)."""
-        force_flag = normalize_flag(force, "force")
-        definition = self.definition(view)
-        options = {"force": force_flag, "sql": definition.sql}
-        return self._locked(
-            "create",
-            definition,
-            dagster_run_id,
-            lambda session: session.run(
-                "create", options, lambda conn: create_view(conn, definition, force=force_flag)
-            ),
-        )
+        return self._create(self.definition(view), normalize_flag(force, "force"), dagster_run_id)
 
     def refresh(
         self,
-        view: MatViewDefinition | str | int,
+        view: ViewRef,
         row_count: Any = UNSET,
         *,
         strategy: str | None = None,
         create_if_missing: bool = False,
         dagster_run_id: str | None = None,
         describe: bool = False,
-    ) -> dict[str, Any]:
+    ) -> OperationResult:
         """Refresh with the view's strategy (``strategy`` overrides once) and count rows.
 
         ``row_count`` omitted uses the definition's ``row_count_strategy``. With
-        ``create_if_missing`` a missing view is created first (recorded as a create run, whose
-        result dict is returned under ``created``). With ``describe``, a successful result also
-        carries the view's ``description`` (columns, size) and ``database``, read on the same
-        connection before the view's lock is released.
+        ``create_if_missing`` a missing view is created first (recorded as a create run,
+        returned as ``created``). With ``describe``, a successful result also carries the
+        view's ``description`` (columns, size) and ``database``, read on the same connection
+        before the view's lock is released.
         """
         definition = self.definition(view)
         rows = normalize_row_count(row_count, definition.row_count_strategy)
-        chosen = normalize_strategy(strategy) or definition.refresh_strategy
-        options = {"strategy": chosen, "row_count_strategy": rows, "sql": definition.sql}
+        return self._refresh(
+            definition, rows, normalize_strategy(strategy), create_if_missing, dagster_run_id, describe
+        )
 
-        def refresh(conn: psycopg.Connection) -> ServiceResponse:
-            return refresh_view(
-                conn, definition, strategy=chosen, row_count_strategy=rows, lock_policy=self.lock_policy
+    def delete(self, view: ViewRef, cascade: Any = None, *, dagster_run_id: str | None = None) -> OperationResult:
+        """Drop the view; ``cascade`` drops views that depend on it too."""
+        return self._delete(self.definition(view), normalize_flag(cascade, "cascade"), dagster_run_id)
+
+    # -- many views -------------------------------------------------------------------
+
+    def refresh_many(
+        self,
+        views: Iterable[ViewRef] | None = None,
+        row_count: Any = UNSET,
+        *,
+        strategy: str | None = None,
+        max_parallel: int = DEFAULT_MAX_PARALLEL,
+        create_if_missing: bool = False,
+        dagster_run_id: str | None = None,
+        describe: bool = False,
+        checks: Mapping[str, Sequence[str]] | None = None,
+    ) -> Iterator[OperationResult]:
+        """Refresh ``views`` (default: all) upstream first, up to ``max_parallel`` at once.
+
+        Each view is still one operation (its lock, its run row, its row count), on one of
+        ``max_parallel`` connections. Results come as each view finishes. A view whose
+        upstream view in the batch failed is not refreshed: its result is ``skipped`` and
+        names that view; independent views go on. ``checks`` (``{view name: [check names]}``,
+        see ``core.checks``) run on the view's connection right after a successful refresh.
+        Arguments are validated before anything runs (``ValueError``); the other arguments
+        are those of ``refresh``.
+        """
+        selected = self._select(views)
+        chosen = normalize_strategy(strategy)
+        rows = {d.name: normalize_row_count(row_count, d.row_count_strategy) for d in selected}
+        wanted = dict(checks or {})
+
+        def one(definition: MatViewDefinition, conn: psycopg.Connection) -> OperationResult:
+            result = self._refresh(
+                definition, rows[definition.name], chosen, create_if_missing, dagster_run_id, describe, conn
             )
-
-        def steps(session: _Session) -> dict[str, Any]:
-            if create_if_missing and not _exists(session.conn, definition.qualified):
-                created = session.run(
-                    "create",
-                    {"force": False, "reason": "create_if_missing", "sql": definition.sql},
-                    lambda conn: create_view(conn, definition),
-                )
-                result = session.run("refresh", options, lambda conn: _populated_by_create(conn, created, rows))
-                result["created"] = created
-            else:
-                result = session.run("refresh", options, refresh)
-            if describe and result["status"] == "success" and not session.conn.broken:
-                with contextlib.suppress(psycopg.Error):  # the run is recorded; a description is a bonus
-                    result["description"] = describe_view(session.conn, definition.qualified)
-                    result["database"] = session.database
+            if result.ok and wanted.get(definition.name):
+                result = replace(result, checks=tuple(_checked(conn, definition, wanted[definition.name])))
             return result
 
-        return self._locked("refresh", definition, dagster_run_id, steps)
+        return self._many("refresh", selected, one, max_parallel=max_parallel)
 
-    def delete(
-        self, view: MatViewDefinition | str | int, cascade: Any = None, *, dagster_run_id: str | None = None
-    ) -> dict[str, Any]:
-        """Drop the view; ``cascade`` drops views that depend on it too."""
-        cascade_flag = normalize_flag(cascade, "cascade")
-        definition = self.definition(view)
-        options = {"cascade": cascade_flag}
-        return self._locked(
-            "delete",
-            definition,
-            dagster_run_id,
-            lambda session: session.run(
-                "delete", options, lambda conn: delete_view(conn, definition.qualified, cascade=cascade_flag)
-            ),
+    def check_many(
+        self, checks: Mapping[str, Sequence[str]], *, max_parallel: int = DEFAULT_MAX_PARALLEL
+    ) -> Iterator[tuple[MatViewDefinition, list[CheckOutcome]]]:
+        """Run health checks without refreshing: ``{view name: [check names]}``, up to
+        ``max_parallel`` views at once; yields each view's outcomes as they come."""
+        by_name: dict[str, MatViewDefinition] = {}
+        wanted: dict[str, Sequence[str]] = {}
+        for view, names in checks.items():
+            definition = self.definition(view)
+            by_name[definition.name] = definition
+            wanted[definition.name] = names
+        _check_parallel(max_parallel)
+        return self._check_batch(by_name, wanted, max_parallel)
+
+    def _check_batch(
+        self, by_name: dict[str, MatViewDefinition], checks: dict[str, Sequence[str]], max_parallel: int
+    ) -> Iterator[tuple[MatViewDefinition, list[CheckOutcome]]]:
+        connections = _WorkerConnections(lambda: self.connect("checks"))
+        try:
+            yield from run_in_dependency_order(
+                list(by_name),
+                lambda name: (),
+                lambda name: (by_name[name], _checked(connections.get(), by_name[name], checks[name])),
+                succeeded=lambda outcome: True,
+                skip=lambda name, failed: (by_name[name], []),
+                max_parallel=max_parallel,
+                interrupt=connections.cancel,
+            )
+        finally:
+            connections.close()
+
+    def create_many(
+        self,
+        views: Iterable[ViewRef] | None = None,
+        force: Any = None,
+        *,
+        max_parallel: int = DEFAULT_MAX_PARALLEL,
+        dagster_run_id: str | None = None,
+    ) -> Iterator[OperationResult]:
+        """Create ``views`` (default: all) upstream first, up to ``max_parallel`` at once; a
+        view whose upstream view failed to be created is ``skipped``."""
+        flag = normalize_flag(force, "force")
+        selected = self._select(views)
+        return self._many(
+            "create", selected, lambda d, conn: self._create(d, flag, dagster_run_id, conn), max_parallel=max_parallel
         )
+
+    def delete_many(
+        self,
+        views: Iterable[ViewRef] | None = None,
+        cascade: Any = None,
+        *,
+        max_parallel: int = DEFAULT_MAX_PARALLEL,
+        dagster_run_id: str | None = None,
+    ) -> Iterator[OperationResult]:
+        """Drop ``views`` (default: all), the views built on others first; a view a failed
+        delete still depends on is ``skipped``."""
+        flag = normalize_flag(cascade, "cascade")
+        selected = self._select(views)
+        return self._many(
+            "delete",
+            selected,
+            lambda d, conn: self._delete(d, flag, dagster_run_id, conn),
+            max_parallel=max_parallel,
+            reverse=True,
+        )
+
+    # -- history and lifecycle --------------------------------------------------------
 
     def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Run rows newest first, each with ``kind``; ``view`` may omit the ``public.`` schema."""
@@ -178,6 +263,16 @@ class MatViews:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
         name = str(QualifiedName.parse(view, "view name")) if view is not None else None
         return self.runs.history(kind=kind, view=name, limit=limit)
+
+    def connect(self, purpose: str = "") -> psycopg.Connection:
+        """An autocommit connection to the views' database, tagged with ``application_name``.
+
+        Raises ``DatabaseUnavailable`` (password masked) when the server cannot be reached.
+        """
+        conn = connect(self.dsn, f"{self.application_name} {purpose}".strip())
+        with contextlib.suppress(psycopg.Error):  # Postgres >= 14: stop our work soon after we die
+            conn.execute("SET client_connection_check_interval = '1s'")
+        return conn
 
     def close(self) -> None:
         self.runs.close()
@@ -188,7 +283,185 @@ class MatViews:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- the operations ---------------------------------------------------------------
+
+    def _create(
+        self,
+        definition: MatViewDefinition,
+        force: bool,
+        dagster_run_id: str | None,
+        conn: psycopg.Connection | None = None,
+    ) -> OperationResult:
+        options = {"force": force, "sql": definition.sql}
+        with self._session("create", definition, dagster_run_id, conn) as session:
+            if isinstance(session, OperationResult):
+                return session
+            return session.record("create", options, lambda c: create_view(c, definition, force=force))
+
+    def _refresh(
+        self,
+        definition: MatViewDefinition,
+        rows: str,
+        strategy: str | None,
+        create_if_missing: bool,
+        dagster_run_id: str | None,
+        describe: bool,
+        conn: psycopg.Connection | None = None,
+    ) -> OperationResult:
+        chosen = strategy or definition.refresh_strategy
+        options = {"strategy": chosen, "row_count_strategy": rows, "sql": definition.sql}
+        with self._session("refresh", definition, dagster_run_id, conn) as session:
+            if isinstance(session, OperationResult):
+                return session
+            created = None
+            if create_if_missing and not _exists(session.conn, definition.qualified):
+                created = session.record(
+                    "create",
+                    {"force": False, "reason": "create_if_missing", "sql": definition.sql},
+                    lambda c: create_view(c, definition),
+                )
+                result = session.record("refresh", options, lambda c: _populated_by_create(created, rows))
+            else:
+                result = session.record(
+                    "refresh",
+                    options,
+                    lambda c: refresh_view(
+                        c, definition, strategy=chosen, row_count_strategy=rows, lock_policy=self.lock_policy
+                    ),
+                )
+            extra: dict[str, Any] = {"created": created}
+            if describe and result.ok and not session.conn.broken:
+                with contextlib.suppress(psycopg.Error):  # the run is recorded; a description is a bonus
+                    extra["description"] = describe_view(session.conn, definition.qualified)
+                    extra["database"] = session.database
+            return _replace(result, **extra)
+
+    def _delete(
+        self,
+        definition: MatViewDefinition,
+        cascade: bool,
+        dagster_run_id: str | None,
+        conn: psycopg.Connection | None = None,
+    ) -> OperationResult:
+        options = {"cascade": cascade}
+        with self._session("delete", definition, dagster_run_id, conn) as session:
+            if isinstance(session, OperationResult):
+                return session
+            return session.record("delete", options, lambda c: delete_view(c, definition.qualified, cascade=cascade))
+
+    # -- the steps every operation takes ----------------------------------------------
+
+    @contextlib.contextmanager
+    def _session(
+        self, kind: RunKind, definition: MatViewDefinition, dagster_run_id: str | None, conn: psycopg.Connection | None
+    ) -> Iterator[_Session | OperationResult]:
+        """Connect (unless a batch lends its connection), take the view's lock, apply the
+        statement timeout and drop an interrupted swap's leftovers; yields the session that
+        records runs, or the ``failed`` result when the lock wait timed out."""
+        with contextlib.ExitStack() as stack:
+            if conn is None:
+                conn = stack.enter_context(self.connect(str(definition.qualified)))
+            database = conn.info.dbname
+            try:
+                waited_ms = stack.enter_context(view_lock(conn, definition.qualified, self.lock_wait_timeout))
+            except ViewLockTimeout as exc:
+                yield self._lock_timed_out(kind, definition, database, dagster_run_id, exc)
+                return
+            self._apply_statement_timeout(conn, definition.statement_timeout or self.statement_timeout)
+            leftovers = drop_swap_leftovers(conn, definition.qualified)
+            yield _Session(self, conn, definition, database, dagster_run_id, waited_ms, leftovers)
+
+    def _apply_statement_timeout(self, conn: psycopg.Connection, seconds: float | None) -> None:
+        """Set the session's ``statement_timeout`` (after the lock: a lock wait is bounded by
+        ``lock_wait_timeout`` alone); a reused connection is reset to the server's default."""
+        if self._timeouts.get(conn) == seconds:
+            return
+        if seconds:
+            conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(seconds * 1000)}ms",))
+        elif conn in self._timeouts:
+            conn.execute("RESET statement_timeout")
+        self._timeouts[conn] = seconds
+
+    def _lock_timed_out(
+        self,
+        kind: RunKind,
+        definition: MatViewDefinition,
+        database: str,
+        dagster_run_id: str | None,
+        exc: ViewLockTimeout,
+    ) -> OperationResult:
+        name = str(definition.qualified)
+        held_by = [
+            f"{row['kind']} run #{row['id']} (started {row['started_at']:%Y-%m-%d %H:%M:%S%z})"
+            for row in self.runs.running(database_name=database, view_name=name)
+        ]
+        error = f"{exc}: {', '.join(held_by) or exc.holder or 'an operation that has since finished'}"
+        hint = "retry when it has finished"
+        run_id = self.runs.record_failure(
+            kind,
+            view_name=name,
+            database_name=database,
+            definition_id=self._definition_id(definition),
+            error=error,
+            meta={"lock_wait_ms": exc.waited_ms, "lock_holder": exc.holder},
+            dagster_run_id=dagster_run_id,
+        )
+        return OperationResult(kind, name, "failed", "error", run_id, None, None, error, hint)
+
     # -- internals --------------------------------------------------------------------
+
+    def _select(self, views: Iterable[ViewRef] | None) -> list[MatViewDefinition]:
+        """The named views (each once), or all; every name is checked before anything runs."""
+        if views is None:
+            return self.definitions
+        chosen = [self.definition(view) for view in views]
+        return list({d.name: d for d in chosen}.values())
+
+    def _many(
+        self,
+        kind: RunKind,
+        selected: list[MatViewDefinition],
+        one: Callable[[MatViewDefinition, psycopg.Connection], OperationResult],
+        *,
+        max_parallel: int,
+        reverse: bool = False,
+    ) -> Iterator[OperationResult]:
+        """Run ``one`` on every view over the dependency graph, ``max_parallel`` connections."""
+        _check_parallel(max_parallel)
+        by_name = {d.name: d for d in selected}
+        graph = self.graph if all(self._definitions.get(n) is d for n, d in by_name.items()) else ViewGraph(selected)
+        order = [d.name for d in graph.order(by_name)]
+        related = graph.downstream if reverse else graph.upstream
+        if reverse:
+            order.reverse()
+        return self._run_batch(kind, by_name, order, related, one, max_parallel)
+
+    def _run_batch(
+        self,
+        kind: RunKind,
+        by_name: dict[str, MatViewDefinition],
+        order: list[str],
+        related: Callable[[str], Iterable[str]],
+        one: Callable[[MatViewDefinition, psycopg.Connection], OperationResult],
+        max_parallel: int,
+    ) -> Iterator[OperationResult]:
+        if not order:
+            return
+        ids = self.runs.upsert_definitions([by_name[n] for n in order])
+        self._upserted.update({name: (by_name[name], definition_id) for name, definition_id in ids.items()})
+        connections = _WorkerConnections(lambda: self.connect(f"{kind} batch"))
+        try:
+            yield from run_in_dependency_order(
+                order,
+                related,
+                lambda name: one(by_name[name], connections.get()),
+                succeeded=lambda result: result.ok,
+                skip=lambda name, failed: OperationResult.skipped(kind, name, failed),
+                max_parallel=max_parallel,
+                interrupt=connections.cancel,
+            )
+        finally:
+            connections.close()
 
     def _definition_by_id(self, definition_id: int) -> MatViewDefinition:
         definition = self.runs.get_definition(definition_id)
@@ -197,75 +470,16 @@ class MatViews:
         return definition
 
     def _definition_id(self, definition: MatViewDefinition) -> int:
-        key = definition.model_dump_json()
-        if key not in self._definition_ids:
-            self._definition_ids[key] = self.runs.upsert_definition(definition)
-        return self._definition_ids[key]
-
-    def connect(self, purpose: str = "") -> psycopg.Connection:
-        """A connection to the views' database, tagged with ``application_name``."""
-        app = f"{self.application_name} {purpose}".strip()[:63]
-        try:
-            conn = psycopg.connect(self.dsn, autocommit=True, application_name=app, connect_timeout=10)
-        except psycopg.Error as exc:
-            first_line = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "", self.dsn)
-            raise DatabaseUnavailable(f"cannot connect to {mask_dsn(self.dsn)}: {first_line}") from None
-        with contextlib.suppress(psycopg.Error):  # Postgres >= 14: stop our work soon after we die
-            conn.execute("SET client_connection_check_interval = '1s'")
-        return conn
-
-    def _locked(
-        self,
-        kind: RunKind,
-        definition: MatViewDefinition,
-        dagster_run_id: str | None,
-        steps: Callable[[_Session], dict[str, Any]],
-    ) -> dict[str, Any]:
-        name = definition.qualified
-        with self.connect(f"{name}") as conn:
-            database = conn.info.dbname
-            try:
-                with view_lock(conn, name, self.lock_wait_timeout) as waited_ms:
-                    timeout = definition.statement_timeout or self.statement_timeout
-                    if timeout:  # after the lock: a lock wait is bounded by lock_wait_timeout alone
-                        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(timeout * 1000)}ms",))
-                    self.runs.mark_abandoned(database_name=database, view_name=str(name))
-                    leftovers = drop_swap_leftovers(conn, name)
-                    session = _Session(self, conn, definition, database, dagster_run_id, waited_ms, leftovers)
-                    return steps(session)
-            except ViewLockTimeout as exc:
-                return self._lock_timed_out(kind, conn, definition, database, dagster_run_id, exc)
-
-    def _lock_timed_out(
-        self,
-        kind: RunKind,
-        conn: psycopg.Connection,
-        definition: MatViewDefinition,
-        database: str,
-        dagster_run_id: str | None,
-        exc: ViewLockTimeout,
-    ) -> dict[str, Any]:
-        name = str(definition.qualified)
-        held_by = [
-            f"{row['kind']} run #{row['id']} (started {row['started_at']:%Y-%m-%d %H:%M:%S%z})"
-            for row in self.runs.running(database_name=database, view_name=name)
-        ]
-        holder = lock_holder(conn, definition.qualified)
-        error = f"{exc}: {', '.join(held_by) or holder or 'an operation that has since finished'}"
-        run_id = self.runs.record_failure(
-            kind,
-            view_name=name,
-            database_name=database,
-            definition_id=self._definition_id(definition),
-            error=error,
-            meta={"lock_wait_ms": exc.waited_ms, "lock_holder": holder},
-            dagster_run_id=dagster_run_id,
-        )
-        return _result(kind, run_id, name, "failed", "error", None, None, error, "retry when it has finished")
+        """The definition's id in ``mat_view_definitions``, upserted once per definition object."""
+        cached = self._upserted.get(definition.name)
+        if cached is None or cached[0] is not definition:
+            cached = (definition, self.runs.upsert_definition(definition))
+            self._upserted[definition.name] = cached
+        return cached[1]
 
 
 class _Session:
-    """The view's lock is held: record and run one or more steps."""
+    """The view's lock is held: record and run one or more steps, each with its run row."""
 
     def __init__(
         self,
@@ -284,8 +498,11 @@ class _Session:
         self.dagster_run_id = dagster_run_id
         self.lock_wait_ms = lock_wait_ms
         self.leftovers = leftovers
+        self.reconciled = False
 
-    def run(self, kind: RunKind, options: dict[str, Any], work: Work) -> dict[str, Any]:
+    def record(self, kind: RunKind, options: dict[str, Any], work: Work) -> OperationResult:
+        """Insert the ``running`` row, run ``work`` on the session's connection, finalize the
+        row whatever happens (an interrupt too), and return the result."""
         store = self.owner.runs
         view = str(self.definition.qualified)
         meta: dict[str, Any] = {
@@ -303,7 +520,9 @@ class _Session:
             definition_id=self.owner._definition_id(self.definition),
             meta=meta,
             dagster_run_id=self.dagster_run_id,
+            reconcile=not self.reconciled,
         )
+        self.reconciled = True
         started = time.monotonic()
         try:
             response = work(self.conn)
@@ -335,31 +554,68 @@ class _Session:
             error=error,
             rows_count=rows_count if kind == "refresh" else None,
         )
-        return _result(kind, run_id, view, status, response.status, duration_ms, rows_count, error, response.hint)
+        return OperationResult(
+            kind=kind,
+            view=view,
+            status=status,
+            outcome=response.status,
+            run_id=run_id,
+            duration_ms=duration_ms,
+            rows_count=rows_count,
+            error=error,
+            hint=response.hint,
+            warnings=tuple(response.meta.get("warnings", ())),
+        )
 
 
-def _result(
-    kind: str,
-    run_id: int,
-    view: str,
-    status: str,
-    outcome: str,
-    duration_ms: int | None,
-    rows_count: int | None,
-    error: str | None,
-    hint: str | None,
-) -> dict[str, Any]:
-    return {
-        "status": status,
-        "outcome": outcome,
-        "run_id": run_id,
-        "kind": kind,
-        "view": view,
-        "duration_ms": duration_ms,
-        "rows_count": rows_count,
-        "error": error,
-        "hint": hint,
-    }
+class _WorkerConnections:
+    """One work connection per worker thread of a batch, reused for its views; a broken one
+    is replaced. ``cancel`` stops the statements in flight (an interrupted batch)."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
+        self._connect = connect
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[psycopg.Connection] = []
+
+    def get(self) -> psycopg.Connection:
+        conn: psycopg.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def cancel(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                if not conn.closed:
+                    conn.cancel_safe(timeout=5)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+
+
+def _replace(result: OperationResult, **changes: Any) -> OperationResult:
+    return replace(result, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _checked(conn: psycopg.Connection, definition: MatViewDefinition, names: Sequence[str]) -> list[CheckOutcome]:
+    """The checks' outcomes; a database error fails every check with its message."""
+    try:
+        return run_checks(conn, definition, list(names))
+    except psycopg.Error as exc:
+        message = f"the check could not run: {describe_db_error(exc)}"
+        return [CheckOutcome(name, False, message) for name in names]
+
+
+def _check_parallel(max_parallel: object) -> None:
+    if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
+        raise ValueError(f"max_parallel must be a positive integer, got {max_parallel!r}")
 
 
 def _elapsed_ms(started: float) -> int:
@@ -373,14 +629,12 @@ def _exists(conn: psycopg.Connection, name: QualifiedName) -> bool:
         return True  # let the refresh report what the name really is
 
 
-def _populated_by_create(conn: psycopg.Connection, created: dict[str, Any], rows: str) -> ServiceResponse:
+def _populated_by_create(created: OperationResult, rows: str) -> ServiceResponse:
     """The refresh step right after a create: the data is fresh, so nothing runs twice."""
-    if created["status"] != "success":
-        return ServiceResponse.failure(
-            f"could not create the missing view: {created['error']}", hint=created.get("hint")
-        )
+    if not created.ok:
+        return ServiceResponse.failure(f"could not create the missing view: {created.error}", hint=created.hint)
     return ServiceResponse(
         "created",
-        payload={"rows_count": None if rows == "none" else created["rows_count"]},
-        meta={"populated_by_create_run": created["run_id"], "row_count_strategy": rows},
+        payload={"rows_count": None if rows == "none" else created.rows_count},
+        meta={"populated_by_create_run": created.run_id, "row_count_strategy": rows},
     )

@@ -17,13 +17,13 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from .connection import DatabaseUnavailable, connect
 from .definition import MatViewDefinition
 from .dsn import scrub
 from .locks import LOCK_NAMESPACE
 from .names import validate_identifier
+from .vocabulary import RUN_KINDS, RunKind
 
-RunKind = Literal["create", "refresh", "delete"]
-RUN_KINDS: tuple[RunKind, ...] = ("create", "refresh", "delete")
 RUN_TABLES: dict[str, str] = {kind: f"mat_view_{kind}_runs" for kind in RUN_KINDS}
 T = TypeVar("T")
 
@@ -113,21 +113,25 @@ class RunStore:
         self._conn: psycopg.Connection | None = None
         self._lock = threading.RLock()
         self._migrated = False
+        self._connected_once = False
 
     # -- connection -------------------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self.dsn,
-                autocommit=True,
-                row_factory=dict_row,
-                application_name=self.application_name,
-            )
+            try:
+                self._conn = connect(self.dsn, self.application_name, row_factory=dict_row)
+            except DatabaseUnavailable as exc:
+                if not self._connected_once:
+                    raise  # a wrong DSN or a server that is down: say so now, do not wait
+                raise psycopg.OperationalError(str(exc)) from None  # a restart: retried by run()
+            self._connected_once = True
         return self._conn
 
     def run(self, work: Callable[[psycopg.Connection], T]) -> T:
-        """Run ``work``; reconnect and retry with backoff while the connection is broken."""
+        """Run ``work``; reconnect and retry with backoff while the connection is broken (a
+        server restart), for up to ``retry_seconds``. The first connection is not retried:
+        ``DatabaseUnavailable`` at once."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.1
         with self._lock:
@@ -219,38 +223,34 @@ class RunStore:
 
     def upsert_definition(self, definition: MatViewDefinition) -> int:
         """Mirror ``definition`` into ``mat_view_definitions`` (by name) and return its id."""
+        return self.upsert_definitions([definition])[definition.name]
+
+    def upsert_definitions(self, definitions: list[MatViewDefinition]) -> dict[str, int]:
+        """Mirror ``definitions`` into ``mat_view_definitions`` (by name) in one statement;
+        returns ``{name: id}``. ``updated_at`` moves only when a field changed."""
+        if not definitions:
+            return {}
         self.ensure_migrated()
-        fields = definition.stored_fields()
-        attributes = {key: fields[key] for key in ("description", "group_name", "owners", "tags", "statement_timeout")}
-        params = {
-            "name": definition.name,
-            "sql": definition.sql,
-            "refresh_strategy": definition.refresh_strategy,
-            "unique_index_columns": Jsonb(definition.unique_index_columns),
-            "indexes": Jsonb(definition.indexes),
-            "row_count_strategy": definition.row_count_strategy,
-            "dependencies": Jsonb(definition.dependencies),
-            "schedule_cron": definition.schedule_cron,
-            "attributes": Jsonb(attributes),
-            "sql_sha256": definition.sql_sha256,
-        }
-        columns = list(params)
+        rows = [_definition_row(definition) for definition in definitions]
+        columns = list(rows[0])
         query = sql.SQL(
-            """INSERT INTO {table} AS t ({columns}) VALUES ({values})
+            """INSERT INTO {table} AS t ({columns}) VALUES {values}
                ON CONFLICT (name) DO UPDATE SET {updates},
                  updated_at = CASE WHEN ({old}) IS DISTINCT FROM ({new}) THEN now() ELSE t.updated_at END
-               RETURNING id"""
+               RETURNING id, name"""
         ).format(
             table=self.table("mat_view_definitions"),
             columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-            values=sql.SQL(", ").join(sql.Placeholder(c) for c in columns),
+            values=sql.SQL(", ").join(
+                sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in columns)) for _ in rows
+            ),
             updates=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:]),
             old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns[1:]),
             new=sql.SQL(", ").join(sql.SQL("excluded.{}").format(sql.Identifier(c)) for c in columns[1:]),
         )
-        row = self.run(lambda conn: conn.execute(query, params).fetchone())
-        assert row is not None
-        return int(row["id"])
+        params = [value for row in rows for value in row.values()]
+        found = self.run(lambda conn: conn.execute(query, params).fetchall())
+        return {row["name"]: int(row["id"]) for row in found}
 
     def get_definition(self, definition_id: int) -> MatViewDefinition | None:
         """Rebuild a definition from its id alone."""
@@ -282,14 +282,27 @@ class RunStore:
         definition_id: int | None,
         meta: dict[str, Any],
         dagster_run_id: str | None = None,
+        reconcile: bool = False,
     ) -> int:
-        """Insert a ``running`` row, committed before the work starts; returns its id."""
+        """Insert a ``running`` row, committed before the work starts; returns its id.
+
+        With ``reconcile`` (the caller holds the view's lock), the same statement first marks
+        the view's other ``running`` rows of every kind ``failed`` (abandoned): they belong to
+        processes that died, since no live one can hold the lock.
+        """
         self.ensure_migrated()
-        query = sql.SQL(
+        insert = sql.SQL(
             """INSERT INTO {} (mat_view_definition_id, view_name, database_name, status, meta, dagster_run_id)
-               VALUES (%s, %s, %s, 'running', %s, %s) RETURNING id"""
+               VALUES (%(definition_id)s, %(view)s, %(db)s, 'running', %(meta)s, %(dagster_run_id)s) RETURNING id"""
         ).format(self.table(RUN_TABLES[kind]))
-        params = (definition_id, view_name, database_name, Jsonb(meta), dagster_run_id)
+        query = sql.SQL("WITH {} {}").format(self._abandon(), insert) if reconcile else insert
+        params = {
+            "definition_id": definition_id,
+            "view": view_name,
+            "db": database_name,
+            "meta": Jsonb(meta),
+            "dagster_run_id": dagster_run_id,
+        }
         row = self.run(lambda conn: conn.execute(query, params).fetchone())
         assert row is not None
         return int(row["id"])
@@ -339,16 +352,16 @@ class RunStore:
         dagster_run_id: str | None = None,
     ) -> int:
         """Insert an already ``failed`` row, for runs that failed before their work began."""
-        run_id = self.start(
-            kind,
-            view_name=view_name,
-            database_name=database_name,
-            definition_id=definition_id,
-            meta=meta,
-            dagster_run_id=dagster_run_id,
-        )
-        self.finish(kind, run_id, status="failed", duration_ms=0, meta={}, error=error)
-        return run_id
+        self.ensure_migrated()
+        query = sql.SQL(
+            """INSERT INTO {} (mat_view_definition_id, view_name, database_name, status, finished_at,
+                               duration_ms, error, meta, dagster_run_id)
+               VALUES (%s, %s, %s, 'failed', now(), 0, %s, %s, %s) RETURNING id"""
+        ).format(self.table(RUN_TABLES[kind]))
+        params = (definition_id, view_name, database_name, error, Jsonb(meta), dagster_run_id)
+        row = self.run(lambda conn: conn.execute(query, params).fetchone())
+        assert row is not None
+        return int(row["id"])
 
     def _all_kinds(self, columns: str, where: str, kinds: tuple[RunKind, ...] = RUN_KINDS) -> sql.Composed:
         """``SELECT <kind> AS kind, <columns> FROM <runs table> WHERE <where>`` for each kind,
@@ -371,21 +384,26 @@ class RunStore:
         params = {"db": database_name, "view": view_name}
         return self.run(lambda conn: conn.execute(query, params).fetchall())
 
-    def mark_abandoned(self, *, database_name: str, view_name: str) -> int:
-        """Mark every ``running`` row of the view ``failed`` (abandoned); the caller holds the
-        view's lock, so such rows belong to processes that died. Returns how many."""
-        self.ensure_migrated()
-
-        updates = sql.SQL(", ").join(
+    def _abandon(self) -> sql.Composed:
+        """CTEs marking the ``running`` rows of view ``%(view)s`` in ``%(db)s`` failed, one per
+        kind, each returning a row per row marked."""
+        return sql.SQL(", ").join(
             sql.SQL(
                 """{alias} AS (UPDATE {table} SET status = 'failed', finished_at = now(),
                      error = 'abandoned: the process running this operation died before finishing'
                    WHERE database_name = %(db)s AND view_name = %(view)s AND status = 'running' RETURNING 1)"""
-            ).format(alias=sql.Identifier(kind), table=self.table(RUN_TABLES[kind]))
+            ).format(alias=sql.Identifier(f"abandoned_{kind}"), table=self.table(RUN_TABLES[kind]))
             for kind in RUN_KINDS
         )
-        counts = sql.SQL(" + ").join(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(k)) for k in RUN_KINDS)
-        query = sql.SQL("WITH {} SELECT {} AS total").format(updates, counts)
+
+    def mark_abandoned(self, *, database_name: str, view_name: str) -> int:
+        """Mark every ``running`` row of the view ``failed`` (abandoned); the caller holds the
+        view's lock, so such rows belong to processes that died. Returns how many."""
+        self.ensure_migrated()
+        counts = sql.SQL(" + ").join(
+            sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(f"abandoned_{k}")) for k in RUN_KINDS
+        )
+        query = sql.SQL("WITH {} SELECT {} AS total").format(self._abandon(), counts)
         params = {"db": database_name, "view": view_name}
         row = self.run(lambda conn: conn.execute(query, params).fetchone())
         return int(row["total"]) if row else 0
@@ -423,3 +441,21 @@ class RunStore:
         query = self._all_kinds(columns, where, kinds) + sql.SQL(" ORDER BY started_at DESC, id DESC LIMIT %(limit)s")
         params = {"view": view, "limit": limit}
         return self.run(lambda conn: conn.execute(query, params).fetchall())
+
+
+def _definition_row(definition: MatViewDefinition) -> dict[str, Any]:
+    """The ``mat_view_definitions`` columns of one definition (name first)."""
+    fields = definition.stored_fields()
+    attributes = {key: fields[key] for key in ("description", "group_name", "owners", "tags", "statement_timeout")}
+    return {
+        "name": definition.name,
+        "sql": definition.sql,
+        "refresh_strategy": definition.refresh_strategy,
+        "unique_index_columns": Jsonb(definition.unique_index_columns),
+        "indexes": Jsonb(definition.indexes),
+        "row_count_strategy": definition.row_count_strategy,
+        "dependencies": Jsonb(definition.dependencies),
+        "schedule_cron": definition.schedule_cron,
+        "attributes": Jsonb(attributes),
+        "sql_sha256": definition.sql_sha256,
+    }

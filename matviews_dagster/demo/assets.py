@@ -5,7 +5,8 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
-from ..resources import PostgresResource
+from ..core.names import QualifiedName
+from ..resources import MatViewsResource
 from ..translator import relation_key
 from .data import TABLES, USERS_PER_SCALE, seed_demo_data
 
@@ -17,15 +18,16 @@ class DemoDataConfig(dg.Config):
 @dg.multi_asset(
     name="demo_source_data",
     specs=[
-        dg.AssetSpec(relation_key("public", table), kinds={"postgres"}, group_name="demo_sources") for table in TABLES
+        dg.AssetSpec(relation_key(QualifiedName("public", table)), kinds={"postgres"}, group_name="demo_sources")
+        for table in TABLES
     ],
 )
-def demo_source_data(config: DemoDataConfig, matviews_postgres: PostgresResource) -> Iterator[dg.MaterializeResult]:
+def demo_source_data(config: DemoDataConfig, matviews: MatViewsResource) -> Iterator[dg.MaterializeResult]:
     """(Re)load users, accounts, events and sessions at ``scale``."""
-    with matviews_postgres.get_connection() as conn:
+    with matviews.get_connection() as conn:
         counts = seed_demo_data(conn, config.scale)
     for table, rows in counts.items():
         yield dg.MaterializeResult(
-            asset_key=relation_key("public", table),
+            asset_key=relation_key(QualifiedName("public", table)),
             metadata={"dagster/row_count": dg.MetadataValue.int(rows)},
         )

@@ -43,8 +43,8 @@ def with_lock_retries(
     """
     holders: list[str] = []
     for attempt in range(1, policy.attempts + 1):
-        try:
-            with conn.transaction():
+        try:  # one round trip: BEGIN, the timeout, the work and COMMIT travel in one pipeline
+            with conn.pipeline(), conn.transaction():
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{policy.timeout_ms}ms",))
                 return work(), attempt
         except psycopg.errors.LockNotAvailable:

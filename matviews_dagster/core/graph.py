@@ -1,0 +1,119 @@
+"""The views' dependency graph, computed once and shared by every layer.
+
+Which relations each view reads (from its SQL, through pglast, plus its ``dependencies``),
+which of those are other defined views, and the dependency order: the CLI's ``--all``, the
+Dagster assets' deps and ``MatViews.refresh_many`` all read this one graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from graphlib import CycleError, TopologicalSorter
+
+from .analysis import referenced_relations
+from .definition import MatViewDefinition
+from .names import DEFAULT_SCHEMA, QualifiedName
+
+
+def resolve_relation(schema: str | None, name: str) -> QualifiedName:
+    """The relation an unqualified or qualified name in a view's SQL means: unqualified names
+    are taken as ``public`` (the schema a default ``search_path`` finds first)."""
+    return QualifiedName(schema or DEFAULT_SCHEMA, name)
+
+
+class ViewGraph:
+    """Definitions with their upstream relations, in dependency order.
+
+    >>> graph = ViewGraph(load_definitions("matviews.yaml"))  # doctest: +SKIP
+    >>> [d.name for d in graph]                               # doctest: +SKIP
+    ['public.mv_users', 'public.mv_user_accounts']
+
+    Raises ``ValueError`` when a name is defined twice or views read each other in a cycle.
+    """
+
+    def __init__(self, definitions: Iterable[MatViewDefinition]) -> None:
+        self._by_name: dict[str, MatViewDefinition] = {}
+        for definition in definitions:
+            if definition.name in self._by_name:
+                raise ValueError(f"view {definition.name} is defined twice; names must be unique")
+            self._by_name[definition.name] = definition
+        self._reads = {name: _reads(definition) for name, definition in self._by_name.items()}
+        self._upstream = {
+            name: tuple(str(r) for r in reads if str(r) in self._by_name and str(r) != name)
+            for name, reads in self._reads.items()
+        }
+        downstream: dict[str, list[str]] = {name: [] for name in self._by_name}
+        for name, upstream in self._upstream.items():
+            for parent in upstream:
+                downstream[parent].append(name)
+        self._downstream = {name: tuple(children) for name, children in downstream.items()}
+        self._order = _topological(self._by_name, self._upstream)
+        self._position = {name: index for index, name in enumerate(self._order)}
+
+    def __iter__(self) -> Iterator[MatViewDefinition]:
+        """Every definition, upstream views first."""
+        return (self._by_name[name] for name in self._order)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __getitem__(self, name: str) -> MatViewDefinition:
+        return self._by_name[name]
+
+    def reads(self, name: str) -> tuple[QualifiedName, ...]:
+        """Every relation the view reads (defined views and source tables), sorted."""
+        return self._reads[name]
+
+    def upstream(self, name: str) -> tuple[str, ...]:
+        """The defined views this view reads."""
+        return self._upstream[name]
+
+    def downstream(self, name: str) -> tuple[str, ...]:
+        """The defined views that read this view."""
+        return self._downstream[name]
+
+    def sources(self, name: str) -> tuple[QualifiedName, ...]:
+        """The relations the view reads that are not defined views (tables, plain views)."""
+        return tuple(r for r in self._reads[name] if str(r) not in self._by_name)
+
+    def order(self, names: Iterable[str] | None = None) -> list[MatViewDefinition]:
+        """``names`` (default: all) in dependency order, upstream views first."""
+        if names is None:
+            return list(self)
+        return [self._by_name[name] for name in sorted(set(names), key=self._position.__getitem__)]
+
+    def with_downstream(self, names: Iterable[str]) -> set[str]:
+        """``names`` and every defined view built on them, at any depth."""
+        found: set[str] = set()
+        stack = list(names)
+        while stack:
+            name = stack.pop()
+            if name not in found:
+                found.add(name)
+                stack.extend(self._downstream[name])
+        return found
+
+
+def _reads(definition: MatViewDefinition) -> tuple[QualifiedName, ...]:
+    found = {resolve_relation(schema, name) for schema, name in referenced_relations(definition.sql)}
+    found.update(QualifiedName.parse(dependency) for dependency in definition.dependencies)
+    return tuple(sorted(found))
+
+
+def _topological(by_name: dict[str, MatViewDefinition], upstream: dict[str, tuple[str, ...]]) -> list[str]:
+    """Upstream first; among views that are ready together, the order they were defined in."""
+    sorter = TopologicalSorter(upstream)
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        raise ValueError(f"views depend on each other in a cycle: {' -> '.join(exc.args[1])}") from None
+    position = {name: index for index, name in enumerate(by_name)}
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order.extend(ready)
+        sorter.done(*ready)
+    return order

@@ -1,0 +1,94 @@
+"""``OperationResult``: what one create, refresh or delete of one view did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .catalog import ViewDescription
+from .checks import CheckOutcome
+from .vocabulary import RunKind
+
+Status = Literal["success", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    """The outcome of one operation on one view, as recorded in its run row.
+
+    ``status`` is ``success`` or ``failed`` for an operation that ran (its row is ``run_id``),
+    and ``skipped`` for one not started because an upstream view in the same batch failed
+    (``skipped_because`` names them; no run row). ``outcome`` is the service's word:
+    ``created``, ``updated``, ``deleted``, ``skipped`` or ``error``. ``duration_ms`` excludes
+    the wait for the view's lock. ``created`` is the create run a refresh with
+    ``create_if_missing`` made first; ``description`` and ``database`` are read on the same
+    connection when asked for (``describe=True``), and ``checks`` are the health checks run
+    right after a successful refresh when a batch asks for them.
+    """
+
+    kind: RunKind
+    view: str
+    status: Status
+    outcome: str
+    run_id: int | None = None
+    duration_ms: int | None = None
+    rows_count: int | None = None
+    error: str | None = None
+    hint: str | None = None
+    warnings: tuple[str, ...] = ()
+    created: OperationResult | None = None
+    skipped_because: tuple[str, ...] = ()
+    checks: tuple[CheckOutcome, ...] = ()
+    description: ViewDescription | None = field(default=None, compare=False)
+    database: str | None = field(default=None, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    @property
+    def total_duration_ms(self) -> int:
+        """Time of this operation and of the create run made first, if any."""
+        return (self.duration_ms or 0) + (self.created.duration_ms or 0 if self.created else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape (CLI ``--json``, job outputs): ``status, outcome, run_id, kind, view,
+        duration_ms, rows_count, error, hint, warnings``, plus ``created`` and
+        ``skipped_because`` when set."""
+        out: dict[str, Any] = {
+            "status": self.status,
+            "outcome": self.outcome,
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "view": self.view,
+            "duration_ms": self.duration_ms,
+            "rows_count": self.rows_count,
+            "error": self.error,
+            "hint": self.hint,
+            "warnings": list(self.warnings),
+        }
+        if self.created is not None:
+            out["created"] = self.created.to_dict()
+        if self.skipped_because:
+            out["skipped_because"] = list(self.skipped_because)
+        return out
+
+    @classmethod
+    def skipped(cls, kind: RunKind, view: str, blocked_by: tuple[str, ...]) -> OperationResult:
+        """Not started because ``blocked_by`` (views of the same batch) failed: the upstream
+        views it is built on, or for a delete the views built on it."""
+        names = ", ".join(blocked_by)
+        error = (
+            f"not deleted: {names}, built on it, could not be deleted"
+            if kind == "delete"
+            else f"not {'created' if kind == 'create' else 'refreshed'}: upstream {names} failed"
+        )
+        return cls(
+            kind=kind,
+            view=view,
+            status="skipped",
+            outcome="skipped",
+            error=error,
+            hint=f"fix {names}, then run again",
+            skipped_because=blocked_by,
+        )

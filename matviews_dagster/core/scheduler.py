@@ -1,0 +1,112 @@
+"""Work over a dependency graph: up to N items at once, upstream first, each result as it ends.
+
+An item starts when every upstream item in the batch has succeeded. When one fails, the items
+built on it (at any depth) are not started: they are reported as skipped with the name of the
+failed item, and independent items go on. Among ready items, the one with the longest chain
+of work behind it starts first, so deep chains do not finish last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
+
+R = TypeVar("R")
+
+
+def run_in_dependency_order(
+    order: Sequence[str],
+    upstream: Callable[[str], Iterable[str]],
+    work: Callable[[str], R],
+    *,
+    succeeded: Callable[[R], bool],
+    skip: Callable[[str, tuple[str, ...]], R],
+    max_parallel: int,
+    interrupt: Callable[[], None] = lambda: None,
+) -> Iterator[R]:
+    """Run ``work(name)`` for every name in ``order`` (a dependency order) and yield the results.
+
+    ``upstream(name)`` lists the names ``name`` waits for (names outside ``order`` are ignored);
+    ``skip(name, failed)`` makes the result of an item not started because the items in
+    ``failed`` did not succeed. With ``max_parallel`` 1 (or a single item) everything runs in
+    the calling thread.
+    When the caller stops early or is interrupted, items not started are dropped,
+    ``interrupt()`` is called (to cancel the statements in flight) and the items running are
+    awaited before the exception goes on.
+    """
+    if max_parallel < 1:
+        raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
+    names = list(dict.fromkeys(order))
+    selected = set(names)
+    parents = {name: [p for p in upstream(name) if p in selected and p != name] for name in names}
+    children: dict[str, list[str]] = {name: [] for name in names}
+    for name, ups in parents.items():
+        for parent in ups:
+            children[parent].append(name)
+    priority = _priority(names, children)
+    failed_roots: dict[str, tuple[str, ...]] = {}  # item -> the failed items that block it
+    waiting = {name: len(ups) for name, ups in parents.items()}
+
+    def settle(name: str, ok: bool) -> tuple[list[str], list[R]]:
+        """Release the children of a finished item: those now ready, and skip results."""
+        ready: list[str] = []
+        skipped: list[R] = []
+        roots = () if ok else failed_roots.get(name, (name,))
+        stack = [(name, roots)]
+        while stack:
+            current, blockers = stack.pop()
+            for child in children[current]:
+                if blockers:
+                    failed_roots[child] = tuple(dict.fromkeys((*failed_roots.get(child, ()), *blockers)))
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    if child in failed_roots:
+                        skipped.append(skip(child, failed_roots[child]))
+                        stack.append((child, failed_roots[child]))
+                    else:
+                        ready.append(child)
+        return ready, skipped
+
+    ready = [name for name in names if waiting[name] == 0]
+    if max_parallel == 1 or len(names) == 1:
+        while ready:
+            ready.sort(key=priority.__getitem__)
+            name = ready.pop(0)
+            result = work(name)
+            yield result
+            released, skipped = settle(name, succeeded(result))
+            yield from skipped
+            ready.extend(released)
+        return
+
+    with ThreadPoolExecutor(max_workers=min(max_parallel, len(names)), thread_name_prefix="matviews") as pool:
+        running: dict[Future[R], str] = {}
+        try:
+            while ready or running:
+                ready.sort(key=priority.__getitem__)
+                while ready and len(running) < max_parallel:
+                    name = ready.pop(0)
+                    running[pool.submit(work, name)] = name
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: priority[running[f]]):
+                    name = running.pop(future)
+                    result = future.result()
+                    yield result
+                    released, skipped = settle(name, succeeded(result))
+                    yield from skipped
+                    ready.extend(released)
+        except BaseException:
+            for future in running:
+                future.cancel()
+            interrupt()
+            wait(running)
+            raise
+
+
+def _priority(names: list[str], children: dict[str, list[str]]) -> dict[str, tuple[int, int]]:
+    """Sort key: the longest chain of items behind an item first, then the given order."""
+    height: dict[str, int] = {}
+    for name in reversed(names):  # children come later in a dependency order
+        height[name] = 1 + max((height[child] for child in children[name]), default=0)
+    return {name: (-height[name], index) for index, name in enumerate(names)}

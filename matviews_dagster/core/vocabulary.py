@@ -1,0 +1,33 @@
+"""The words every layer shares: refresh strategies, row-count modes, run kinds, job and op names.
+
+The core, the CLI's choices and the Dagster config enums all read these, so a new strategy or
+job name is added here once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+RefreshStrategy = Literal["regular", "concurrent", "swap"]
+RowCountStrategy = Literal["estimated", "exact", "none"]
+RunKind = Literal["create", "refresh", "delete"]
+
+REFRESH_STRATEGIES: tuple[str, ...] = get_args(RefreshStrategy)
+ROW_COUNT_STRATEGIES: tuple[str, ...] = get_args(RowCountStrategy)
+RUN_KINDS: tuple[RunKind, ...] = get_args(RunKind)
+
+CreateViewJob = "create_mat_views"
+"""Dagster job that creates views (op ``create_views``; config ``views``, ``force``)."""
+RefreshViewJob = "refresh_mat_views"
+"""Dagster asset job that refreshes every view asset."""
+DeleteViewJob = "delete_mat_views"
+"""Dagster job that drops views (op ``delete_views``; config ``views``, ``cascade``)."""
+
+JOB_KINDS: dict[str, RunKind] = {CreateViewJob: "create", RefreshViewJob: "refresh", DeleteViewJob: "delete"}
+OP_NAMES: dict[RunKind, str] = {"create": "create_views", "delete": "delete_views"}
+FLAG_OF: dict[RunKind, str] = {"create": "force", "delete": "cascade"}
+"""The boolean option of each job that takes one."""
+
+DEFAULT_MAX_PARALLEL = 4
+"""Views in flight at once (one connection each). Four keeps two cores busy while round trips
+wait on the network; raise it when the database has cores to spare."""

@@ -1,0 +1,74 @@
+"""The dependency graph: computed once from the definitions, read by every layer."""
+
+from __future__ import annotations
+
+import pytest
+
+from matviews_dagster import MatViewDefinition, ViewGraph
+from matviews_dagster.core.names import QualifiedName
+from matviews_dagster.core.scheduler import run_in_dependency_order
+
+BASE = MatViewDefinition(name="mv_base", sql="SELECT id FROM users")
+MIDDLE = MatViewDefinition(name="reports.mv_middle", sql="SELECT b.id FROM mv_base b JOIN raw.events e ON e.id = b.id")
+TOP = MatViewDefinition(name="mv_top", sql="SELECT id FROM reports.mv_middle", dependencies=["ops.calendar"])
+ALONE = MatViewDefinition(name="mv_alone", sql="WITH x AS (SELECT 1 AS id) SELECT id FROM x")
+
+
+def test_order_upstream_downstream_and_sources() -> None:
+    graph = ViewGraph([TOP, ALONE, MIDDLE, BASE])
+    assert [d.name for d in graph] == ["public.mv_alone", "public.mv_base", "reports.mv_middle", "public.mv_top"]
+    assert graph.upstream("reports.mv_middle") == ("public.mv_base",)
+    assert graph.downstream("public.mv_base") == ("reports.mv_middle",)
+    assert graph.sources("reports.mv_middle") == (QualifiedName("raw", "events"),)
+    assert graph.sources("public.mv_top") == (QualifiedName("ops", "calendar"),)
+    assert graph.sources("public.mv_alone") == ()  # a CTE is not a relation
+    assert graph.with_downstream(["public.mv_base"]) == {"public.mv_base", "reports.mv_middle", "public.mv_top"}
+    assert [d.name for d in graph.order(["public.mv_top", "public.mv_base"])] == ["public.mv_base", "public.mv_top"]
+
+
+def test_cycles_and_duplicates_are_refused() -> None:
+    a = MatViewDefinition(name="mv_a", sql="SELECT id FROM mv_b")
+    b = MatViewDefinition(name="mv_b", sql="SELECT id FROM mv_a")
+    with pytest.raises(ValueError, match="cycle"):
+        ViewGraph([a, b])
+    with pytest.raises(ValueError, match="defined twice"):
+        ViewGraph([BASE, BASE])
+
+
+def test_scheduler_skips_everything_built_on_a_failure_and_runs_the_rest() -> None:
+    upstream = {"a": [], "b": ["a"], "c": ["b"], "d": [], "e": ["c", "d"]}
+    ran: list[str] = []
+
+    def work(name: str) -> tuple[str, bool]:
+        ran.append(name)
+        return name, name != "b"
+
+    results = list(
+        run_in_dependency_order(
+            ["a", "d", "b", "c", "e"],
+            upstream.__getitem__,
+            work,
+            succeeded=lambda result: result[1],
+            skip=lambda name, failed: (f"{name} skipped after {','.join(failed)}", False),
+            max_parallel=2,
+        )
+    )
+    assert sorted(ran) == ["a", "b", "d"]
+    assert ("c skipped after b", False) in results and ("e skipped after b", False) in results
+    assert len(results) == 5
+
+
+def test_scheduler_starts_the_longest_chain_first() -> None:
+    upstream = {"short": [], "deep1": [], "deep2": ["deep1"], "deep3": ["deep2"]}
+    ran: list[str] = []
+    list(
+        run_in_dependency_order(
+            ["short", "deep1", "deep2", "deep3"],
+            upstream.__getitem__,
+            lambda name: ran.append(name) or True,
+            succeeded=lambda result: True,
+            skip=lambda name, failed: False,
+            max_parallel=1,
+        )
+    )
+    assert ran == ["deep1", "deep2", "short", "deep3"]  # ties go by the given order
