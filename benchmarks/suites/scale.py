@@ -11,6 +11,8 @@ from typing import Any
 import psycopg
 import yaml
 
+from matviews_dagster.core.vocabulary import DEFAULT_MAX_PARALLEL
+
 from ..data import load_source
 from ..harness import ROOT, Bench, Sample, Section, interleaved, ratio, run_process, table
 
@@ -93,41 +95,39 @@ def _loading(bench: Bench, work: Path) -> list[dict[str, Any]]:
     return results
 
 
-CHAIN_LOCATION = '''"""{n} views in dependency chains, without asset checks (psql runs none either)."""
-import dagster as dg
+CHAIN_LOCATION = '''"""{n} views in dependency chains, checks included: what "Materialize all" runs."""
 from matviews_dagster import build_definitions
 
-
-
-def _without_checks() -> dg.Definitions:
-    full = build_definitions({path!r}, dsn={dsn!r}, pool=None)
-    return dg.Definitions(assets=full.assets, resources=full.resources)
-
-
-defs = _without_checks()
+defs = build_definitions({path!r}, dsn={dsn!r}, pool=None)
 '''
 
 
-def _chains(bench: Bench, work: Path) -> dict[str, Any]:
-    chains, depth = (2, 2) if bench.smoke else (40, 5)
+def _chain_views(chains: int, depth: int, heavy: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    """``chains`` independent chains ``depth`` deep; level 0 reads a slice of ``src``. A heavy
+    view also hashes every row, so its ``REFRESH`` costs the server real work."""
+    views, order = [], []
+    extra = ", md5(val::text) AS digest" if heavy else ""
+    for level in range(depth):
+        for chain in range(chains):
+            name = f"mv_c{chain}_l{level}"
+            query = (
+                f"SELECT id, val{extra} FROM src WHERE grp % {chains} = {chain}"
+                if level == 0
+                else f"SELECT id, val + 1 AS val{extra} FROM mv_c{chain}_l{level - 1}"
+            )
+            views.append({"name": name, "sql": query, "unique_index_columns": ["id"]})
+            order.append(name)
+    return views, order
+
+
+def _chains(bench: Bench, work: Path, label: str, chains: int, depth: int, rows: int, dagster: bool) -> dict[str, Any]:
     count = chains * depth
-    folder = work / "chains"
+    folder = work / label
     folder.mkdir(parents=True)
-    repeats = bench.repeats
-    with bench.database("chains") as dsn:
+    with bench.database(label) as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            load_source(conn, "src", 100_000)
-        views, order = [], []
-        for level in range(depth):
-            for chain in range(chains):
-                name = f"mv_c{chain}_l{level}"
-                query = (
-                    f"SELECT id, val FROM src WHERE grp % {chains} = {chain}"
-                    if level == 0
-                    else f"SELECT id, val + 1 AS val FROM mv_c{chain}_l{level - 1}"
-                )
-                views.append({"name": name, "sql": query, "unique_index_columns": ["id"]})
-                order.append(name)
+            load_source(conn, "src", rows)
+        views, order = _chain_views(chains, depth, heavy=not dagster)
         (folder / "views.yaml").write_text(yaml.safe_dump({"views": views}))
         (folder / "defs.py").write_text(CHAIN_LOCATION.format(n=count, path=str(folder / "views.yaml"), dsn=dsn))
         (folder / "refresh.sql").write_text("".join(f'REFRESH MATERIALIZED VIEW "{name}";\n' for name in order))
@@ -136,35 +136,54 @@ def _chains(bench: Bench, work: Path) -> dict[str, Any]:
         (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         matviews = ["matviews", "--dsn", dsn, "--definitions", str(folder / "views.yaml")]
         run_process([*matviews, "create", "--all"], env=env)
-        dagster = [
-            str(Path(sys.executable).parent / "dagster"),
-            "asset",
-            "materialize",
-            "-f",
-            "defs.py",
-            "--select",
-            "*",
-        ]
-        contenders = {
-            "dagster, multiprocess executor": lambda: run_process(dagster, env=env, cwd=folder),
-            "dagster, in_process executor": lambda: run_process(
-                [*dagster, "-c", "in_process.yaml"], env=env, cwd=folder
-            ),
-            "matviews refresh --all": lambda: run_process([*matviews, "refresh", "--all"], env=env),
-        }
+        contenders: dict[str, Any] = {}
+        if dagster:
+            materialize = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-f", "defs.py"]
+            materialize += ["--select", "*"]
+            contenders["dagster, default (multiprocess) executor"] = lambda: run_process(
+                materialize, env=env, cwd=folder
+            )
+            contenders["dagster, in_process executor"] = lambda: run_process(
+                [*materialize, "-c", "in_process.yaml"], env=env, cwd=folder
+            )
+        contenders[f"matviews refresh --all (--parallel {DEFAULT_MAX_PARALLEL})"] = lambda: run_process(
+            [*matviews, "refresh", "--all"], env=env
+        )
+        contenders["matviews refresh --all --parallel 1"] = lambda: run_process(
+            [*matviews, "refresh", "--all", "--parallel", "1"], env=env
+        )
         if bench.psql:
             psql = [bench.psql, dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(folder / "refresh.sql")]
             contenders["psql -f script (sequential)"] = lambda: run_process(psql, env=env)
-        samples = interleaved(contenders, repeats)
+        samples = interleaved(contenders, bench.repeats)
         with psycopg.connect(dsn, autocommit=True) as conn:  # every refresh was recorded
             recorded = conn.execute("SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'success'").fetchone()
     return {
         "views": count,
         "chains": chains,
         "depth": depth,
+        "rows": rows,
         "samples": samples,
         "recorded": recorded[0] if recorded else 0,
     }
+
+
+def _chain_table(chains: dict[str, Any]) -> str:
+    psql = chains["samples"].get("psql -f script (sequential)")
+    ours = next(s for how, s in chains["samples"].items() if how.startswith("matviews refresh --all (--parallel"))
+    return table(
+        ["how", "wall ms", "per view ms", "relative to psql", "relative to matviews refresh --all"],
+        [
+            [
+                how,
+                sample.cell(0),
+                f"{sample.median / chains['views']:.1f}",
+                f"{ratio(sample, psql):.2f}" if psql else "n/a",
+                f"{ratio(sample, ours):.2f}",
+            ]
+            for how, sample in chains["samples"].items()
+        ],
+    )
 
 
 def run(bench: Bench) -> Section:
@@ -172,7 +191,12 @@ def run(bench: Bench) -> Section:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     loading = _loading(bench, work)
-    chains = _chains(bench, work)
+    if bench.smoke:
+        chained = _chains(bench, work, "chains", 2, 2, 2_000, dagster=True)
+        parallel = _chains(bench, work, "parallel", 2, 2, 2_000, dagster=False)
+    else:
+        chained = _chains(bench, work, "chains", 40, 5, 100_000, dagster=True)
+        parallel = _chains(bench, work, "parallel", 10, 4, 1_000_000, dagster=False)
     load_table = table(
         [
             "views",
@@ -196,31 +220,26 @@ def run(bench: Bench) -> Section:
             for r in loading
         ],
     )
-    psql = chains["samples"].get("psql -f script (sequential)")
-    chain_table = table(
-        ["how", "wall ms", "per view ms", "relative to psql"],
-        [
-            [
-                how,
-                sample.cell(0),
-                f"{sample.median / chains['views']:.1f}",
-                f"{ratio(sample, psql):.1f}" if psql else "n/a",
-            ]
-            for how, sample in chains["samples"].items()
-        ],
-    )
     markdown = (
         "**Loading definitions** (`dagster definitions validate -f`, whole process; and in-process: "
         "executing the file and resolving the repository, imports excluded):\n\n"
         + load_table
-        + f"\n\n**Refreshing {chains['views']} views** ({chains['chains']} chains, {chains['depth']} deep, "
-        f"each a `REFRESH` of a slice of a 100,000-row table), whole process:\n\n" + chain_table
+        + f"\n\n**Refreshing {chained['views']} views** ({chained['chains']} chains, {chained['depth']} deep, "
+        f"each a `REFRESH` of a slice of a {chained['rows']:,}-row table; Dagster runs every view's checks too), "
+        "whole process:\n\n"
+        + _chain_table(chained)
+        + f"\n\n**Heavier views in parallel**: {parallel['views']} views ({parallel['chains']} independent chains, "
+        f"{parallel['depth']} deep, each hashing a tenth of a {parallel['rows']:,}-row table), whole process:\n\n"
+        + _chain_table(parallel)
     )
     data = {
         "loading": [{k: (v.as_dict() if hasattr(v, "as_dict") else v) for k, v in r.items()} for r in loading],
-        "chains": {
-            **{k: v for k, v in chains.items() if k != "samples"},
-            **{k: v.as_dict() for k, v in chains["samples"].items()},
+        **{
+            label: {
+                **{k: v for k, v in result.items() if k != "samples"},
+                **{k: v.as_dict() for k, v in result["samples"].items()},
+            }
+            for label, result in (("chains", chained), ("parallel", parallel))
         },
     }
     return Section("scale", "Scale", markdown, data)
