@@ -54,6 +54,7 @@ class DagsterMatViewTranslator:
                 "dagster/table_name": definition.name,
                 "strategy": definition.refresh_strategy,
                 "sql": dg.MetadataValue.md(f"```sql\n{definition.sql}\n```"),
+                DEFINITION_METADATA_KEY: _stored(definition),
             },
         )
 
@@ -78,8 +79,16 @@ class DagsterMatViewTranslator:
 
 
 def with_definition(spec: dg.AssetSpec, definition: MatViewDefinition) -> dg.AssetSpec:
-    """The spec carrying its view's definition, so the resource can read it back at run time."""
-    return spec.merge_attributes(metadata={DEFINITION_METADATA_KEY: dg.MetadataValue.json(definition.stored_fields())})
+    """The spec carrying its view's definition, so the resource can read it back at run time
+    (the default spec has it already; a translator may have replaced the metadata)."""
+    stored = spec.metadata.get(DEFINITION_METADATA_KEY)
+    if isinstance(stored, dg.JsonMetadataValue) and stored.value == definition.stored_fields():
+        return spec
+    return spec.merge_attributes(metadata={DEFINITION_METADATA_KEY: _stored(definition)})
+
+
+def _stored(definition: MatViewDefinition) -> dg.JsonMetadataValue:
+    return dg.MetadataValue.json(definition.stored_fields())
 
 
 def definitions_of(assets_def: dg.AssetsDefinition) -> dict[dg.AssetKey, MatViewDefinition]:
