@@ -160,3 +160,24 @@ def test_stopping_early_cancels_the_refreshes_in_flight(make_mv, db, sleepy) -> 
     ).fetchone()
     assert status == "failed" and "cancel" in error
     assert scalar(db, "SELECT count(*) FROM mv_slow") == 10, "the view kept its data"
+
+
+def test_two_batches_never_overlap_on_the_same_view(make_mv, db, sleepy) -> None:
+    import threading
+
+    shared = slow("mv_shared")
+    first, second = make_mv(shared, slow("mv_one")), make_mv(shared, slow("mv_two"))
+    list(first.create_many())
+    list(second.create_many(["mv_two"]))
+    sleepy(0.5)
+    batches = [threading.Thread(target=lambda mv=mv: list(mv.refresh_many(max_parallel=2))) for mv in (first, second)]
+    for batch in batches:
+        batch.start()
+    for batch in batches:
+        batch.join()
+    rows = db.execute(
+        "SELECT started_at, finished_at, status FROM mat_view_refresh_runs WHERE view_name = 'public.mv_shared'"
+    ).fetchall()
+    assert [row[2] for row in rows] == ["success", "success"]
+    assert not overlap(rows[0][:2], rows[1][:2]), f"two refreshes of one view overlapped: {rows}"
+    assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'success'") == 4
