@@ -15,7 +15,7 @@ import os
 import re
 import runpy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,19 @@ from .assets import view_keys
 from .core.definition import MatViewDefinition, load_definitions
 from .core.operations import MatViews
 from .core.requests import RunRequestQueue
+from .core.vocabulary import CreateViewJob
 from .ops import JobPlan, ViewTargets, parse_request, plan_run
+from .resources import config_value
 from .translator import definitions_of
+
+_LOCATIONS: dict[str, dg.Definitions] = {}
+"""Code locations built by ``build_definitions`` in this process, by ``location_key``: a run
+rebuilds the adapter resource from its config, and finds its ``Definitions`` here."""
+
+
+def register_location(key: str, defs: dg.Definitions) -> None:
+    _LOCATIONS[key] = defs
+
 
 BACKENDS = ("inline", "queue", "graphql")
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,63}")
@@ -82,6 +93,9 @@ class MatViewsAdapter(dg.ConfigurableResource):
         default=None, description="Dagster webserver for the graphql backend (env MATVIEWS_GRAPHQL_URL)."
     )
     location_name: str | None = Field(default=None, description="Code location, when the webserver has several.")
+    location_key: str | None = Field(
+        default=None, description="Set by build_definitions: the code location whose jobs this adapter runs."
+    )
     _defs: dg.Definitions | None = PrivateAttr(default=None)
 
     def bind(self, defs: dg.Definitions) -> "MatViewsAdapter":
@@ -107,7 +121,10 @@ class MatViewsAdapter(dg.ConfigurableResource):
         return validate_queue(queue)
 
     def code_location_definitions(self) -> dg.Definitions | None:
-        """The bound ``Definitions``, else those ``code_location`` defines, else ``None``."""
+        """The bound ``Definitions``, else the ``build_definitions`` one this adapter belongs to,
+        else those ``code_location`` defines, else ``None``."""
+        if self._defs is None and self.location_key is not None:
+            self._defs = _LOCATIONS.get(self.location_key)
         if self._defs is None:
             path = self.code_location or os.environ.get("MATVIEWS_CODE_LOCATION")
             if path:
@@ -123,7 +140,10 @@ class MatViewsAdapter(dg.ConfigurableResource):
 
     def matviews(self) -> MatViews:
         return MatViews(
-            dsn=self.dsn, definitions=self.definitions(), runs_dsn=self.runs_dsn, runs_schema=self.runs_schema
+            dsn=config_value(self.dsn),
+            definitions=self.definitions(),
+            runs_dsn=config_value(self.runs_dsn),
+            runs_schema=self.runs_schema,
         )
 
     def enqueue(self, job: object, queue: str | None = None, args: Sequence[Any] = ()) -> EnqueuedRun:
@@ -144,13 +164,15 @@ class MatViewsAdapter(dg.ConfigurableResource):
                     f"the {backend} backend runs your code location's jobs: bind its Definitions "
                     "(adapter.bind(defs)) or set code_location= / MATVIEWS_CODE_LOCATION to the file defining them"
                 )
-            plan = plan_run(request, _targets(defs))
+            plan = _runnable(plan_run(request, _targets(defs)), defs)
             if backend == "inline":
                 return self._run_inline(defs, plan, queue_name, mv)
             return self._submit_graphql(plan, queue_name)
 
     def _run_inline(self, defs: dg.Definitions, plan: JobPlan, queue: str, mv: MatViews) -> EnqueuedRun:
-        result = defs.resolve_job_def(plan.job_name).execute_in_process(
+        job = defs.resolve_job_def(plan.job_name) if plan.job_name != IMPLICIT_ASSET_JOB else None
+        job = job or defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(
             run_config=plan.run_config,
             asset_selection=plan.asset_selection,
             tags=plan.tags(queue),
@@ -209,6 +231,24 @@ def _connection_error(exc: BaseException) -> BaseException | None:
             return current
         current = current.__cause__ or current.__context__
     return None
+
+
+IMPLICIT_ASSET_JOB = "__ASSET_JOB"
+
+
+def _runnable(plan: JobPlan, defs: dg.Definitions) -> JobPlan:
+    """The plan as this code location can run it: a refresh without the ``refresh_mat_views``
+    job (a hand-written ``@matview_assets`` location) selects the view on the implicit asset
+    job; a create or delete needs its job, and the error says how to add it."""
+    if defs.get_repository_def().has_job(plan.job_name):
+        return plan
+    if plan.asset_selection:
+        return replace(plan, job_name=IMPLICIT_ASSET_JOB)
+    builder = "build_create_job" if plan.job_name == CreateViewJob else "build_delete_job"
+    raise ValueError(
+        f"the code location has no {plan.job_name} job: add matviews_dagster.{builder}(definitions) "
+        "to its Definitions (build_definitions includes it)"
+    )
 
 
 def _matview_assets(defs: dg.Definitions) -> list[dg.AssetsDefinition]:

@@ -1,11 +1,12 @@
 """``build_definitions``: a whole code location from a list of views, in one call."""
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
 
-from .adapter import MatViewsAdapter
+from .adapter import MatViewsAdapter, register_location
 from .assets import (
     ADAPTER_KEY,
     DEFAULT_POOL,
@@ -71,7 +72,10 @@ def build_definitions(
     jobs = [refresh_job, build_create_job(definitions, keys), build_delete_job(definitions)]
     run_store = (matviews.run_store if matviews else None) or RunStoreResource(dsn=runs_dsn, schema_name=runs_schema)
     resource = matviews or MatViewsResource(dsn=dsn, max_parallel=max_parallel, run_store=run_store)
-    adapter = MatViewsAdapter(dsn=resource.dsn, runs_dsn=run_store.dsn, runs_schema=run_store.schema_name)
+    location = _location_key(definitions, translator)
+    adapter = MatViewsAdapter(
+        dsn=resource.dsn, runs_dsn=run_store.dsn, runs_schema=run_store.schema_name, location_key=location
+    )
     defs = dg.Definitions(
         assets=[views, *sources, *extra_assets],
         jobs=jobs,
@@ -79,8 +83,15 @@ def build_definitions(
         sensors=[build_queue_sensor(definitions, targets, jobs, minimum_interval_seconds=queue_sensor_interval)],
         resources={MATVIEWS_KEY: resource, RUN_STORE_KEY: run_store, ADAPTER_KEY: adapter},
     )
-    adapter._defs = defs  # the adapter runs this very code location's jobs (inline, graphql)
+    register_location(location, defs)  # the adapter runs this very code location's jobs (inline, graphql)
     return defs
+
+
+def _location_key(definitions: Sequence[MatViewDefinition], translator: DagsterMatViewTranslator) -> str:
+    """The same in every process that loads the code location (the webserver, each run)."""
+    names = "\n".join(sorted(d.name for d in definitions))
+    kind = f"{type(translator).__module__}.{type(translator).__qualname__}"
+    return hashlib.sha256(f"{kind}\n{names}".encode()).hexdigest()[:16]
 
 
 def _keys(asset: dg.AssetsDefinition | dg.AssetSpec) -> list[dg.AssetKey]:

@@ -67,17 +67,19 @@ class Settings:
         if self._mv is None:
             from .core.operations import MatViews
 
-            self._mv = MatViews(dsn=self.dsn, definitions=self.definitions(), runs_schema=self.runs_schema)
+            mv = MatViews(dsn=self.dsn, definitions=self.definitions(), runs_schema=self.runs_schema)
+            try:
+                mv.graph  # noqa: B018  (a cycle is bad input: say so before anything runs)
+            except ValueError as exc:
+                raise ValueError(f"{self.definitions_path}: {exc}") from None
+            self._mv = mv
         return self._mv
 
     def select(self, names: tuple[str, ...], all_views: bool) -> list[MatViewDefinition]:
-        """The named views (validated) or all of them, before anything runs."""
+        """The named views (validated, every unknown one named) or all of them, before anything runs."""
         if bool(names) == all_views:
             raise InputError("name one or more views, or pass --all (not both)")
-        mv = self.matviews()
-        if all_views:
-            return mv.definitions
-        return [mv.definition(name) for name in dict.fromkeys(names)]
+        return self.matviews().select(None if all_views else list(dict.fromkeys(names)))
 
 
 pass_settings = click.make_pass_decorator(Settings)
@@ -122,29 +124,45 @@ def describe_result(result: OperationResult) -> str:
     return line
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C or SIGTERM during operations: exit 1, after saying what ran and what did not."""
+
+    exit_code = EXIT_FAILED
+
+
 def run_operations(
-    results: Iterable[OperationResult], *, as_json: bool, total: int, progress_label: str | None = None
+    results: Iterable[OperationResult], *, as_json: bool, names: list[str], progress_label: str | None = None
 ) -> int:
     """Print each result as it comes (one JSON object per line with ``--json``); exit 1 if
-    any view failed or was skipped."""
-    failed = False
-    if progress_label and not as_json and sys.stdout.isatty() and total > 1:
-        from rich.progress import Progress
+    any view failed or was skipped. An interrupt cancels the statements in flight (their run
+    rows end ``failed``), prints their results, and names the views that did not finish."""
+    seen: list[OperationResult] = []
 
-        with Progress(transient=True) as progress:
-            task = progress.add_task(progress_label, total=total)
-            for result in results:
-                progress.console.print(describe_result(result), markup=False, highlight=False)
-                failed = failed or not result.ok
-                progress.advance(task)
-        return EXIT_FAILED if failed else 0
-    for result in results:
-        failed = failed or not result.ok
-        if as_json:
-            emit_json(result.to_dict())
+    def report(result: OperationResult, echo: Callable[[str], None]) -> None:
+        seen.append(result)
+        echo(json.dumps(result.to_dict(), default=_json_default) if as_json else describe_result(result))
+
+    try:
+        if progress_label and not as_json and sys.stdout.isatty() and len(names) > 1:
+            from rich.progress import Progress
+
+            with Progress(transient=True) as progress:
+                task = progress.add_task(progress_label, total=len(names))
+                for result in results:
+                    report(result, lambda line: progress.console.print(line, markup=False, highlight=False))
+                    progress.advance(task)
         else:
-            click.echo(describe_result(result))
-    return EXIT_FAILED if failed else 0
+            for result in results:
+                report(result, click.echo)
+    except KeyboardInterrupt:
+        finished = {result.view for result in seen}
+        unfinished = [name for name in names if name not in finished]
+        ok = sum(result.ok for result in seen)
+        raise Interrupted(
+            f"interrupted: {ok} of {len(names)} view(s) done, {len(seen) - ok} failed or cancelled"
+            + (f"; not finished: {', '.join(unfinished)}" if unfinished else "")
+        ) from None
+    return EXIT_FAILED if any(not result.ok for result in seen) else 0
 
 
 def enqueue_all(
@@ -282,7 +300,9 @@ def create(settings: Settings, names: tuple[str, ...], all_views: bool, force: b
     if out["enqueue"]:
         return enqueue_all(settings, CreateViewJob, definitions, force, out["queue"])
     results = mv.create_many(definitions, force, max_parallel=out["parallel"])
-    return run_operations(results, as_json=out["as_json"], total=len(definitions), progress_label="creating")
+    return run_operations(
+        results, as_json=out["as_json"], names=[d.name for d in definitions], progress_label="creating"
+    )
 
 
 @cli.command()
@@ -312,7 +332,9 @@ def refresh(
     results = mv.refresh_many(
         definitions, rows if rows is not None else UNSET, strategy=strategy, max_parallel=out["parallel"]
     )
-    return run_operations(results, as_json=out["as_json"], total=len(definitions), progress_label="refreshing")
+    return run_operations(
+        results, as_json=out["as_json"], names=[d.name for d in definitions], progress_label="refreshing"
+    )
 
 
 @cli.command()
@@ -331,7 +353,9 @@ def delete(settings: Settings, names: tuple[str, ...], all_views: bool, cascade:
     if out["enqueue"]:
         return enqueue_all(settings, DeleteViewJob, definitions, cascade, out["queue"])
     results = mv.delete_many(definitions, cascade, max_parallel=out["parallel"])
-    return run_operations(results, as_json=out["as_json"], total=len(definitions), progress_label="deleting")
+    return run_operations(
+        results, as_json=out["as_json"], names=[d.name for d in definitions], progress_label="deleting"
+    )
 
 
 @cli.command()
@@ -477,8 +501,18 @@ def _is_input_error(exc: BaseException) -> bool:
     return psycopg is not None and isinstance(exc, psycopg.OperationalError)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (timeout, systemd, Kubernetes) stops work as Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: one-line errors on stderr, no traceback unless ``--debug``."""
+    """Console entry point: one-line errors on stderr, no traceback unless ``--debug``.
+
+    SIGTERM is handled like Ctrl-C: statements in flight are cancelled and their run rows
+    finalized before the process exits."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:

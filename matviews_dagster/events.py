@@ -148,12 +148,16 @@ def _run_config(context: dg.AssetExecutionContext) -> dict[str, Any]:
 def _refreshed_by_parent_runs(
     resource: "MatViewsResource", context: dg.AssetExecutionContext, definitions: Iterable[Any]
 ) -> set[str]:
-    """In a re-execution from failure: the views a parent run (of this retry chain) refreshed."""
+    """In a re-execution of a failed run's step (from failure, from the UI, a run retry or
+    ``ReexecutionOptions.from_failure``): the views the failed ancestors already refreshed."""
     run = context.run
     ancestors: list[str] = []
-    while run is not None and run.is_resume_retry and run.parent_run_id:
-        ancestors.append(run.parent_run_id)
-        run = context.instance.get_run_by_id(run.parent_run_id)
+    while run is not None and run.parent_run_id and (run.is_resume_retry or run.step_keys_to_execute is not None):
+        parent = context.instance.get_run_by_id(run.parent_run_id)
+        if parent is None or not parent.is_failure:
+            break
+        ancestors.append(parent.run_id)
+        run = parent
     if not ancestors:
         return set()
     names = {definition.name for definition in definitions}

@@ -25,6 +25,12 @@ from .version import __version__
 dg.DagsterLibraryRegistry.register("matviews-dagster", __version__, is_dagster_package=False)
 
 
+def config_value(value: str | None) -> str | None:
+    """A field's value outside a run too: Dagster resolves ``EnvVar`` fields only when it
+    initializes the resource for a run, so a script reading one gets the variable's name."""
+    return value.get_value() if isinstance(value, dg.EnvVar) else value
+
+
 class RunStoreResource(dg.ConfigurableResource):
     """Where run history lives: by default the views' database, schema ``public``.
 
@@ -61,7 +67,9 @@ class MatViewsResource(dg.ConfigurableResource):
     )
 
     def resolved_dsn(self) -> str:
-        return resolve_dsn(self.dsn)
+        """The DSN: this resource's (an ``EnvVar`` read now), else ``MATVIEWS_DSN``,
+        ``DATABASE_URL``, else the embedded Postgres."""
+        return resolve_dsn(config_value(self.dsn))
 
     def matviews(self, definitions: Iterable[MatViewDefinition] = ()) -> MatViews:
         """The core ``MatViews`` configured from this resource and its run store."""
@@ -69,7 +77,7 @@ class MatViewsResource(dg.ConfigurableResource):
         return MatViews(
             dsn=self.resolved_dsn(),
             definitions=definitions,
-            runs_dsn=run_store.dsn,
+            runs_dsn=config_value(run_store.dsn),
             runs_schema=run_store.schema_name,
             lock_wait_timeout=self.lock_wait_timeout,
             lock_timeout=self.lock_timeout,

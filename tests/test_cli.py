@@ -287,3 +287,38 @@ def test_direct_refresh_does_not_import_dagster(project, dsn) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "0 []"
+
+
+def test_sigterm_cancels_what_runs_and_says_what_did_not_finish(project, dsn, db) -> None:
+    import signal
+
+    db.execute("CREATE TABLE sleep_seconds (s float)")
+    db.execute("INSERT INTO sleep_seconds VALUES (0)")
+    slow = "SELECT u.id FROM users u CROSS JOIN (SELECT pg_sleep(s) FROM sleep_seconds) z"
+    (project / "matviews.yaml").write_text(
+        "views:\n" + "".join(f"  - name: mv_slow{i}\n    sql: {slow}\n" for i in range(3))
+    )
+    assert matviews(project, dsn, "create", "--all").returncode == 0
+    db.execute("UPDATE sleep_seconds SET s = 30")
+    process = subprocess.Popen(
+        [MATVIEWS, "refresh", "--all", "--parallel", "2"],
+        cwd=project,
+        env=env_for(dsn),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'running'") < 2:
+        assert time.monotonic() < deadline, "two refreshes never started"
+        time.sleep(0.1)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=30)
+    assert time.monotonic() - started < 10, "the refreshes were awaited, not cancelled"
+    assert process.returncode == 1, stderr
+    assert "interrupted: 0 of 3 view(s) done, 2 failed or cancelled; not finished: public.mv_slow2" in stderr
+    assert stdout.count("FAILED") == 2 and "canceling statement" in stdout
+    assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'running'") == 0
+    assert scalar(db, "SELECT count(*) FROM mv_slow0") == 10, "the views kept their data"

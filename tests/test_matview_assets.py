@@ -198,11 +198,8 @@ def test_reexecution_from_failure_refreshes_only_what_did_not_succeed(dsn, db, c
         failed = dg.execute_job(job, instance=instance, run_config=in_process)
         assert not failed.success
         ctl(1)
-        retried = dg.execute_job(  # the UI and run retries tag a from-failure re-execution so
-            job,
-            instance=instance,
-            reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance),
-            tags={"dagster/is_resume_retry": "true"},
+        retried = dg.execute_job(
+            job, instance=instance, reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance)
         )
         assert retried.success
         refreshed = db.execute(
@@ -278,3 +275,41 @@ def test_kill_9_of_the_step_mid_batch_loses_nothing(dsn, db, users, tmp_path) ->
     assert all("abandoned" in row[2] for row in abandoned[:2])
     assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'running'") == 0
     assert scalar(db, "SELECT count(*) FROM mv_0") == 15
+
+
+def test_inline_adapter_on_a_hand_written_location_and_in_a_run(dsn, db, ctl, monkeypatch) -> None:
+    @matview_assets(definitions=CHAIN)
+    def views(context: dg.AssetExecutionContext, matviews: MatViewsResource) -> Iterator[Any]:
+        yield from matviews.refresh(context)
+
+    defs = dg.Definitions(assets=[views], resources={"matviews": MatViewsResource(dsn=dsn)})
+    adapter = MatViewsAdapter(backend="inline", dsn=dsn).bind(defs)
+    refreshed = adapter.enqueue(RefreshViewJob, args=["mv_alone"])  # no refresh_mat_views job: the asset job
+    assert refreshed.status == "success"
+    assert {(r["kind"], r["view_name"]) for r in refreshed.run_record_ids} == {
+        ("create", "public.mv_alone"),  # it did not exist yet
+        ("refresh", "public.mv_alone"),
+    }
+    with pytest.raises(ValueError, match=r"no create_mat_views job: add matviews_dagster\.build_create_job"):
+        adapter.enqueue("create_mat_views", args=["mv_a"])
+
+    monkeypatch.setenv("VIEWS_DSN", dsn)
+    monkeypatch.setenv("MATVIEWS_ADAPTER", "queue")
+    located = build_definitions(CHAIN, dsn=dg.EnvVar("VIEWS_DSN"))
+    from_script = located.resources["matviews_adapter"].enqueue(RefreshViewJob, args=["mv_c"])
+    assert from_script.request_id is not None  # the EnvVar was read, not taken for a DSN
+
+    @dg.op
+    def enqueue_from_a_run(matviews_adapter: MatViewsAdapter) -> int:
+        return matviews_adapter.enqueue(RefreshViewJob, args=["mv_b"]).request_id
+
+    @dg.job(name="enqueue")
+    def enqueue() -> None:
+        enqueue_from_a_run()
+
+    result = (
+        dg.Definitions.merge(located, dg.Definitions(jobs=[enqueue])).resolve_job_def("enqueue").execute_in_process()
+    )
+    assert result.success
+    requests = db.execute("SELECT args->>0 FROM mat_view_run_requests ORDER BY id").fetchall()
+    assert [row[0] for row in requests] == ["public.mv_c", "public.mv_b"]

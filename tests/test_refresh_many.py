@@ -181,3 +181,32 @@ def test_two_batches_never_overlap_on_the_same_view(make_mv, db, sleepy) -> None
     assert [row[2] for row in rows] == ["success", "success"]
     assert not overlap(rows[0][:2], rows[1][:2]), f"two refreshes of one view overlapped: {rows}"
     assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'success'") == 4
+
+
+def test_a_view_without_a_connection_fails_alone(make_mv, dsn, db, users) -> None:
+    import uuid
+
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    role = f"mv_limited_{uuid.uuid4().hex[:8]}"
+    db.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 3")
+    try:
+        views = [MatViewDefinition(name=f"mv_{i}", sql=f"SELECT id FROM users WHERE id > {i}") for i in range(8)]
+        mv = make_mv(*views)
+        mv.migrate()  # the run tables, by the owner; the limited role only writes rows
+        db.execute(f"GRANT ALL ON SCHEMA public TO {role}")
+        db.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        db.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        limited = make_conninfo(dsn, user=role, password=conninfo_to_dict(dsn).get("password"))
+        mv.dsn = limited
+        mv.runs.dsn = limited
+        results = list(mv.create_many(max_parallel=4))  # one run-store connection + 2 workers fit
+        assert sorted(r.view for r in results) == sorted(d.name for d in views), "every view reported once"
+        failed = [r for r in results if not r.ok]
+        assert failed and len(failed) < 8
+        assert all("too many connections" in r.error and "max_parallel" in r.hint for r in failed)
+        rows = dict(db.execute("SELECT view_name, status FROM mat_view_create_runs").fetchall())
+        assert len(rows) == 8 and {r.view for r in failed} == {v for v, s in rows.items() if s == "failed"}
+    finally:
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")

@@ -20,11 +20,12 @@ from functools import cached_property
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from .arguments import UNSET, normalize_flag, normalize_row_count, normalize_strategy
 from .catalog import NotAMaterializedView, describe_view, matview_state
 from .checks import CheckOutcome, run_checks
-from .connection import connect
+from .connection import DatabaseUnavailable, connect
 from .definition import MatViewDefinition
 from .dsn import resolve_dsn, scrub
 from .graph import ViewGraph
@@ -105,11 +106,11 @@ class MatViews:
             return self._definition_by_id(int(view))
         if not isinstance(view, str):
             raise ValueError(f"view must be a name, a definition id or a MatViewDefinition, got {view!r}")
-        name = str(QualifiedName.parse(view, "view name"))
-        if name not in self._definitions:
+        definition = self._known(view)
+        if definition is None:
             known = ", ".join(sorted(self._definitions)) or "none"
             raise ValueError(f"unknown view {view!r}; defined views: {known}")
-        return self._definitions[name]
+        return definition
 
     def migrate(self) -> int:
         """Create or upgrade the run tables; returns the schema version."""
@@ -173,7 +174,7 @@ class MatViews:
         Arguments are validated before anything runs (``ValueError``); the other arguments
         are those of ``refresh``.
         """
-        selected = self._select(views)
+        selected = self.select(views)
         chosen = normalize_strategy(strategy)
         rows = {d.name: normalize_row_count(row_count, d.row_count_strategy) for d in selected}
         wanted = dict(checks or {})
@@ -186,7 +187,7 @@ class MatViews:
                 result = replace(result, checks=tuple(_checked(conn, definition, wanted[definition.name])))
             return result
 
-        return self._many("refresh", selected, one, max_parallel=max_parallel)
+        return self._many("refresh", selected, one, max_parallel=max_parallel, dagster_run_id=dagster_run_id)
 
     def check_many(
         self, checks: Mapping[str, Sequence[str]], *, max_parallel: int = DEFAULT_MAX_PARALLEL
@@ -230,9 +231,13 @@ class MatViews:
         """Create ``views`` (default: all) upstream first, up to ``max_parallel`` at once; a
         view whose upstream view failed to be created is ``skipped``."""
         flag = normalize_flag(force, "force")
-        selected = self._select(views)
+        selected = self.select(views)
         return self._many(
-            "create", selected, lambda d, conn: self._create(d, flag, dagster_run_id, conn), max_parallel=max_parallel
+            "create",
+            selected,
+            lambda d, conn: self._create(d, flag, dagster_run_id, conn),
+            max_parallel=max_parallel,
+            dagster_run_id=dagster_run_id,
         )
 
     def delete_many(
@@ -246,12 +251,13 @@ class MatViews:
         """Drop ``views`` (default: all), the views built on others first; a view a failed
         delete still depends on is ``skipped``."""
         flag = normalize_flag(cascade, "cascade")
-        selected = self._select(views)
+        selected = self.select(views)
         return self._many(
             "delete",
             selected,
             lambda d, conn: self._delete(d, flag, dagster_run_id, conn),
             max_parallel=max_parallel,
+            dagster_run_id=dagster_run_id,
             reverse=True,
         )
 
@@ -408,14 +414,46 @@ class MatViews:
         )
         return OperationResult(kind, name, "failed", "error", run_id, None, None, error, hint)
 
+    def _not_started(
+        self, kind: RunKind, definition: MatViewDefinition, error: str, dagster_run_id: str | None
+    ) -> OperationResult:
+        """A ``failed`` row for a view whose work could not start (no connection to be had)."""
+        hint = "lower max_parallel (--parallel) or raise the server's max_connections"
+        run_id = self.runs.record_failure(
+            kind,
+            view_name=definition.name,
+            database_name=str(conninfo_to_dict(self.dsn).get("dbname") or "?"),
+            definition_id=self._definition_id(definition),
+            error=error,
+            meta={"hint": hint},
+            dagster_run_id=dagster_run_id,
+        )
+        return OperationResult(kind, definition.name, "failed", "error", run_id, None, None, error, hint)
+
     # -- internals --------------------------------------------------------------------
 
-    def _select(self, views: Iterable[ViewRef] | None) -> list[MatViewDefinition]:
-        """The named views (each once), or all; every name is checked before anything runs."""
+    def select(self, views: Iterable[ViewRef] | None) -> list[MatViewDefinition]:
+        """The named views (each once, in the order given), or all for ``None``. Every name is
+        checked first: one ``ValueError`` names every unknown view."""
         if views is None:
             return self.definitions
-        chosen = [self.definition(view) for view in views]
-        return list({d.name: d for d in chosen}.values())
+        chosen: dict[str, MatViewDefinition] = {}
+        unknown: list[str] = []
+        for view in views:
+            if isinstance(view, str) and not view.isdigit() and self._known(view) is None:
+                unknown.append(view)
+                continue
+            definition = self.definition(view)
+            chosen.setdefault(definition.name, definition)
+        if unknown:
+            known = ", ".join(sorted(self._definitions)) or "none"
+            names = ", ".join(repr(name) for name in unknown)
+            raise ValueError(f"unknown view{'s' if len(unknown) > 1 else ''} {names}; defined views: {known}")
+        return list(chosen.values())
+
+    def _known(self, view: str) -> MatViewDefinition | None:
+        """The definition a name refers to, ``None`` when none; ``ValueError`` for a bad name."""
+        return self._definitions.get(str(QualifiedName.parse(view, "view name")))
 
     def _many(
         self,
@@ -424,6 +462,7 @@ class MatViews:
         one: Callable[[MatViewDefinition, psycopg.Connection], OperationResult],
         *,
         max_parallel: int,
+        dagster_run_id: str | None,
         reverse: bool = False,
     ) -> Iterator[OperationResult]:
         """Run ``one`` on every view over the dependency graph, ``max_parallel`` connections."""
@@ -434,7 +473,7 @@ class MatViews:
         related = graph.downstream if reverse else graph.upstream
         if reverse:
             order.reverse()
-        return self._run_batch(kind, by_name, order, related, one, max_parallel)
+        return self._run_batch(kind, by_name, order, related, one, max_parallel, dagster_run_id)
 
     def _run_batch(
         self,
@@ -444,17 +483,26 @@ class MatViews:
         related: Callable[[str], Iterable[str]],
         one: Callable[[MatViewDefinition, psycopg.Connection], OperationResult],
         max_parallel: int,
+        dagster_run_id: str | None,
     ) -> Iterator[OperationResult]:
         if not order:
             return
         ids = self.runs.upsert_definitions([by_name[n] for n in order])
         self._upserted.update({name: (by_name[name], definition_id) for name, definition_id in ids.items()})
         connections = _WorkerConnections(lambda: self.connect(f"{kind} batch"))
+
+        def work(name: str) -> OperationResult:
+            try:
+                conn = connections.get()
+            except DatabaseUnavailable as exc:  # e.g. max_connections reached: this view fails, others go on
+                return self._not_started(kind, by_name[name], str(exc), dagster_run_id)
+            return one(by_name[name], conn)
+
         try:
             yield from run_in_dependency_order(
                 order,
                 related,
-                lambda name: one(by_name[name], connections.get()),
+                work,
                 succeeded=lambda result: result.ok,
                 skip=lambda name, failed: OperationResult.skipped(kind, name, failed),
                 max_parallel=max_parallel,

@@ -53,8 +53,8 @@ class OperationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape (CLI ``--json``, job outputs): ``status, outcome, run_id, kind, view,
-        duration_ms, rows_count, error, hint, warnings``, plus ``created`` and
-        ``skipped_because`` when set."""
+        duration_ms, rows_count, error, hint, warnings, skipped_because``, plus ``created``
+        when a create run came first."""
         out: dict[str, Any] = {
             "status": self.status,
             "outcome": self.outcome,
@@ -66,11 +66,10 @@ class OperationResult:
             "error": self.error,
             "hint": self.hint,
             "warnings": list(self.warnings),
+            "skipped_because": list(self.skipped_because),
         }
         if self.created is not None:
             out["created"] = self.created.to_dict()
-        if self.skipped_because:
-            out["skipped_because"] = list(self.skipped_because)
         return out
 
     @classmethod

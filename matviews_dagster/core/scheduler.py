@@ -33,7 +33,9 @@ def run_in_dependency_order(
     the calling thread.
     When the caller stops early or is interrupted, items not started are dropped,
     ``interrupt()`` is called (to cancel the statements in flight) and the items running are
-    awaited before the exception goes on.
+    awaited; after an interrupt (not a closed generator) their results are yielded before
+    the exception goes on. When ``work`` itself raises, nothing new starts, the items running
+    finish and are reported, then the exception is raised.
     """
     if max_parallel < 1:
         raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
@@ -82,26 +84,43 @@ def run_in_dependency_order(
 
     with ThreadPoolExecutor(max_workers=min(max_parallel, len(names)), thread_name_prefix="matviews") as pool:
         running: dict[Future[R], str] = {}
+        error: Exception | None = None
         try:
-            while ready or running:
+            while running or (ready and error is None):
                 ready.sort(key=priority.__getitem__)
-                while ready and len(running) < max_parallel:
+                while error is None and ready and len(running) < max_parallel:
                     name = ready.pop(0)
                     running[pool.submit(work, name)] = name
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: priority[running[f]]):
                     name = running.pop(future)
-                    result = future.result()
+                    try:
+                        result = future.result()
+                    except Exception as exc:  # work() itself broke: start nothing new, report the rest
+                        error = error or exc
+                        continue
                     yield result
                     released, skipped = settle(name, succeeded(result))
                     yield from skipped
                     ready.extend(released)
-        except BaseException:
-            for future in running:
-                future.cancel()
-            interrupt()
-            wait(running)
+        except GeneratorExit:  # the caller stopped listening: cancel, wait, report nothing more
+            _stop(running, interrupt)
             raise
+        except BaseException:  # Ctrl-C, SIGTERM, a Dagster step terminated: cancel, then report what ended
+            _stop(running, interrupt)
+            for future in running:
+                if not future.cancelled() and future.exception() is None:
+                    yield future.result()
+            raise
+        if error is not None:
+            raise error
+
+
+def _stop(running: dict[Future[R], str], interrupt: Callable[[], None]) -> None:
+    for future in running:
+        future.cancel()
+    interrupt()
+    wait(running)
 
 
 def _priority(names: list[str], children: dict[str, list[str]]) -> dict[str, tuple[int, int]]:
