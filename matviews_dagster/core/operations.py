@@ -15,6 +15,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import cached_property
 from typing import Any
@@ -83,6 +84,8 @@ class MatViews:
         self.statement_timeout = statement_timeout
         self.application_name = application_name
         self._upserted: dict[str, tuple[MatViewDefinition, int]] = {}
+        self._pending: list[Future[None]] = []
+        self._pending_lock = threading.Lock()
         self._timeouts: weakref.WeakKeyDictionary[psycopg.Connection, float | None] = weakref.WeakKeyDictionary()
 
     # -- definitions ------------------------------------------------------------------
@@ -487,14 +490,20 @@ class MatViews:
     ) -> Iterator[OperationResult]:
         if not order:
             return
-        ids = self.runs.upsert_definitions([by_name[n] for n in order])
-        self._upserted.update({name: (by_name[name], definition_id) for name, definition_id in ids.items()})
+        pool = ThreadPoolExecutor(1, thread_name_prefix="matviews-mirror")  # runs while the workers connect
+        mirror = pool.submit(self._mirror, [by_name[n] for n in order])
+        pool.shutdown(wait=False)
+        with self._pending_lock:
+            self._pending.append(mirror)
         connections = _WorkerConnections(lambda: self.connect(f"{kind} batch"))
 
         def work(name: str) -> OperationResult:
             try:
                 conn = connections.get()
-            except DatabaseUnavailable as exc:  # e.g. max_connections reached: this view fails, others go on
+            except DatabaseUnavailable as exc:
+                if not connections.opened_any:  # an unreachable server: nothing ran, say so once
+                    raise
+                # e.g. max_connections reached: this view fails, the others go on
                 return self._not_started(kind, by_name[name], str(exc), dagster_run_id)
             return one(by_name[name], conn)
 
@@ -517,8 +526,17 @@ class MatViews:
             raise ValueError(f"unknown definition id {definition_id}")
         return definition
 
+    def _mirror(self, definitions: list[MatViewDefinition]) -> None:
+        ids = self.runs.upsert_definitions(definitions)
+        self._upserted.update({d.name: (d, ids[d.name]) for d in definitions})
+
     def _definition_id(self, definition: MatViewDefinition) -> int:
-        """The definition's id in ``mat_view_definitions``, upserted once per definition object."""
+        """The definition's id in ``mat_view_definitions``, upserted once per definition object
+        (a batch mirrors its definitions in the background; the first run row waits for it)."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        for mirror in pending:
+            mirror.result()
         cached = self._upserted.get(definition.name)
         if cached is None or cached[0] is not definition:
             cached = (definition, self.runs.upsert_definition(definition))
@@ -625,6 +643,10 @@ class _WorkerConnections:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._opened: list[psycopg.Connection] = []
+
+    @property
+    def opened_any(self) -> bool:
+        return bool(self._opened)
 
     def get(self) -> psycopg.Connection:
         conn: psycopg.Connection | None = getattr(self._local, "conn", None)
