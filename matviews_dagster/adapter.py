@@ -154,7 +154,8 @@ class MatViewsAdapter(dg.ConfigurableResource):
         with self.matviews() as mv:
             request = parse_request(job, args, mv)
             if backend == "queue":
-                request_id = RunRequestQueue(mv.runs).enqueue(request.job, [request.view, request.option], queue_name)
+                args_ = [request.view, request.option] if request.option else [request.view]
+                request_id = RunRequestQueue(mv.runs).enqueue(request.job, args_, queue_name)
                 return EnqueuedRun(
                     backend, request.job, queue_name, request.view, request_id=request_id, status="pending"
                 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable
@@ -61,6 +62,11 @@ class Settings:
     def definitions(self) -> list[MatViewDefinition]:
         from .core.definition import load_definitions
 
+        if not self.definitions_path.exists():
+            raise ValueError(
+                f"no definitions file {self.definitions_path}: pass --definitions PATH "
+                "(env MATVIEWS_DEFINITIONS), or --demo for the demo's views"
+            )
         return load_definitions(self.definitions_path)
 
     def matviews(self) -> MatViews:
@@ -115,13 +121,31 @@ def describe_result(result: OperationResult) -> str:
     if result.run_id is not None:
         parts.append(f"run #{result.run_id}")
     line = ", ".join(parts)
+    if result.dropped:
+        line += f"\n        dropped with it: {', '.join(result.dropped)}"
     for warning in result.warnings:
-        line += f"\n        warning: {warning}"
+        line += f"\n        warning: {cli_words(warning)}"
     if result.error:
-        line += f"\n        {result.error}"
+        line += f"\n        {cli_words(result.error)}"
         if result.hint:
-            line += f"\n        hint: {result.hint}"
+            line += f"\n        hint: {cli_words(result.hint)}"
     return line
+
+
+_CLI_WORDS = [
+    (re.compile(r"refresh with create_if_missing=True"), "run matviews create first"),
+    (re.compile(r"\bcascade=True\b"), "--cascade"),
+    (re.compile(r"\bforce=True\b"), "--force"),
+    (re.compile(r"\bstrategy='(\w+)'"), r"--strategy \1"),
+]
+
+
+def cli_words(text: str) -> str:
+    """A hint in this interface's words: the core speaks Python (``cascade=True``), the CLI
+    has flags (``--cascade``)."""
+    for pattern, words in _CLI_WORDS:
+        text = pattern.sub(words, text)
+    return text
 
 
 class Interrupted(click.ClickException):
@@ -174,8 +198,9 @@ def enqueue_all(
     adapter = MatViewsAdapter(
         dsn=settings.dsn, definitions_path=str(settings.definitions_path), runs_schema=settings.runs_schema
     )
-    for definition in definitions:
-        enqueued = adapter.enqueue(job, queue=queue, args=[definition.name, option])
+    for definition in definitions:  # an omitted option stays omitted: the definition decides
+        args = [definition.name] if option is None else [definition.name, option]
+        enqueued = adapter.enqueue(job, queue=queue, args=args)
         click.echo(enqueued.describe())
     return 0
 
@@ -197,7 +222,12 @@ def operation_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--dsn", envvar=["MATVIEWS_DSN", "DATABASE_URL"], help="Database (default: the embedded Postgres).")
+@click.option(
+    "--dsn",
+    envvar=["MATVIEWS_DSN", "DATABASE_URL"],
+    help="libpq DSN or URL (env MATVIEWS_DSN, then DATABASE_URL; neither: the embedded Postgres "
+    "under $MATVIEWS_HOME, default ./.matviews; `matviews info` shows which and how to reach it with psql).",
+)
 @click.option(
     "--definitions",
     "definitions_path",
@@ -205,14 +235,25 @@ def operation_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
     default="matviews.yaml",
     show_default=True,
     type=click.Path(path_type=Path, dir_okay=False),
-    help="YAML file with the views.",
+    help="YAML file with the views (env MATVIEWS_DEFINITIONS).",
 )
-@click.option("--runs-schema", envvar="MATVIEWS_RUNS_SCHEMA", default="public", show_default=True)
+@click.option("--demo", is_flag=True, help="Use the demo's views (the ones `dagster dev -f definitions.py` shows).")
+@click.option(
+    "--runs-schema",
+    envvar="MATVIEWS_RUNS_SCHEMA",
+    default="public",
+    show_default=True,
+    help="Schema of the run tables.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="matviews-dagster", prog_name="matviews")
 @click.pass_context
-def cli(ctx: click.Context, dsn: str | None, definitions_path: Path, runs_schema: str, debug: bool) -> None:
+def cli(ctx: click.Context, dsn: str | None, definitions_path: Path, demo: bool, runs_schema: str, debug: bool) -> None:
     """Create, refresh and delete PostgreSQL materialized views, with run history."""
+    if demo:
+        from .demo import DEMO_VIEWS
+
+        definitions_path = DEMO_VIEWS
     ctx.obj = Settings(dsn=dsn, definitions_path=definitions_path, runs_schema=runs_schema, debug=debug)
 
 
@@ -229,39 +270,55 @@ def migrate(settings: Settings) -> int:
     return 0
 
 
+@cli.command()
+@pass_settings
+def info(settings: Settings) -> int:
+    """Where the views live: the DSN (masked) and where it came from, the server, the run
+    tables, the definitions file, and for the embedded server its data directory and a psql
+    command line."""
+    import os
+
+    from .core.dsn import configured_dsn, mask_dsn, resolve_dsn
+
+    configured = configured_dsn(settings.dsn)
+    if settings.dsn:
+        source = (
+            "--dsn"
+            if settings.dsn not in (os.environ.get("MATVIEWS_DSN"), os.environ.get("DATABASE_URL"))
+            else ("MATVIEWS_DSN" if settings.dsn == os.environ.get("MATVIEWS_DSN") else "DATABASE_URL")
+        )
+    else:
+        source = "the embedded Postgres (no --dsn, MATVIEWS_DSN or DATABASE_URL)"
+    dsn = configured or resolve_dsn(None)
+    lines = [f"dsn:          {mask_dsn(dsn)}", f"from:         {source}"]
+    if configured is None:
+        from .core.embedded import matviews_home
+
+        lines.append(f"data dir:     {matviews_home() / 'pgdata'}")
+        lines.append(f"psql:         psql '{mask_dsn(dsn)}'")
+    from .core.operations import MatViews
+
+    with MatViews(dsn=dsn).connect("info") as conn:
+        row = conn.execute("SELECT current_setting('server_version'), current_database(), current_user").fetchone()
+    assert row is not None
+    lines += [
+        f"server:       PostgreSQL {row[0]}, database {row[1]}, user {row[2]}",
+        f"run tables:   schema {settings.runs_schema}",
+    ]
+    if settings.definitions_path.exists():
+        lines.append(f"definitions:  {settings.definitions_path} ({len(settings.definitions())} views)")
+    else:
+        lines.append(f"definitions:  {settings.definitions_path} (missing; --definitions PATH or --demo)")
+    click.echo("\n".join(lines))
+    return 0
+
+
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_settings
 def list_views(settings: Settings, as_json: bool) -> int:
     """Views with strategy, existence, population, estimated rows, size and last run."""
-    from .core.catalog import describe_view
-
-    mv = settings.matviews()
-    with mv.connect("list") as conn:
-        described = [(d, describe_view(conn, d.qualified)) for d in mv.definitions]
-        database = conn.info.dbname
-    latest = mv.runs.latest(database_name=database, view_names=[d.name for d in mv.definitions])
-    rows = []
-    for definition, description in described:
-        last = latest.get(definition.name)
-        rows.append(
-            {
-                "name": definition.name,
-                "strategy": definition.refresh_strategy,
-                "exists": description.exists,
-                "populated": description.populated,
-                "rows_estimate": description.rows_estimate,
-                "size_bytes": description.size_bytes,
-                "last_run": None
-                if last is None
-                else {
-                    "kind": last["kind"],
-                    "status": last["status"],
-                    "finished_at": last["finished_at"],
-                    "duration_ms": last["duration_ms"],
-                },
-            }
-        )
+    rows = settings.matviews().status()
     if as_json:
         emit_json(rows)
         return 0
@@ -308,8 +365,9 @@ def create(settings: Settings, names: tuple[str, ...], all_views: bool, force: b
 @cli.command()
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_views", is_flag=True, help="Every view, in dependency order.")
-@click.option("--rows", type=click.Choice(ROW_COUNT_STRATEGIES), help="Row count strategy.")
+@click.option("--rows", type=click.Choice(ROW_COUNT_STRATEGIES), help="Row count strategy (default: each view's).")
 @click.option("--strategy", type=click.Choice(REFRESH_STRATEGIES), help="Strategy, this time only.")
+@click.option("--downstream", is_flag=True, help="Also refresh every view built on the named ones, after them.")
 @operation_output_options
 @pass_settings
 def refresh(
@@ -318,17 +376,23 @@ def refresh(
     all_views: bool,
     rows: str | None,
     strategy: str | None,
+    downstream: bool,
     **out: Any,
 ) -> int:
     """Refresh views with their strategies, upstream views first, several at once."""
     from .core.arguments import UNSET
 
     mv = settings.matviews()
-    definitions = mv.graph.order(d.name for d in settings.select(names, all_views))
+    selected = [d.name for d in settings.select(names, all_views)]
     if out["enqueue"]:
         if strategy:
             raise InputError("--strategy cannot be enqueued; set refresh_strategy in the definitions")
-        return enqueue_all(settings, RefreshViewJob, definitions, rows, out["queue"])
+        option: dict[str, Any] = {"row_count_strategy": rows} if rows else {}
+        if downstream:  # one request, one run: the views built on it refresh after it, in that run
+            option["downstream"] = True
+        definitions = mv.graph.order(selected)
+        return enqueue_all(settings, RefreshViewJob, definitions, option or None, out["queue"])
+    definitions = mv.graph.order(mv.graph.with_downstream(selected) if downstream else selected)
     results = mv.refresh_many(
         definitions, rows if rows is not None else UNSET, strategy=strategy, max_parallel=out["parallel"]
     )
@@ -374,17 +438,21 @@ def runs(settings: Settings, kind: str | None, view: str | None, limit: int, as_
         return 0
     from rich.table import Table
 
-    table = Table("id", "kind", "view", "status", "started", "ms", "rows", "error")
+    table = Table("run", "view", "status", "outcome", "strategy", "started", "ms", "rows", "error / warnings")
     for row in rows:
+        meta = row["meta"] or {}
+        notes = [row["error"]] if row["error"] else []
+        notes += [f"warning: {w}" for w in meta.get("warnings", [])]
         table.add_row(
-            str(row["id"]),
-            row["kind"],
+            f"{row['kind']} #{row['id']}",  # ids are per run table: a create and a refresh may share one
             row["view_name"],
             row["status"],
+            meta.get("outcome", "-"),
+            meta.get("strategy") or (meta.get("options") or {}).get("strategy") or "-",
             _when(row["started_at"]),
             "-" if row["duration_ms"] is None else str(row["duration_ms"]),
             "-" if row["rows_count"] is None else f"{row['rows_count']:,}",
-            (row["error"] or "")[:80],
+            "; ".join(note[:160] for note in notes),
         )
     _console().print(table)
     return 0
@@ -408,11 +476,14 @@ def validate(settings: Settings, names: tuple[str, ...], iterations: int, csv_pa
         results = [validate_view(conn, d, iterations) for d in definitions]
     from rich.table import Table
 
-    table = Table("view", "rows", "query ms (min/med/max)", "view ms (min/med/max)", "speedup", "same rows")
+    table = Table(
+        "view", "query rows", "view rows", "query ms (min/med/max)", "view ms (min/med/max)", "speedup", "same rows"
+    )
     for r in results:
         table.add_row(
             r.view,
-            f"{r.rows:,}",
+            f"{r.query_rows:,}",
+            f"{r.view_rows:,}",
             f"{r.query.min_ms:.1f} / {r.query.median_ms:.1f} / {r.query.max_ms:.1f}",
             f"{r.view_read.min_ms:.1f} / {r.view_read.median_ms:.1f} / {r.view_read.max_ms:.1f}",
             f"{r.speedup:.1f}x",

@@ -4,6 +4,7 @@ The step of a ``@matview_assets`` definition streams these as each view finishes
 dagster-dbt's ``DbtEventIterator`` does for models.
 """
 
+import re
 from collections.abc import Iterable, Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,21 @@ if TYPE_CHECKING:
     from .resources import MatViewsResource
 
 RefreshEvent = dg.MaterializeResult | dg.AssetCheckResult
+_CONFIG_WORDS = [
+    (re.compile(r"refresh with create_if_missing=True"), "materialize it (the asset creates a missing view)"),
+    (re.compile(r"\b(cascade|force)=True\b"), r"\1: true in the op's config"),
+    (re.compile(r"\bstrategy='(\w+)'"), r"strategy: \1 in the step's run config"),
+]
+
+
+def config_words(text: str) -> str:
+    """A hint in Dagster's words: the core speaks Python (``cascade=True``), a Dagster user
+    sets run config (``cascade: true``)."""
+    for pattern, words in _CONFIG_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
 _SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
 
 
@@ -100,7 +116,8 @@ def refresh_events(
             key = keys[result.view]
             if not result.ok:
                 failures.append(result)
-                context.log.error(f"{result.view}: {result.error}" + (f" (hint: {result.hint})" if result.hint else ""))
+                hint = f" (hint: {config_words(result.hint)})" if result.hint else ""
+                context.log.error(f"{result.view}: {config_words(result.error or '')}{hint}")
                 continue
             yield materialize_result(key, result, chosen or mv.definition(result.view).refresh_strategy)
             yield from (check_result(key, outcome) for outcome in result.checks)
@@ -115,7 +132,11 @@ def refresh_events(
 def _step_failure(failures: list[OperationResult]) -> dg.Failure:
     failed = [r for r in failures if r.status == "failed"]
     skipped = [r for r in failures if r.status == "skipped"]
-    parts = [f"refresh of {r.view} failed: {r.error}" + (f" Hint: {r.hint}." if r.hint else "") for r in failed]
+    parts = [
+        f"refresh of {r.view} failed: {config_words(r.error or '')}"
+        + (f" Hint: {config_words(r.hint)}." if r.hint else "")
+        for r in failed
+    ]
     if skipped:
         parts.append(
             "skipped because an upstream view failed: "

@@ -21,6 +21,7 @@ from .core.vocabulary import (
     RefreshViewJob,
     RunKind,
 )
+from .events import config_words
 from .resources import MatViewsResource
 
 QUEUE_TAG = "matviews/queue"
@@ -92,7 +93,10 @@ def _build_job(
         failed = [r for r in results if not r.ok]
         if failed:
             raise dg.Failure(
-                description="; ".join(f"{r.view}: {r.error}" for r in failed),
+                description="; ".join(
+                    f"{r.view}: {config_words(r.error or '')}" + (f" Hint: {config_words(r.hint)}." if r.hint else "")
+                    for r in failed
+                ),
                 metadata={"summary": summary, "failed_views": [r.view for r in failed]},
                 allow_retries=False,
             )
@@ -120,17 +124,22 @@ def build_delete_job(definitions: Sequence[MatViewDefinition]) -> dg.JobDefiniti
 
 @dataclass(frozen=True)
 class Request:
-    """A validated request to run one of the three jobs for one view."""
+    """A validated request to run one of the three jobs for one view (a refresh with
+    ``downstream`` also selects the views built on it, in ``views``)."""
 
     job: str
     view: str
     option: dict[str, Any]
+    views: tuple[str, ...] = ()
 
 
 def parse_request(job: object, args: Sequence[Any], mv: MatViews) -> Request:
     """Validate ``[view_or_definition_id, option]`` for ``job``; raises ``ValueError`` for a
     job that is not ours, an unknown view or a junk option, before anything is queued or run.
-    An omitted option means the definition's choice (its ``row_count_strategy``)."""
+
+    A refresh's option is a row count (``"exact"``, ``None`` for none, ...) or a mapping with
+    ``row_count_strategy`` and/or ``downstream``; left out, each view's definition decides
+    when the run starts. Create and delete take ``force`` / ``cascade``."""
     name = getattr(job, "name", job)
     if name not in JOB_KINDS:
         raise ValueError(
@@ -143,13 +152,24 @@ def parse_request(job: object, args: Sequence[Any], mv: MatViews) -> Request:
     option = args[1] if len(args) == 2 else UNSET
     kind = JOB_KINDS[str(name)]
     if kind == "refresh":
-        return Request(
-            str(name),
-            definition.name,
-            {"row_count_strategy": normalize_row_count(option, definition.row_count_strategy)},
-        )
+        return _refresh_request(str(name), definition, option, mv)
     flag = FLAG_OF[kind]
     return Request(str(name), definition.name, {flag: normalize_flag(None if option is UNSET else option, flag)})
+
+
+def _refresh_request(job: str, definition: MatViewDefinition, option: Any, mv: MatViews) -> Request:
+    downstream = False
+    if isinstance(option, Mapping) and set(option) <= {"row_count_strategy", "downstream"}:
+        downstream = normalize_flag(option.get("downstream"), "downstream")
+        option = {"row_count_strategy": option["row_count_strategy"]} if "row_count_strategy" in option else UNSET
+    parsed: dict[str, Any] = {}
+    if option is not UNSET:
+        parsed["row_count_strategy"] = normalize_row_count(option, definition.row_count_strategy)
+    views = (definition.name,)
+    if downstream:
+        parsed["downstream"] = True
+        views = tuple(d.name for d in mv.graph.order(mv.graph.with_downstream([definition.name])))
+    return Request(job, definition.name, parsed, views)
 
 
 @dataclass(frozen=True)
@@ -173,9 +193,13 @@ def plan_run(request: Request, targets: ViewTargets) -> JobPlan:
     a refresh selects the view's asset (its translated key) and configures its step."""
     kind = JOB_KINDS[request.job]
     if kind == "refresh":
-        if request.view not in targets:
-            raise ValueError(f"view {request.view} is not an asset of this code location")
-        key, op = targets[request.view]
-        return JobPlan(request.job, request.view, {"ops": {op: {"config": request.option}}}, [key])
+        missing = [view for view in request.views or (request.view,) if view not in targets]
+        if missing:
+            raise ValueError(f"view {', '.join(missing)} is not an asset of this code location")
+        keys = [targets[view][0] for view in request.views or (request.view,)]
+        ops = {targets[view][1] for view in request.views or (request.view,)}
+        config = {k: v for k, v in request.option.items() if k != "downstream"}
+        run_config = {"ops": {op: {"config": config} for op in sorted(ops)}} if config else {}
+        return JobPlan(request.job, request.view, run_config, keys)
     config = {"views": [request.view], **request.option}
     return JobPlan(request.job, request.view, {"ops": {OP_NAMES[kind]: {"config": config}}})

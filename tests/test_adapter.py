@@ -107,7 +107,22 @@ def test_plan_for_each_job(adapter) -> None:
         refresh = plan_run(parse_request(RefreshViewJob, ["mv_users", None], mv), targets)
         default = plan_run(parse_request(RefreshViewJob, ["mv_users"], mv), targets)
         create = plan_run(parse_request(CreateViewJob, ["mv_users", "yes"], mv), targets)
+        with pytest.raises(ValueError, match="downstream option 'perhaps' is invalid"):
+            parse_request(RefreshViewJob, ["mv_users", {"downstream": "perhaps"}], mv)
     assert refresh.run_config == {"ops": {"matviews": {"config": {"row_count_strategy": "none"}}}}
     assert refresh.asset_selection == [dg.AssetKey(["public", "mv_users"])]
-    assert default.run_config == {"ops": {"matviews": {"config": {"row_count_strategy": "estimated"}}}}
+    assert default.run_config == {}, "left out, the definition decides when the run starts"
     assert create.run_config == {"ops": {"create_views": {"config": {"views": ["public.mv_users"], "force": True}}}}
+
+
+def test_a_refresh_request_with_its_downstream_views(dsn, users) -> None:
+    base = MatViewDefinition(name="mv_base", sql="SELECT id, plan FROM users")
+    top = MatViewDefinition(name="mv_top", sql="SELECT id FROM mv_base")
+    defs = build_definitions([top, base], dsn=dsn)
+    adapter = MatViewsAdapter(backend="inline", dsn=dsn).bind(defs)
+    enqueued = adapter.enqueue(RefreshViewJob, args=["mv_base", {"downstream": True, "row_count_strategy": "exact"}])
+    assert enqueued.status == "success"
+    assert [(r["kind"], r["view_name"]) for r in enqueued.run_record_ids if r["kind"] == "refresh"] == [
+        ("refresh", "public.mv_base"),
+        ("refresh", "public.mv_top"),
+    ]

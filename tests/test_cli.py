@@ -156,7 +156,7 @@ def test_failed_refresh_exits_1_with_its_run_row(project, dsn, db) -> None:
         (["refresh", "mv_nope"], "unknown view 'mv_nope'"),
         (["refresh"], "name one or more views, or pass --all"),
         (["refresh", "mv_users", "--rows", "lots"], "Invalid value for '--rows'"),
-        (["--definitions", "missing.yaml", "list"], "cannot read definitions file missing.yaml"),
+        (["--definitions", "missing.yaml", "list"], "no definitions file missing.yaml: pass --definitions PATH"),
         (["--dsn", "postgresql://me:pw-secret@127.0.0.1:1/app", "refresh", "mv_users"], "cannot connect to"),
         (["--dsn", "this is not a dsn", "refresh", "mv_users"], "cannot connect to"),
         (["runs", "--limit", "0"], "Invalid value for '--limit'"),
@@ -322,3 +322,94 @@ def test_sigterm_cancels_what_runs_and_says_what_did_not_finish(project, dsn, db
     assert stdout.count("FAILED") == 2 and "canceling statement" in stdout
     assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'running'") == 0
     assert scalar(db, "SELECT count(*) FROM mv_slow0") == 10, "the views kept their data"
+
+
+NOTES_YAML = """
+views:
+  - name: mv_notes
+    sql: SELECT code, note FROM notes
+    refresh_strategy: concurrent
+    unique_index_columns: [code]
+    row_count_strategy: exact
+  - name: mv_note_count
+    sql: SELECT count(*) AS n FROM mv_notes
+"""
+
+
+def test_warnings_show_in_the_output_the_json_and_the_history(project, dsn, db) -> None:
+    db.execute("CREATE TABLE notes (code text, note text)")
+    db.execute("INSERT INTO notes VALUES ('a', 'x'), (NULL, 'y')")  # a NULL key: rewritten every refresh
+    (project / "matviews.yaml").write_text(NOTES_YAML)
+    assert matviews(project, dsn, "create", "--all").returncode == 0
+    plain = matviews(project, dsn, "refresh", "mv_notes")
+    assert plain.returncode == 0 and "warning: unique index mv_notes_code_idx has NULLs in code" in plain.stdout
+    as_json = json.loads(matviews(project, dsn, "refresh", "mv_notes", "--json").stdout)
+    assert any("has NULLs in code" in w for w in as_json["warnings"])
+    history = matviews(project, dsn, "runs", "--kind", "refresh", "--limit", "1")
+    assert "warning: unique index mv_notes_code_idx" in history.stdout
+    assert "refresh #" in history.stdout and "concurrent" in history.stdout and "updated" in history.stdout
+
+
+def test_omitted_options_mean_the_definitions_choice_on_every_path(project, dsn, db) -> None:
+    db.execute("CREATE TABLE notes (code text, note text)")
+    (project / "matviews.yaml").write_text(NOTES_YAML)
+    done = matviews(project, dsn, "refresh", "mv_notes", "--enqueue", MATVIEWS_ADAPTER="queue")
+    assert done.returncode == 0, done.stderr
+    downstream = matviews(project, dsn, "refresh", "mv_notes", "--enqueue", "--downstream", MATVIEWS_ADAPTER="queue")
+    assert downstream.returncode == 0, downstream.stderr
+    rows = db.execute("SELECT args FROM mat_view_run_requests ORDER BY id").fetchall()
+    assert [row[0] for row in rows] == [["public.mv_notes"], ["public.mv_notes", {"downstream": True}]]
+
+
+def test_refresh_downstream_refreshes_the_views_built_on_it(project, dsn, db) -> None:
+    db.execute("CREATE TABLE notes (code text, note text)")
+    db.execute("INSERT INTO notes VALUES ('a', 'x')")
+    (project / "matviews.yaml").write_text(NOTES_YAML)
+    assert matviews(project, dsn, "create", "--all").returncode == 0
+    db.execute("INSERT INTO notes VALUES ('b', 'y')")
+    done = matviews(project, dsn, "refresh", "mv_notes", "--downstream", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["view"] for line in done.stdout.splitlines()] == [
+        "public.mv_notes",
+        "public.mv_note_count",
+    ]
+    assert scalar(db, "SELECT n FROM mv_note_count") == 2
+    assert json.loads(done.stdout.splitlines()[0])["rows_count"] == 2, "the definition's exact count"
+
+
+def test_read_outs_say_what_they_mean(project, dsn, db) -> None:
+    (project / "matviews.yaml").write_text(
+        "views:\n  - name: mv_plain\n    sql: SELECT id FROM users\n    row_count_strategy: exact\n"
+    )
+    assert matviews(project, dsn, "create", "--all").returncode == 0
+    assert matviews(project, dsn, "refresh", "mv_plain").returncode == 0
+    listed = json.loads(matviews(project, dsn, "list", "--json").stdout)
+    assert listed[0]["rows_estimate"] == 10, "no index, no reltuples: the last refresh's count"
+    db.execute("INSERT INTO users VALUES (99, 'new@example.com', 'free')")
+    stale = matviews(project, dsn, "validate", "mv_plain", "--iterations", "1")
+    assert stale.returncode == 1
+    header, row = [line for line in stale.stdout.splitlines() if "view rows" in line or "mv_plain" in line][:2]
+    assert "query rows" in header and "11" in row and "10" in row
+    info = matviews(project, dsn, "info")
+    assert info.returncode == 0, info.stderr
+    assert "from:         MATVIEWS_DSN" in info.stdout and "server:       PostgreSQL" in info.stdout
+    assert "definitions:  matviews.yaml (1 views)" in info.stdout
+
+
+def test_a_missing_definitions_file_points_at_the_demo(tmp_path, dsn, db) -> None:
+    missing = matviews(tmp_path, dsn, "list")
+    assert missing.returncode == 2
+    assert "no definitions file matviews.yaml" in missing.stderr and "--demo" in missing.stderr
+    demo = matviews(tmp_path, dsn, "--demo", "list", "--json")
+    assert demo.returncode == 0, demo.stderr
+    assert {row["name"] for row in json.loads(demo.stdout)} >= {"public.mv_users", "public.mv_user_activity"}
+
+
+def test_hints_speak_in_flags(project, dsn, db) -> None:
+    assert matviews(project, dsn, "create", "--all").returncode == 0
+    done = matviews(project, dsn, "delete", "mv_users", "--yes")
+    assert done.returncode == 1
+    assert "public.mv_pro (materialized view)" in done.stdout and "--cascade" in done.stdout
+    assert "cascade=True" not in done.stdout
+    cascaded = matviews(project, dsn, "delete", "mv_users", "--cascade", "--yes")
+    assert cascaded.returncode == 0 and "dropped with it: public.mv_pro (materialized view)" in cascaded.stdout

@@ -102,3 +102,30 @@ def test_create_in_another_schema_with_quoted_identifiers(make_mv, db, users) ->
     )
     assert make_mv(definition).create("Reports.MvPlans").status == "success"
     assert scalar(db, 'SELECT count(*) FROM "Reports"."MvPlans"') == 2
+
+
+def test_a_missing_upstream_view_is_named_with_the_way_out(make_mv, db, users) -> None:
+    base = MatViewDefinition(name="reports.mv_base", sql="SELECT id FROM users")
+    top = MatViewDefinition(name="reports.mv_top", sql="SELECT id FROM mv_base")
+    db.execute("CREATE SCHEMA reports")
+    mv = make_mv(base, top)
+    result = mv.create("reports.mv_top")
+    assert result.status == "failed"
+    assert 'relation "mv_base" does not exist' in result.error and "reports.mv_base does not exist yet" in result.error
+    assert "create reports.mv_base first" in result.hint
+    assert [r.status for r in mv.create_many()] == ["success", "success"]
+
+
+def test_an_error_inside_a_function_says_which_function(make_mv, db, users) -> None:
+    db.execute("CREATE FUNCTION ratio(n int) RETURNS numeric LANGUAGE plpgsql AS $$ BEGIN RETURN 10 / n; END $$")
+    db.execute("CREATE TABLE divisors (n int)")
+    db.execute("INSERT INTO divisors VALUES (2)")
+    view = MatViewDefinition(name="mv_ratio", sql="SELECT ratio(n) AS r FROM divisors")
+    mv = make_mv(view)
+    assert mv.create("mv_ratio").ok
+    db.execute("UPDATE divisors SET n = 0")
+    result = mv.refresh("mv_ratio")
+    assert result.status == "failed"
+    assert "division by zero" in result.error and "(in PL/pgSQL function " in result.error
+    assert "ratio(integer) line 1 at RETURN" in result.error
+    assert "search_path" in result.hint

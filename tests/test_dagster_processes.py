@@ -109,3 +109,12 @@ def test_pool_limit_serializes_runs(dsn, db, users, tmp_path) -> None:
         assert run.returncode == 0, stderr[-3000:]
     windows = create_windows(db)
     assert not overlap(windows["mv_a"], windows["mv_b"]), f"pool limit 1 but {windows} overlapped"
+
+
+@pytest.mark.slow
+def test_a_view_and_what_is_built_on_it_by_selection(dsn, db, users, tmp_path) -> None:
+    """The documented selection for "this view and its downstream views": ``key*``."""
+    (tmp_path / "defs.py").write_text(PARALLEL.format(max_parallel=4))
+    done = dagster(["asset", "materialize", "-f", "defs.py", "--select", "public/mv_a*"], dsn, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert set(create_windows(db)) == {"mv_a", "mv_after_a"}

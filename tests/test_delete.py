@@ -43,4 +43,23 @@ def test_cascade_drops_dependents(make_mv, db, users) -> None:
     assert result.status == "success"
     assert scalar(db, "SELECT to_regclass('public.v_pro')") is None
     assert scalar(db, "SELECT to_regclass('public.mv_users')") is None
-    assert mv.history(kind="delete", limit=1)[0]["meta"]["payload"]["dropped_dependents"] == ["public.v_pro"]
+    assert mv.history(kind="delete", limit=1)[0]["meta"]["payload"]["dropped_dependents"] == [["public.v_pro", "view"]]
+
+
+def test_cascade_records_every_managed_view_it_drops_and_names_the_rest(make_mv, db, users) -> None:
+    base = MatViewDefinition(name="mv_base", sql="SELECT id, plan FROM users")
+    child = MatViewDefinition(name="mv_child", sql="SELECT id FROM mv_base")
+    mv = make_mv(base, child)
+    assert all(r.ok for r in mv.create_many())
+    db.execute("CREATE VIEW v_report AS SELECT * FROM mv_child")
+    refused = mv.delete("mv_base")
+    assert not refused.ok
+    assert "public.mv_child (materialized view), public.v_report (view)" in refused.error
+    assert "cascade=True" in refused.hint
+    result = mv.delete("mv_base", cascade=True)
+    assert result.ok and result.dropped == ("public.mv_child (materialized view)", "public.v_report (view)")
+    rows = db.execute("SELECT view_name, status, meta->>'dropped_by' FROM mat_view_delete_runs ORDER BY id").fetchall()
+    assert rows[-2:] == [("public.mv_base", "success", None), ("public.mv_child", "success", "public.mv_base")]
+    status = {row["name"]: row for row in mv.status()}
+    assert status["public.mv_child"]["exists"] is False
+    assert status["public.mv_child"]["last_run"]["kind"] == "delete"

@@ -87,3 +87,31 @@ def test_other_errors_do_not_fall_back_to_regular(make_mv, db, users) -> None:
     assert "fallback" not in row["meta"]
     assert all("CONCURRENTLY" in statement for statement in row["meta"]["sql"])
     assert scalar(db, "SELECT count(*) FROM mv_plans") == 10
+
+
+def test_duplicate_keys_with_nulls_fail_instead_of_leaving_fewer_rows(make_mv, db) -> None:
+    """PostgreSQL's concurrent refresh skips rows containing a NULL in its duplicate check:
+    the refresh would succeed with 2 rows while the query returns 3."""
+    db.execute("CREATE TABLE notes (code text, note text)")
+    db.execute("INSERT INTO notes VALUES ('a', NULL), ('b', 'x')")
+    notes = MatViewDefinition(
+        name="mv_notes",
+        sql="SELECT code, note FROM notes",
+        refresh_strategy="concurrent",
+        unique_index_columns=["code"],
+    )
+    mv = make_mv(notes)
+    assert mv.create("mv_notes").ok
+    db.execute("INSERT INTO notes VALUES ('a', NULL)")
+    result = mv.refresh("mv_notes")
+    assert result.status == "failed"
+    assert "its query returns 3 rows but REFRESH ... CONCURRENTLY would leave 2" in result.error
+    assert "same key (code) that contain NULLs" in result.error and "rolled back" in result.error
+    assert scalar(db, "SELECT count(*) FROM mv_notes") == 2 and scalar(db, "SELECT count(*) FROM notes") == 3
+    row = db.execute("SELECT status, meta->'view_rows', meta->'query_rows' FROM mat_view_refresh_runs").fetchone()
+    assert row == ("failed", 2, 3)
+    assert not mv.refresh("mv_notes", strategy="regular").ok, "a regular refresh fails on the duplicate key too"
+    db.execute("DELETE FROM notes WHERE ctid = (SELECT max(ctid) FROM notes WHERE code = 'a')")
+    fixed = mv.refresh("mv_notes")
+    assert fixed.ok and fixed.rows_count == 2
+    assert mv.history(kind="refresh", limit=1)[0]["meta"]["equality_check_ms"] >= 0

@@ -175,3 +175,19 @@ def test_swap_row_count_comes_from_the_build(make_mv, db, users) -> None:
     assert result.rows_count == 33
     statements = mv.history(kind="refresh", limit=1)[0]["meta"]["sql"]
     assert not any("count(" in statement for statement in statements)
+
+
+def test_an_index_that_cannot_be_copied_is_named(make_mv, db, users) -> None:
+    view = MatViewDefinition(name="mv_plans", sql="SELECT id, plan FROM users", refresh_strategy="swap")
+    mv = make_mv(view)
+    assert mv.create("mv_plans").ok
+    db.execute("CREATE INDEX mv_plans_plan_idx ON mv_plans (plan)")
+    changed = view.model_copy(update={"sql": "SELECT id FROM users"})
+    result = make_mv(changed).refresh("mv_plans")
+    assert result.status == "failed"
+    assert "copying index mv_plans_plan_idx of public.mv_plans to its new copy failed" in result.error
+    assert 'column "plan" does not exist' in result.error and "DROP INDEX public.mv_plans_plan_idx" in result.hint
+    assert [
+        c[0]
+        for c in db.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'mv_plans'::regclass AND attnum > 0")
+    ] == ["id", "plan"]

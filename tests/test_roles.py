@@ -83,8 +83,24 @@ def test_maintain_allows_refresh_in_place_only(roles, dsn, db, make_mv) -> None:
         assert mv.refresh("mv_users", strategy="regular").status == "success"
         concurrent = mv.refresh("mv_users", strategy="concurrent")
         assert concurrent.status == "success", concurrent.error
+        assert any("could not be checked against the query" in w for w in concurrent.warnings)
         for outcome in (mv.refresh("mv_users", strategy="swap"), mv.create("mv_users", True), mv.delete("mv_users")):
             assert outcome.status == "failed"
             assert "must be owner" in outcome.error or "permission denied" in outcome.error, outcome
     assert scalar(db, "SELECT count(*) FROM mv_users") == 10
     assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'mv_users_mv%%'") == 0
+
+
+def test_swap_without_create_on_the_schema_says_what_it_needs(roles, dsn, db) -> None:
+    owner = roles["owner"]
+    with as_role(dsn, owner) as mv:
+        assert mv.create("mv_users").ok
+    db.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}").format(sql.Identifier(owner)))
+    with as_role(dsn, owner) as mv:
+        swapped = mv.refresh("mv_users", strategy="swap")
+        assert swapped.status == "failed"
+        assert "swap builds a new copy of public.mv_users and renames it into place" in swapped.error
+        assert "CREATE on schema public" in swapped.error and "permission denied for schema public" in swapped.error
+        assert "strategy='regular'" in swapped.hint
+        assert mv.refresh("mv_users", strategy="regular").ok, "the hint's way out works"
+    assert scalar(db, "SELECT count(*) FROM mv_users") == 10

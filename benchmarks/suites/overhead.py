@@ -71,7 +71,7 @@ def _measure_size(bench: Bench, rows: int) -> list[dict[str, Any]]:
                 def ours(name: str = definition.name) -> None:
                     result = mv.refresh(name)
                     if result.status != "success":
-                        raise RuntimeError(f"refresh of {name} failed: {result['error']}")
+                        raise RuntimeError(f"refresh of {name} failed: {result.error}")
 
                 samples = interleaved({"bare": bare, "matviews": ours}, bench.repeats)
                 with counting() as bare_trips:

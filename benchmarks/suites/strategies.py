@@ -83,6 +83,7 @@ def run(bench: Bench) -> Section:
                 timings: dict[str, list[float]] = {s: [] for s in STRATEGIES}
                 latencies: dict[str, list[float]] = {s: [] for s in STRATEGIES}
                 errors: dict[str, list[str]] = {s: [] for s in STRATEGIES}
+                checks: dict[str, list[float]] = {s: [] for s in STRATEGIES}
                 for round_ in range(1 + bench.repeats):
                     change_rows(conn, "facts", percent)  # each view sees `percent` % changed rows
                     for definition in definitions:
@@ -92,10 +93,13 @@ def run(bench: Bench) -> Section:
                             result = mv.refresh(definition.name)
                             elapsed = (time.perf_counter() - started) * 1000
                         if result.status != "success":
-                            raise RuntimeError(f"{strategy} refresh failed: {result['error']}")
+                            raise RuntimeError(f"{strategy} refresh failed: {result.error}")
                         if round_ == 0:
                             continue  # warm-up
                         timings[strategy].append(elapsed)
+                        meta = mv.history(kind="refresh", view=definition.name, limit=1)[0]["meta"]
+                        if "equality_check_ms" in meta:
+                            checks[strategy].append(float(meta["equality_check_ms"]))
                         latencies[strategy] += reader.latencies_ms
                         errors[strategy] += reader.errors
                 regular = Sample(tuple(timings["regular"]))
@@ -108,6 +112,7 @@ def run(bench: Bench) -> Section:
                             "strategy": strategy,
                             "refresh": sample,
                             "vs_regular": ratio(sample, regular),
+                            "check": statistics.median(checks[strategy]) if checks[strategy] else None,
                             "reads": len(waits),
                             "p50": _percentile(waits, 0.5),
                             "p99": _percentile(waits, 0.99),
@@ -122,6 +127,7 @@ def run(bench: Bench) -> Section:
             "strategy",
             "refresh ms",
             "vs regular",
+            "of which equality check ms",
             "reads",
             "read p50 ms",
             "read p99 ms",
@@ -134,6 +140,7 @@ def run(bench: Bench) -> Section:
                 r["strategy"],
                 r["refresh"].cell(0),
                 f"{r['vs_regular']:.2f}",
+                "-" if r["check"] is None else f"{r['check']:,.0f}",
                 f"{r['reads']:,}",
                 f"{r['p50']:.2f}",
                 f"{r['p99']:.1f}",

@@ -57,7 +57,7 @@ def run(bench: Bench) -> Section:
                 rows.append(
                     [
                         definition.name,
-                        f"{result.rows:,}",
+                        f"{result.view_rows:,}",
                         f"{result.query.median_ms:,.1f}",
                         f"{result.view_read.median_ms:,.1f}",
                         f"{result.speedup:.1f}x",

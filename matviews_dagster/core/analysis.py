@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from pglast.parser import ParseError, parse_sql_json
+from pglast.parser import ParseError, parse_sql_json, scan
 
 _WRITES = {"InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "MergeStmt": "MERGE"}
 
@@ -47,6 +47,26 @@ def _one_select(query: str) -> dict[str, Any]:
             f"sql must be a query (SELECT, WITH ... SELECT, VALUES or TABLE), not {kind.removesuffix('Stmt')}"
         )
     return body
+
+
+_NOT_THE_STATEMENT = {"SQL_COMMENT", "C_COMMENT"}
+
+
+def statement_text(query: str) -> str:
+    """The query as PostgreSQL's lexer delimits it: from its first token to its last, without
+    leading or trailing comments and trailing semicolons, so it can be embedded in a larger
+    statement (``CREATE ... AS <query> WITH DATA``) without a comment swallowing the rest."""
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("sql must be a non-empty query")
+    try:
+        tokens = [token for token in scan(query) if token.name not in _NOT_THE_STATEMENT]
+    except ParseError as exc:
+        raise ValueError(f"sql has a syntax error: {exc}") from None
+    while tokens and tokens[-1].name == "ASCII_59":  # ';'
+        tokens.pop()
+    if not tokens:
+        raise ValueError("sql must be a non-empty query")
+    return query[tokens[0].start : tokens[-1].end + 1]
 
 
 @lru_cache(maxsize=4096)

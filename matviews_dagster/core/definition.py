@@ -10,11 +10,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .analysis import validate_query
-from .names import QualifiedName, validate_identifier
+from .analysis import statement_text, validate_query
+from .names import DEFAULT_SCHEMA, QualifiedName, validate_identifier
 from .vocabulary import RefreshStrategy, RowCountStrategy
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader, ~8x faster
+_DOCUMENT_KEYS = {"views", "search_path"}
 
 
 class MatViewDefinition(BaseModel):
@@ -40,6 +41,7 @@ class MatViewDefinition(BaseModel):
     group_name: str | None = None
     owners: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
+    search_path: list[str] | None = None
 
     @field_validator("name")
     @classmethod
@@ -49,9 +51,18 @@ class MatViewDefinition(BaseModel):
     @field_validator("sql")
     @classmethod
     def _check_sql(cls, value: str) -> str:
-        normalized = value.strip().rstrip(";").strip() if isinstance(value, str) else value
-        validate_query(normalized)  # the text kept is the text parsed, so the parse is cached once
-        return normalized
+        text = statement_text(value)  # no trailing comment or ';' to swallow what is appended
+        validate_query(text)  # the text kept is the text parsed, so the parse is cached once
+        return text
+
+    @field_validator("search_path")
+    @classmethod
+    def _check_search_path(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        if not isinstance(value, list) or not value:
+            raise ValueError("search_path must be a non-empty list of schema names")
+        return [validate_identifier(schema, "search_path schema") for schema in value]
 
     @field_validator("unique_index_columns")
     @classmethod
@@ -100,6 +111,13 @@ class MatViewDefinition(BaseModel):
         return self.name
 
     @property
+    def resolution_path(self) -> list[str]:
+        """The schemas unqualified names in the SQL are looked up in, in order: ``search_path``
+        when set, else the view's own schema, then ``public``. Views are created with exactly
+        this path first, so Postgres binds the names as the dependency graph does."""
+        return self.search_path or list(dict.fromkeys([self.qualified.schema, DEFAULT_SCHEMA]))
+
+    @property
     def sql_sha256(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
@@ -119,19 +137,24 @@ def _columns(value: list[str], field: str) -> list[str]:
 
 
 def definitions_from_mapping(document: Mapping[str, Any], source: str = "<mapping>") -> list[MatViewDefinition]:
-    """Build definitions from a ``{"views": [...]}`` document; names must be unique."""
+    """Build definitions from a ``{"views": [...], "search_path": [...]}`` document; names must
+    be unique, and a top-level ``search_path`` applies to the views that set none."""
     if not isinstance(document, Mapping) or "views" not in document:
         raise ValueError(f"{source}: expected a mapping with a 'views:' list")
+    unknown = sorted(set(document) - _DOCUMENT_KEYS)
+    if unknown:
+        raise ValueError(f"{source}: unknown top-level key {', '.join(map(repr, unknown))}; use views, search_path")
     views = document["views"]
     if not isinstance(views, list):
         raise ValueError(f"{source}: 'views' must be a list, got {type(views).__name__}")
+    shared = {"search_path": document["search_path"]} if document.get("search_path") is not None else {}
     definitions: list[MatViewDefinition] = []
     seen: set[str] = set()
     for index, entry in enumerate(views):
         if not isinstance(entry, Mapping):
             raise ValueError(f"{source}: views[{index}] must be a mapping of fields")
         try:
-            definition = MatViewDefinition(**entry)
+            definition = MatViewDefinition(**{**shared, **entry})
         except ValidationError as exc:
             label = entry.get("name", index)
             raise ValueError(f"{source}: views[{index}] ({label}): {describe_error(exc)}") from None

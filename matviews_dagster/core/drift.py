@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import psycopg
-from psycopg import sql
 
 from .catalog import deployed_definition
 from .definition import MatViewDefinition
 from .names import derived_name
+from .services.binding import bind_search_path, create_statement
 
 
 class _Rollback(Exception):
@@ -21,11 +21,8 @@ def normalized_definition(conn: psycopg.Connection, definition: MatViewDefinitio
     text = ""
     try:
         with conn.transaction():
-            conn.execute(
-                sql.SQL("CREATE MATERIALIZED VIEW {} AS {} WITH NO DATA").format(
-                    probe.identifier, sql.SQL(definition.sql)
-                )
-            )
+            bind_search_path(conn, definition)
+            conn.execute(create_statement(probe, definition, data=False))
             text = deployed_definition(conn, probe) or ""
             raise _Rollback
     except _Rollback:

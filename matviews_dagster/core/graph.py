@@ -7,18 +7,26 @@ Dagster assets' deps and ``MatViews.refresh_many`` all read this one graph.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from graphlib import CycleError, TopologicalSorter
 
 from .analysis import referenced_relations
 from .definition import MatViewDefinition
-from .names import DEFAULT_SCHEMA, QualifiedName
+from .names import QualifiedName
 
 
-def resolve_relation(schema: str | None, name: str) -> QualifiedName:
-    """The relation an unqualified or qualified name in a view's SQL means: unqualified names
-    are taken as ``public`` (the schema a default ``search_path`` finds first)."""
-    return QualifiedName(schema or DEFAULT_SCHEMA, name)
+def resolve_relation(schema: str | None, name: str, path: list[str], defined: Collection[str]) -> QualifiedName:
+    """The relation a name in a view's SQL means, as Postgres will bind it when the view is
+    created with ``path`` first in its ``search_path``: a qualified name is itself; an
+    unqualified one is the first defined view along ``path``, else (a table the code location
+    cannot see without the database) assumed in the first schema of ``path``. Creating the
+    view checks the assumption against the catalog and warns when it was wrong."""
+    if schema is not None:
+        return QualifiedName(schema, name)
+    for candidate in path:
+        if f"{candidate}.{name}" in defined:
+            return QualifiedName(candidate, name)
+    return QualifiedName(path[0], name)
 
 
 class ViewGraph:
@@ -37,7 +45,7 @@ class ViewGraph:
             if definition.name in self._by_name:
                 raise ValueError(f"view {definition.name} is defined twice; names must be unique")
             self._by_name[definition.name] = definition
-        self._reads = {name: _reads(definition) for name, definition in self._by_name.items()}
+        self._reads = {name: _reads(definition, self._by_name) for name, definition in self._by_name.items()}
         self._upstream = {
             name: tuple(str(r) for r in reads if str(r) in self._by_name and str(r) != name)
             for name, reads in self._reads.items()
@@ -97,8 +105,9 @@ class ViewGraph:
         return found
 
 
-def _reads(definition: MatViewDefinition) -> tuple[QualifiedName, ...]:
-    found = {resolve_relation(schema, name) for schema, name in referenced_relations(definition.sql)}
+def _reads(definition: MatViewDefinition, defined: Collection[str]) -> tuple[QualifiedName, ...]:
+    path = definition.resolution_path
+    found = {resolve_relation(schema, name, path, defined) for schema, name in referenced_relations(definition.sql)}
     found.update(QualifiedName.parse(dependency) for dependency in definition.dependencies)
     return tuple(sorted(found))
 

@@ -266,6 +266,38 @@ class MatViews:
 
     # -- history and lifecycle --------------------------------------------------------
 
+    def status(self) -> list[dict[str, Any]]:
+        """Every defined view as ``matviews list`` shows it: ``name``, ``strategy``, ``exists``,
+        ``populated``, ``rows_estimate`` (``pg_class.reltuples``; where Postgres has no
+        estimate, the count of the last refresh that counted), ``size_bytes`` and ``last_run``
+        (``{kind, status, finished_at, duration_ms}`` of the newest run of any kind, or None)."""
+        with self.connect("list") as conn:
+            described = [(d, describe_view(conn, d.qualified)) for d in self.definitions]
+            database = conn.info.dbname
+        names = [d.name for d in self.definitions]
+        latest = self.runs.latest(database_name=database, view_names=names)
+        counted = self.runs.last_row_counts(database_name=database, view_names=names)
+        rows = []
+        for definition, description in described:
+            last = latest.get(definition.name)
+            estimate = description.rows_estimate
+            if estimate is None and description.exists:
+                estimate = counted.get(definition.name)
+            rows.append(
+                {
+                    "name": definition.name,
+                    "strategy": definition.refresh_strategy,
+                    "exists": description.exists,
+                    "populated": description.populated,
+                    "rows_estimate": estimate,
+                    "size_bytes": description.size_bytes,
+                    "last_run": None
+                    if last is None
+                    else {k: last[k] for k in ("kind", "status", "finished_at", "duration_ms")},
+                }
+            )
+        return rows
+
     def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Run rows newest first, each with ``kind``; ``view`` may omit the ``public.`` schema."""
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
@@ -305,7 +337,10 @@ class MatViews:
         with self._session("create", definition, dagster_run_id, conn) as session:
             if isinstance(session, OperationResult):
                 return session
-            return session.record("create", options, lambda c: create_view(c, definition, force=force))
+            expected = self._expected_reads(definition)
+            return session.record(
+                "create", options, lambda c: create_view(c, definition, force=force, expected_reads=expected)
+            )
 
     def _refresh(
         self,
@@ -324,10 +359,11 @@ class MatViews:
                 return session
             created = None
             if create_if_missing and not _exists(session.conn, definition.qualified):
+                expected = self._expected_reads(definition)
                 created = session.record(
                     "create",
                     {"force": False, "reason": "create_if_missing", "sql": definition.sql},
-                    lambda c: create_view(c, definition),
+                    lambda c: create_view(c, definition, expected_reads=expected),
                 )
                 result = session.record("refresh", options, lambda c: _populated_by_create(created, rows))
             else:
@@ -356,7 +392,25 @@ class MatViews:
         with self._session("delete", definition, dagster_run_id, conn) as session:
             if isinstance(session, OperationResult):
                 return session
-            return session.record("delete", options, lambda c: delete_view(c, definition.qualified, cascade=cascade))
+            result = session.record("delete", options, lambda c: delete_view(c, definition.qualified, cascade=cascade))
+            if result.dropped:
+                self._record_cascade(result, session.database, dagster_run_id)
+            return result
+
+    def _record_cascade(self, result: OperationResult, database: str, dagster_run_id: str | None) -> None:
+        """A delete row for every defined view that ``DROP ... CASCADE`` dropped with ``result``'s."""
+        for dropped in result.dropped:
+            name = dropped.split(" (")[0]
+            if name in self._definitions:
+                self.runs.record_finished(
+                    "delete",
+                    status="success",
+                    view_name=name,
+                    database_name=database,
+                    definition_id=self._definition_id(self._definitions[name]),
+                    meta={"outcome": "deleted", "dropped_by": result.view, "cascade_of_run": result.run_id},
+                    dagster_run_id=dagster_run_id,
+                )
 
     # -- the steps every operation takes ----------------------------------------------
 
@@ -406,8 +460,9 @@ class MatViews:
         ]
         error = f"{exc}: {', '.join(held_by) or exc.holder or 'an operation that has since finished'}"
         hint = "retry when it has finished"
-        run_id = self.runs.record_failure(
+        run_id = self.runs.record_finished(
             kind,
+            status="failed",
             view_name=name,
             database_name=database,
             definition_id=self._definition_id(definition),
@@ -422,10 +477,11 @@ class MatViews:
     ) -> OperationResult:
         """A ``failed`` row for a view whose work could not start (no connection to be had)."""
         hint = "lower max_parallel (--parallel) or raise the server's max_connections"
-        run_id = self.runs.record_failure(
+        run_id = self.runs.record_finished(
             kind,
+            status="failed",
             view_name=definition.name,
-            database_name=str(conninfo_to_dict(self.dsn).get("dbname") or "?"),
+            database_name=_database_of(self.dsn),
             definition_id=self._definition_id(definition),
             error=error,
             meta={"hint": hint},
@@ -525,6 +581,10 @@ class MatViews:
         if definition is None:
             raise ValueError(f"unknown definition id {definition_id}")
         return definition
+
+    def _expected_reads(self, definition: MatViewDefinition) -> tuple[QualifiedName, ...] | None:
+        """What the dependency graph says the view reads (None for a definition not registered)."""
+        return self.graph.reads(definition.name) if self._definitions.get(definition.name) is definition else None
 
     def _mirror(self, definitions: list[MatViewDefinition]) -> None:
         ids = self.runs.upsert_definitions(definitions)
@@ -631,6 +691,7 @@ class _Session:
             error=error,
             hint=response.hint,
             warnings=tuple(response.meta.get("warnings", ())),
+            dropped=tuple(f"{name} ({kind})" for name, kind in response.payload.get("dropped_dependents", ())),
         )
 
 
@@ -686,6 +747,13 @@ def _checked(conn: psycopg.Connection, definition: MatViewDefinition, names: Seq
 def _check_parallel(max_parallel: object) -> None:
     if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
         raise ValueError(f"max_parallel must be a positive integer, got {max_parallel!r}")
+
+
+def _database_of(dsn: str) -> str:
+    try:
+        return str(conninfo_to_dict(dsn).get("dbname") or "?")
+    except psycopg.Error:
+        return "?"
 
 
 def _elapsed_ms(started: float) -> int:

@@ -23,7 +23,8 @@ class OperationResult:
     the wait for the view's lock. ``created`` is the create run a refresh with
     ``create_if_missing`` made first; ``description`` and ``database`` are read on the same
     connection when asked for (``describe=True``), and ``checks`` are the health checks run
-    right after a successful refresh when a batch asks for them.
+    right after a successful refresh when a batch asks for them. ``dropped`` lists what a
+    ``cascade`` delete dropped with the view, e.g. ``public.v_pro (view)``.
     """
 
     kind: RunKind
@@ -39,6 +40,7 @@ class OperationResult:
     created: OperationResult | None = None
     skipped_because: tuple[str, ...] = ()
     checks: tuple[CheckOutcome, ...] = ()
+    dropped: tuple[str, ...] = ()
     description: ViewDescription | None = field(default=None, compare=False)
     database: str | None = field(default=None, compare=False)
 
@@ -53,8 +55,8 @@ class OperationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape (CLI ``--json``, job outputs): ``status, outcome, run_id, kind, view,
-        duration_ms, rows_count, error, hint, warnings, skipped_because``, plus ``created``
-        when a create run came first."""
+        duration_ms, rows_count, error, hint, warnings, skipped_because, dropped``, plus
+        ``created`` when a create run came first."""
         out: dict[str, Any] = {
             "status": self.status,
             "outcome": self.outcome,
@@ -67,6 +69,7 @@ class OperationResult:
             "hint": self.hint,
             "warnings": list(self.warnings),
             "skipped_because": list(self.skipped_because),
+            "dropped": list(self.dropped),
         }
         if self.created is not None:
             out["created"] = self.created.to_dict()

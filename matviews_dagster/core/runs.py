@@ -340,25 +340,27 @@ class RunStore:
         }
         self.run(lambda conn: conn.execute(update, params))
 
-    def record_failure(
+    def record_finished(
         self,
         kind: RunKind,
         *,
+        status: Literal["success", "failed"],
         view_name: str,
         database_name: str,
         definition_id: int | None,
-        error: str,
         meta: dict[str, Any],
+        error: str | None = None,
         dagster_run_id: str | None = None,
     ) -> int:
-        """Insert an already ``failed`` row, for runs that failed before their work began."""
+        """Insert an already finished row in one statement: a run that failed before its work
+        began, or a view another operation dropped (``DROP ... CASCADE``)."""
         self.ensure_migrated()
         query = sql.SQL(
             """INSERT INTO {} (mat_view_definition_id, view_name, database_name, status, finished_at,
                                duration_ms, error, meta, dagster_run_id)
-               VALUES (%s, %s, %s, 'failed', now(), 0, %s, %s, %s) RETURNING id"""
+               VALUES (%s, %s, %s, %s, now(), 0, %s, %s, %s) RETURNING id"""
         ).format(self.table(RUN_TABLES[kind]))
-        params = (definition_id, view_name, database_name, error, Jsonb(meta), dagster_run_id)
+        params = (definition_id, view_name, database_name, status, error, Jsonb(meta), dagster_run_id)
         row = self.run(lambda conn: conn.execute(query, params).fetchone())
         assert row is not None
         return int(row["id"])
@@ -421,6 +423,17 @@ class RunStore:
         rows = self.run(lambda conn: conn.execute(query, params).fetchall())
         return {row["view_name"]: row for row in rows}
 
+    def last_row_counts(self, *, database_name: str, view_names: list[str]) -> dict[str, int]:
+        """The row count of each view's newest successful refresh that counted rows."""
+        self.ensure_migrated()
+        query = sql.SQL(
+            """SELECT DISTINCT ON (view_name) view_name, rows_count FROM {}
+               WHERE database_name = %s AND view_name = ANY(%s) AND status = 'success' AND rows_count IS NOT NULL
+               ORDER BY view_name, started_at DESC"""
+        ).format(self.table(RUN_TABLES["refresh"]))
+        rows = self.run(lambda conn: conn.execute(query, (database_name, view_names)).fetchall())
+        return {row["view_name"]: int(row["rows_count"]) for row in rows}
+
     def for_dagster_run(self, dagster_run_id: str) -> list[dict[str, Any]]:
         """``{kind, id, view_name, status}`` of every run row written by one Dagster run."""
         self.ensure_migrated()
@@ -446,7 +459,9 @@ class RunStore:
 def _definition_row(definition: MatViewDefinition) -> dict[str, Any]:
     """The ``mat_view_definitions`` columns of one definition (name first)."""
     fields = definition.stored_fields()
-    attributes = {key: fields[key] for key in ("description", "group_name", "owners", "tags", "statement_timeout")}
+    attributes = {
+        key: fields[key] for key in ("description", "group_name", "owners", "tags", "statement_timeout", "search_path")
+    }
     return {
         "name": definition.name,
         "sql": definition.sql,

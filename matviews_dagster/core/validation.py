@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from .definition import MatViewDefinition
+from .services.binding import bind_search_path, query_statement
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class Timing:
 class ValidationResult:
     view: str
     iterations: int
-    rows: int
+    query_rows: int
+    view_rows: int
     query: Timing
     view_read: Timing
     matches: bool
@@ -39,7 +41,8 @@ class ValidationResult:
         return {
             "view": self.view,
             "iterations": self.iterations,
-            "rows": self.rows,
+            "query_rows": self.query_rows,
+            "view_rows": self.view_rows,
             **{f"query_{k}": round(v, 3) for k, v in asdict(self.query).items()},
             **{f"view_{k}": round(v, 3) for k, v in asdict(self.view_read).items()},
             "speedup": round(self.speedup, 2),
@@ -70,9 +73,12 @@ def validate_view(conn: psycopg.Connection, definition: MatViewDefinition, itera
     """Time ``iterations`` reads of the defining query and of the view; compare their rows."""
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
-    query = sql.SQL(definition.sql)
     view = sql.SQL("SELECT * FROM {}").format(definition.qualified.identifier)
-    query_timing, rows = _time_reads(conn, query, iterations)
-    view_timing, _ = _time_reads(conn, view, iterations)
-    matches = _fingerprint(conn, sql.SQL("({})").format(query)) == _fingerprint(conn, definition.qualified.identifier)
-    return ValidationResult(definition.name, iterations, rows, query_timing, view_timing, matches)
+    with conn.transaction():  # the query's names bound as at create; nothing is written
+        bind_search_path(conn, definition)
+        query_timing, query_rows = _time_reads(conn, query_statement(definition), iterations)
+        view_timing, view_rows = _time_reads(conn, view, iterations)
+        query_print = _fingerprint(conn, sql.SQL("(\n{}\n)").format(sql.SQL(definition.sql)))
+        view_print = _fingerprint(conn, definition.qualified.identifier)
+    matches = query_print == view_print
+    return ValidationResult(definition.name, iterations, query_rows, view_rows, query_timing, view_timing, matches)

@@ -2,45 +2,88 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import psycopg
 from psycopg import sql
 
-from ..catalog import column_names, dependent_views, matview_state
+from ..catalog import column_names, dependent_relations, described, matview_state
 from ..definition import MatViewDefinition
+from ..names import QualifiedName
+from .binding import bind_search_path, binding_warnings, bound_relations, create_statement
 from .indexes import check_index_columns, definition_index_statements
-from .response import ServiceError, ServiceResponse, StatementLog, returns_errors
+from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, returns_errors
 
 
 @returns_errors
 def create_view(
-    conn: psycopg.Connection, definition: MatViewDefinition, *, force: bool = False, log: StatementLog
+    conn: psycopg.Connection,
+    definition: MatViewDefinition,
+    *,
+    force: bool = False,
+    expected_reads: Collection[QualifiedName] | None = None,
+    log: StatementLog,
 ) -> ServiceResponse:
-    """Create the view (populated) and its indexes.
+    """Create the view (populated) and its indexes, its names bound with its search path.
 
     Exists and not ``force``: ``skipped``. With ``force`` the drop and the new create share one
     transaction, so a failing new definition leaves the old view and its data in place.
+    ``expected_reads`` (the dependency graph's view of what the SQL reads) is checked against
+    what Postgres bound; a difference is a warning in ``meta``.
     """
     name = definition.qualified
-    meta = {"force": force}
+    meta: dict[str, object] = {"force": force}
+    try:
+        return _create(conn, definition, force, expected_reads, meta, log)
+    except psycopg.errors.UndefinedTable as exc:  # the transaction is rolled back: ask what is missing
+        missing = _missing(conn, expected_reads or ())
+        if not missing:
+            raise
+        raise ServiceError(
+            f"cannot create {name}: {describe_db_error(exc)}; {', '.join(missing)} does not exist yet",
+            hint=f"create {missing[0]} first: creating all the views at once (create_many) creates "
+            "the views they read first",
+        ) from None
+
+
+def _missing(conn: psycopg.Connection, relations: Collection[QualifiedName]) -> list[str]:
+    """Which of ``relations`` do not exist."""
+    names = [relation.identifier.as_string(conn) for relation in relations]
+    rows = conn.execute("SELECT r FROM unnest(%s::text[]) r WHERE to_regclass(r) IS NULL", (names,)).fetchall()
+    absent = {row[0] for row in rows}
+    return [str(relation) for relation, quoted in zip(relations, names, strict=True) if quoted in absent]
+
+
+def _create(
+    conn: psycopg.Connection,
+    definition: MatViewDefinition,
+    force: bool,
+    expected_reads: Collection[QualifiedName] | None,
+    meta: dict[str, object],
+    log: StatementLog,
+) -> ServiceResponse:
+    name = definition.qualified
     with conn.transaction():
+        bind_search_path(conn, definition)
         state = matview_state(conn, name)
         if state is not None and not force:
             return ServiceResponse("skipped", meta={**meta, "reason": "view exists"})
         if state is not None:
-            dependents = dependent_views(conn, state.oid)
+            dependents = dependent_relations(conn, state.oid)
             if dependents:
                 raise ServiceError(
-                    f"cannot recreate {name}: views depend on it: {', '.join(dependents)}",
-                    hint="drop those views first (delete with cascade), then create again",
-                    dependents=dependents,
+                    f"cannot recreate {name}: built on it: {described(dependents)}",
+                    hint="drop them first (delete with cascade=True), then create again",
+                    dependents=[dependent for dependent, _ in dependents],
                 )
             log.execute(sql.SQL("DROP MATERIALIZED VIEW {} RESTRICT").format(name.identifier))
-        cursor = log.execute(
-            sql.SQL("CREATE MATERIALIZED VIEW {} AS {} WITH DATA").format(name.identifier, sql.SQL(definition.sql))
-        )
+        cursor = log.execute(create_statement(name, definition))
         rows_count = cursor.rowcount
         created = matview_state(conn, name)
         assert created is not None
+        warnings = binding_warnings(definition, bound_relations(conn, created.oid), expected_reads)
+        if warnings:
+            meta["warnings"] = warnings
         check_index_columns(definition, column_names(conn, created.oid))
         for statement in definition_index_statements(definition):
             log.execute(statement)

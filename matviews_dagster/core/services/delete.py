@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from ..catalog import dependent_views, matview_state
+from ..catalog import dependent_relations, described, matview_state
 from ..names import QualifiedName
 from .response import ServiceError, ServiceResponse, StatementLog, returns_errors
 
@@ -14,19 +14,21 @@ from .response import ServiceError, ServiceResponse, StatementLog, returns_error
 def delete_view(
     conn: psycopg.Connection, name: QualifiedName, *, cascade: bool = False, log: StatementLog
 ) -> ServiceResponse:
-    """Drop the view. Absent: ``skipped``. Dependents without ``cascade``: an error naming them."""
+    """Drop the view. Absent: ``skipped``. Views built on it (at any depth) without ``cascade``:
+    an error naming each with its kind; with ``cascade`` they are dropped too and listed in
+    ``payload["dropped_dependents"]`` as ``[name, kind]`` pairs."""
     meta = {"cascade": cascade}
     with conn.transaction():
         state = matview_state(conn, name)
         if state is None:
             return ServiceResponse("skipped", meta={**meta, "reason": "view does not exist"})
-        dependents = dependent_views(conn, state.oid)
+        dependents = dependent_relations(conn, state.oid)
         if dependents and not cascade:
             raise ServiceError(
-                f"cannot delete {name}: views depend on it: {', '.join(dependents)}",
+                f"cannot delete {name}: built on it: {described(dependents)}",
                 hint="delete with cascade=True to drop them too, or delete them first",
-                dependents=dependents,
+                dependents=[name_ for name_, _ in dependents],
             )
         mode = sql.SQL("CASCADE" if cascade else "RESTRICT")
         log.execute(sql.SQL("DROP MATERIALIZED VIEW {} {}").format(name.identifier, mode))
-    return ServiceResponse("deleted", payload={"dropped_dependents": dependents}, meta=meta)
+    return ServiceResponse("deleted", payload={"dropped_dependents": [list(d) for d in dependents]}, meta=meta)

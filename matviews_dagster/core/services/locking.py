@@ -7,16 +7,33 @@ waits that touch readers are capped (the Postgres lock-queue problem).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
 import psycopg
+from psycopg import IsolationLevel
 
 from ..catalog import lock_holders
 from .response import ServiceError
 
 T = TypeVar("T")
+
+
+@contextmanager
+def _isolation(conn: psycopg.Connection, level: IsolationLevel | None) -> Iterator[None]:
+    """The isolation level of the transactions begun in the block (``BEGIN ISOLATION LEVEL``)."""
+    if level is None:
+        yield
+        return
+    previous = conn.isolation_level
+    conn.isolation_level = level
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.isolation_level = previous
 
 
 @dataclass(frozen=True)
@@ -35,8 +52,10 @@ def with_lock_retries(
     *,
     what: str,
     oids: list[int],
+    isolation: IsolationLevel | None = None,
 ) -> tuple[T, int]:
-    """Run ``work`` in a transaction with ``lock_timeout``; retry on lock timeouts.
+    """Run ``work`` in a transaction (``isolation``: default the server's) with
+    ``lock_timeout``; retry on lock timeouts.
 
     Returns ``(result, attempts)``. When every attempt timed out, raises ``ServiceError``
     naming the sessions that held the lock.
@@ -44,7 +63,7 @@ def with_lock_retries(
     holders: list[str] = []
     for attempt in range(1, policy.attempts + 1):
         try:  # one round trip: BEGIN, the timeout, the work and COMMIT travel in one pipeline
-            with conn.pipeline(), conn.transaction():
+            with _isolation(conn, isolation), conn.pipeline(), conn.transaction():
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{policy.timeout_ms}ms",))
                 return work(), attempt
         except psycopg.errors.LockNotAvailable:

@@ -49,12 +49,30 @@ class ServiceError(Exception):
 
 
 def describe_db_error(exc: psycopg.Error) -> str:
-    """A one-line description of a database error, with its SQLSTATE."""
+    """A one-line description of a database error with its SQLSTATE and, when it was raised
+    inside a function the query calls, where (``in PL/pgSQL function f(integer) line 3``)."""
     diag = exc.diag
     message = (diag.message_primary or str(exc).strip().splitlines()[0] or type(exc).__name__).strip()
     if diag.message_detail:
         message = f"{message} ({diag.message_detail.strip()})"
+    where = function_context(exc)
+    if where:
+        message = f"{message} (in {where})"
     return f"{message} [SQLSTATE {diag.sqlstate}]" if diag.sqlstate else message
+
+
+def function_context(exc: psycopg.Error) -> str | None:
+    """The innermost function an error was raised in, from Postgres's error context."""
+    for line in (exc.diag.context or "").splitlines():
+        if "function" in line:
+            return line.strip()
+    return None
+
+
+FUNCTION_HINT = (
+    "the error comes from inside that function: it resolves unqualified names with the session's "
+    "search_path unless it sets its own (ALTER FUNCTION ... SET search_path = ...)"
+)
 
 
 def returns_errors(
@@ -74,7 +92,10 @@ def returns_errors(
             response = ServiceResponse.failure(str(exc))
         except psycopg.Error as exc:
             response = ServiceResponse.failure(
-                describe_db_error(exc), sqlstate=exc.diag.sqlstate, exception=type(exc).__name__
+                describe_db_error(exc),
+                hint=FUNCTION_HINT if function_context(exc) else None,
+                sqlstate=exc.diag.sqlstate,
+                exception=type(exc).__name__,
             )
         response.meta["sql"] = log.statements
         return response

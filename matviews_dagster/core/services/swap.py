@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from ..catalog import (
+    IndexInfo,
     MatViewState,
     comments,
     dependent_views,
@@ -20,9 +21,10 @@ from ..catalog import (
 )
 from ..definition import MatViewDefinition
 from ..names import QualifiedName, derived_name
+from .binding import bind_search_path, create_statement
 from .indexes import retarget_index
 from .locking import LockPolicy, with_lock_retries
-from .response import ServiceError, ServiceResponse, StatementLog
+from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error
 from .row_count import count_rows
 
 _PRIVILEGES = {
@@ -109,6 +111,41 @@ def _copy_attributes(conn: psycopg.Connection, log: StatementLog, old_oid: int, 
         )
 
 
+def _build(conn: psycopg.Connection, log: StatementLog, definition: MatViewDefinition, new: QualifiedName) -> int:
+    """The new copy, populated; a role that may not create it is told what swap needs."""
+    try:
+        return log.execute(create_statement(new, definition)).rowcount
+    except psycopg.errors.InsufficientPrivilege as exc:
+        name = definition.qualified
+        raise ServiceError(
+            f"swap builds a new copy of {name} and renames it into place, so the role needs CREATE on schema "
+            f"{name.schema} and ownership of {name}: {describe_db_error(exc)}",
+            hint=f"GRANT CREATE ON SCHEMA {name.schema} to the role, or refresh {name} with strategy='regular' "
+            "or strategy='concurrent', which need only ownership of the view (or MAINTAIN on PostgreSQL 17+)",
+        ) from None
+
+
+def _copy_index(
+    conn: psycopg.Connection,
+    log: StatementLog,
+    index: IndexInfo,
+    temp_name: str,
+    new: QualifiedName,
+    name: QualifiedName,
+) -> None:
+    """Build one of the old view's indexes on the new copy; say which index when it cannot be."""
+    try:
+        log.execute(sql.SQL(retarget_index(index.definition, temp_name, new)))  # type: ignore[arg-type]
+    except psycopg.Error as exc:
+        raise ServiceError(
+            f"copying index {index.name} of {name} to its new copy failed: {describe_db_error(exc)}; "
+            f"the index is {index.definition}",
+            hint=f"the query no longer gives the index what it needs: drop it (DROP INDEX {name.schema}.{index.name}) "
+            "or keep its columns in the query, then refresh again; the view was left as it was",
+            index=index.name,
+        ) from None
+
+
 def swap_refresh(
     conn: psycopg.Connection,
     definition: MatViewDefinition,
@@ -133,13 +170,11 @@ def swap_refresh(
     renames: list[tuple[str, str, str]] = []
     try:
         with conn.transaction():
-            cursor = log.execute(
-                sql.SQL("CREATE MATERIALIZED VIEW {} AS {} WITH DATA").format(new.identifier, sql.SQL(definition.sql))
-            )
-            rows_built = cursor.rowcount
+            bind_search_path(conn, definition)
+            rows_built = _build(conn, log, definition, new)
             for index in indexes(conn, state.oid):
                 temp_index = derived_name(index.name, "mvnew")
-                log.execute(sql.SQL(retarget_index(index.definition, temp_index, new)))  # type: ignore[arg-type]
+                _copy_index(conn, log, index, temp_index, new, name)
                 renames.append((index.name, temp_index, derived_name(index.name, "mvold")))
             _copy_attributes(conn, log, state.oid, state.owner, new)
 
