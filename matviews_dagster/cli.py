@@ -133,7 +133,8 @@ def describe_result(result: OperationResult) -> str:
 
 
 _CLI_WORDS = [
-    (re.compile(r"refresh with create_if_missing=True"), "run matviews create first"),
+    (re.compile(r", or refresh with create_if_missing=True"), " (matviews create)"),
+    (re.compile(r"\(create_many\)"), "(matviews create --all)"),
     (re.compile(r"\bcascade=True\b"), "--cascade"),
     (re.compile(r"\bforce=True\b"), "--force"),
     (re.compile(r"\bstrategy='(\w+)'"), r"--strategy \1"),
@@ -198,11 +199,13 @@ def enqueue_all(
     adapter = MatViewsAdapter(
         dsn=settings.dsn, definitions_path=str(settings.definitions_path), runs_schema=settings.runs_schema
     )
+    failed = False
     for definition in definitions:  # an omitted option stays omitted: the definition decides
         args = [definition.name] if option is None else [definition.name, option]
         enqueued = adapter.enqueue(job, queue=queue, args=args)
         click.echo(enqueued.describe())
-    return 0
+        failed = failed or enqueued.status == "failure"  # the inline backend ran it, and it failed
+    return EXIT_FAILED if failed else 0
 
 
 def operation_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -432,7 +435,12 @@ def runs(settings: Settings, kind: str | None, view: str | None, limit: int, as_
     """Run history, newest first."""
     from .core.operations import MatViews
 
-    rows = MatViews(dsn=settings.dsn, runs_schema=settings.runs_schema).history(kind=kind, view=view, limit=limit)
+    mv = (
+        settings.matviews()
+        if settings.definitions_path.exists()
+        else MatViews(settings.dsn, runs_schema=settings.runs_schema)
+    )
+    rows = mv.history(kind=kind, view=view, limit=limit)  # with definitions, `mv_x` finds reporting.mv_x
     if as_json:
         emit_json(rows)
         return 0
@@ -452,7 +460,7 @@ def runs(settings: Settings, kind: str | None, view: str | None, limit: int, as_
             _when(row["started_at"]),
             "-" if row["duration_ms"] is None else str(row["duration_ms"]),
             "-" if row["rows_count"] is None else f"{row['rows_count']:,}",
-            "; ".join(note[:160] for note in notes),
+            "; ".join(notes),
         )
     _console().print(table)
     return 0
@@ -465,15 +473,23 @@ def runs(settings: Settings, kind: str | None, view: str | None, limit: int, as_
 @pass_settings
 def validate(settings: Settings, names: tuple[str, ...], iterations: int, csv_path: Path | None) -> int:
     """Time the defining query against the view and check both return the same rows."""
+    import psycopg
+
+    from .core.services.response import describe_db_error
     from .core.validation import validate_view
 
     mv = settings.matviews()
-    definitions = [mv.definition(name) for name in names] if names else mv.definitions
+    definitions = mv.select(list(names) or None)
+    results, errors = [], {}
     with mv.connect("validate") as conn:
         missing = [d.name for d in definitions if not _exists(conn, d)]
         if missing:
             raise InputError(f"not created yet: {', '.join(missing)}; run matviews create first")
-        results = [validate_view(conn, d, iterations) for d in definitions]
+        for definition in definitions:  # one view's error does not hide the others
+            try:
+                results.append(validate_view(conn, definition, iterations))
+            except psycopg.Error as exc:
+                errors[definition.name] = describe_db_error(exc)
     from rich.table import Table
 
     table = Table(
@@ -497,11 +513,12 @@ def validate(settings: Settings, names: tuple[str, ...], iterations: int, csv_pa
             writer = csv.DictWriter(handle, fieldnames=list(results[0].as_row()) if results else ["view"])
             writer.writeheader()
             writer.writerows(r.as_row() for r in results)
+    for view, error in errors.items():
+        click.echo(f"error: {view}: {error}", err=True)
     mismatched = [r.view for r in results if not r.matches]
     if mismatched:
         click.echo(f"mismatch: {', '.join(mismatched)} returned rows that differ from the query", err=True)
-        return EXIT_FAILED
-    return 0
+    return EXIT_FAILED if mismatched or errors else 0
 
 
 @cli.group()

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 RefreshEvent = dg.MaterializeResult | dg.AssetCheckResult
 _CONFIG_WORDS = [
-    (re.compile(r"refresh with create_if_missing=True"), "materialize it (the asset creates a missing view)"),
+    (re.compile(r", or refresh with create_if_missing=True"), " (materializing the asset creates it)"),
+    (re.compile(r"\(create_many\)"), "(the create_mat_views job with no views named)"),
     (re.compile(r"\b(cascade|force)=True\b"), r"\1: true in the op's config"),
     (re.compile(r"\bstrategy='(\w+)'"), r"strategy: \1 in the step's run config"),
 ]

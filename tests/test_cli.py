@@ -413,3 +413,34 @@ def test_hints_speak_in_flags(project, dsn, db) -> None:
     assert "cascade=True" not in done.stdout
     cascaded = matviews(project, dsn, "delete", "mv_users", "--cascade", "--yes")
     assert cascaded.returncode == 0 and "dropped with it: public.mv_pro (materialized view)" in cascaded.stdout
+
+
+def test_more_read_outs_and_hints(project, dsn, db) -> None:
+    missing = matviews(project, dsn, "refresh", "mv_users")
+    assert missing.returncode == 1 and "hint: create it first (matviews create)" in missing.stdout
+    assert "create_if_missing" not in missing.stdout
+    upstream_missing = matviews(project, dsn, "create", "mv_pro")
+    assert upstream_missing.returncode == 1 and "(matviews create --all)" in upstream_missing.stdout
+    assert matviews(project, dsn, "create", "--all").returncode == 0
+    runs = matviews(project, dsn, "runs", "--kind", "create", "--json")
+    assert {r["rows_count"] for r in json.loads(runs.stdout) if r["status"] == "success"} == {10, 3}
+    (project / "matviews.yaml").write_text(YAML + "  - name: mv_gone\n    sql: SELECT id FROM users\n")
+    assert matviews(project, dsn, "create", "mv_gone").returncode == 0
+    db.execute("ALTER TABLE users RENAME TO people")  # every query fails now; validate names each view
+    validated = matviews(project, dsn, "validate", "--iterations", "1")
+    assert validated.returncode == 1
+    assert (
+        "error: public.mv_users: relation" in validated.stderr and "error: public.mv_gone: relation" in validated.stderr
+    )
+    assert "public.mv_pro" in validated.stdout, "the views that could be validated still are"
+
+
+def test_a_failed_inline_enqueue_exits_1(project, dsn, db) -> None:
+    (project / "defs.py").write_text(
+        "from matviews_dagster import build_definitions\ndefs = build_definitions('matviews.yaml')\n"
+    )
+    db.execute("ALTER TABLE users RENAME TO people")
+    done = matviews(
+        project, dsn, "refresh", "mv_users", "--enqueue", MATVIEWS_ADAPTER="inline", MATVIEWS_CODE_LOCATION="defs.py"
+    )
+    assert done.returncode == 1 and "(failure)" in done.stdout

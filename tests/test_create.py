@@ -129,3 +129,11 @@ def test_an_error_inside_a_function_says_which_function(make_mv, db, users) -> N
     assert "division by zero" in result.error and "(in PL/pgSQL function " in result.error
     assert "ratio(integer) line 1 at RETURN" in result.error
     assert "search_path" in result.hint
+
+
+def test_a_missing_table_is_not_called_a_view_to_create(make_mv, db, users) -> None:
+    view = MatViewDefinition(name="mv_orders", sql="SELECT id FROM orders_archive")
+    result = make_mv(view).create("mv_orders")
+    assert result.status == "failed"
+    assert "public.orders_archive does not exist (not one of the defined views)" in result.error
+    assert "create_many" not in result.hint and "search_path" in result.hint

@@ -33,13 +33,13 @@ def test_the_views_own_schema_comes_first(reporting) -> None:
     assert graph.sources("reporting.mv_daily_revenue") == (QualifiedName("reporting", "orders"),)
 
 
-@pytest.mark.parametrize("dsn_search_path", [None, "public", "reporting,public"])
+@pytest.mark.parametrize("dsn_search_path", [None, "", "public", "reporting,public"])
 def test_create_and_refresh_agree_with_the_graph_whatever_the_dsn_says(
     dsn, db, reporting, make_mv, dsn_search_path
 ) -> None:
     db.execute("CREATE TABLE public.orders (day date, amount numeric)")  # a decoy the DSN might find first
     db.execute("INSERT INTO public.orders VALUES ('2026-11-02', 1000)")
-    target = make_conninfo(dsn, options=f"-c search_path={dsn_search_path}") if dsn_search_path else dsn
+    target = make_conninfo(dsn, options=f"-c search_path={dsn_search_path}") if dsn_search_path is not None else dsn
     mv = make_mv(WEEKLY, REVENUE)
     mv.dsn = target
     created = list(mv.create_many())
@@ -50,6 +50,9 @@ def test_create_and_refresh_agree_with_the_graph_whatever_the_dsn_says(
     refreshed = list(mv.refresh_many())
     assert [r.view for r in refreshed] == ["reporting.mv_daily_revenue", "reporting.mv_weekly"]
     assert scalar(db, "SELECT sum(r) FROM reporting.mv_weekly") == 22, "the downstream view saw the fresh upstream"
+    wanted = {"reporting.mv_weekly": ["definition_matches"], "reporting.mv_daily_revenue": ["definition_matches"]}
+    checked = {definition.name: outcomes for definition, outcomes in mv.check_many(wanted)}
+    assert all(outcomes[0].passed for outcomes in checked.values()), checked  # deployed and probe read alike
 
 
 def test_lineage_shows_the_real_relations(dsn, reporting) -> None:
@@ -96,3 +99,13 @@ def test_a_wrong_assumption_about_a_table_is_a_warning(db, reporting, make_mv) -
     )
     meta = db.execute("SELECT meta->'warnings' FROM mat_view_create_runs").fetchone()[0]
     assert meta == list(result.warnings)
+
+
+def test_dependencies_and_catalog_names_resolve_like_sql() -> None:
+    rels = MatViewDefinition(name="reporting.mv_rels", sql="SELECT relname FROM pg_class")
+    dep = MatViewDefinition(name="reporting.mv_dep", sql="SELECT 1 AS x", dependencies=["mv_rels", "ops.calendar"])
+    graph = ViewGraph([dep, rels])
+    assert graph.upstream("reporting.mv_dep") == ("reporting.mv_rels",), "an unqualified dependency follows the path"
+    assert graph.sources("reporting.mv_dep") == (QualifiedName("ops", "calendar"),)
+    assert graph.sources("reporting.mv_rels") == (), "pg_class is the catalog's, not a source"
+    assert [d.name for d in graph] == ["reporting.mv_rels", "reporting.mv_dep"]

@@ -106,7 +106,7 @@ def test_swap_refuses_dependent_views_before_any_work(make_mv, db, users) -> Non
     oid = scalar(db, "SELECT 'mv_users'::regclass::oid")
     result = mv.refresh("mv_users")
     assert result.status == "failed"
-    assert "public.v_pro" in result.error and "'regular' or 'concurrent'" in result.hint
+    assert "public.v_pro" in result.error and "strategy='regular' or strategy='concurrent'" in result.hint
     assert scalar(db, "SELECT 'mv_users'::regclass::oid") == oid
     assert mv.history(kind="refresh", limit=1)[0]["meta"]["sql"] == []
     assert leftovers(db) == []

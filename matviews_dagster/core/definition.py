@@ -77,7 +77,10 @@ class MatViewDefinition(BaseModel):
     @field_validator("dependencies")
     @classmethod
     def _check_dependencies(cls, value: list[str]) -> list[str]:
-        return [str(QualifiedName.parse(dep, "dependencies entry")) for dep in value]
+        """Kept as written: an unqualified entry resolves along the search path, as SQL does."""
+        for dependency in value:
+            QualifiedName.parse(dependency, "dependencies entry")
+        return value
 
     @field_validator("statement_timeout")
     @classmethod

@@ -14,26 +14,27 @@ class _Rollback(Exception):
     pass
 
 
-def normalized_definition(conn: psycopg.Connection, definition: MatViewDefinition) -> str:
-    """What Postgres would store for the definition's SQL: created ``WITH NO DATA`` under a
-    temporary name inside a transaction that is always rolled back."""
+def definition_drift(conn: psycopg.Connection, definition: MatViewDefinition) -> tuple[str, str] | None:
+    """``(deployed, expected)`` when the view exists and its stored query differs from what
+    Postgres makes of the definition's SQL, else None.
+
+    The definition's SQL is created ``WITH NO DATA`` under a temporary name, bound with the
+    view's search path, inside a transaction that is always rolled back; both texts are read
+    with ``pg_get_viewdef`` under that same path, so formatting and qualification are alike.
+    """
     probe = definition.qualified.sibling(derived_name(definition.qualified.name, "mvprobe"))
-    text = ""
+    found: tuple[str, str] | None = None
     try:
         with conn.transaction():
             bind_search_path(conn, definition)
+            deployed = deployed_definition(conn, definition.qualified)
+            if deployed is None:
+                return None
             conn.execute(create_statement(probe, definition, data=False))
-            text = deployed_definition(conn, probe) or ""
+            expected = deployed_definition(conn, probe) or ""
+            found = (deployed, expected)
             raise _Rollback
     except _Rollback:
         pass
-    return text
-
-
-def definition_drift(conn: psycopg.Connection, definition: MatViewDefinition) -> tuple[str, str] | None:
-    """``(deployed, expected)`` when the view exists and differs from its definition, else None."""
-    deployed = deployed_definition(conn, definition.qualified)
-    if deployed is None:
-        return None
-    expected = normalized_definition(conn, definition)
-    return None if deployed == expected else (deployed, expected)
+    assert found is not None
+    return None if found[0] == found[1] else found

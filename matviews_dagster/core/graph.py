@@ -14,15 +14,21 @@ from .analysis import referenced_relations
 from .definition import MatViewDefinition
 from .names import QualifiedName
 
+CATALOG_SCHEMA = "pg_catalog"
+SYSTEM_SCHEMAS = frozenset({CATALOG_SCHEMA, "information_schema"})
+
 
 def resolve_relation(schema: str | None, name: str, path: list[str], defined: Collection[str]) -> QualifiedName:
     """The relation a name in a view's SQL means, as Postgres will bind it when the view is
     created with ``path`` first in its ``search_path``: a qualified name is itself; an
-    unqualified one is the first defined view along ``path``, else (a table the code location
-    cannot see without the database) assumed in the first schema of ``path``. Creating the
+    unqualified ``pg_*`` name is in ``pg_catalog`` (searched first); any other is the first
+    defined view along ``path``, else (a table the code location cannot see without the
+    database) assumed in the first schema of ``path``. Creating the
     view checks the assumption against the catalog and warns when it was wrong."""
     if schema is not None:
         return QualifiedName(schema, name)
+    if name.startswith("pg_"):  # pg_catalog is searched before any schema of the path
+        return QualifiedName(CATALOG_SCHEMA, name)
     for candidate in path:
         if f"{candidate}.{name}" in defined:
             return QualifiedName(candidate, name)
@@ -84,8 +90,9 @@ class ViewGraph:
         return self._downstream[name]
 
     def sources(self, name: str) -> tuple[QualifiedName, ...]:
-        """The relations the view reads that are not defined views (tables, plain views)."""
-        return tuple(r for r in self._reads[name] if str(r) not in self._by_name)
+        """The relations the view reads that are not defined views (tables, plain views); the
+        system catalogs (``pg_catalog``, ``information_schema``) are not sources."""
+        return tuple(r for r in self._reads[name] if str(r) not in self._by_name and r.schema not in SYSTEM_SCHEMAS)
 
     def order(self, names: Iterable[str] | None = None) -> list[MatViewDefinition]:
         """``names`` (default: all) in dependency order, upstream views first."""
@@ -107,9 +114,13 @@ class ViewGraph:
 
 def _reads(definition: MatViewDefinition, defined: Collection[str]) -> tuple[QualifiedName, ...]:
     path = definition.resolution_path
-    found = {resolve_relation(schema, name, path, defined) for schema, name in referenced_relations(definition.sql)}
-    found.update(QualifiedName.parse(dependency) for dependency in definition.dependencies)
-    return tuple(sorted(found))
+    named = [*referenced_relations(definition.sql), *(_split(dependency) for dependency in definition.dependencies)]
+    return tuple(sorted({resolve_relation(schema, name, path, defined) for schema, name in named}))
+
+
+def _split(dependency: str) -> tuple[str | None, str]:
+    schema, _, name = dependency.rpartition(".")
+    return (schema or None), name
 
 
 def _topological(by_name: dict[str, MatViewDefinition], upstream: dict[str, tuple[str, ...]]) -> list[str]:

@@ -302,7 +302,10 @@ class MatViews:
         """Run rows newest first, each with ``kind``; ``view`` may omit the ``public.`` schema."""
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
-        name = str(QualifiedName.parse(view, "view name")) if view is not None else None
+        name = None
+        if view is not None:
+            known = self._known(view)
+            name = known.name if known is not None else str(QualifiedName.parse(view, "view name"))
         return self.runs.history(kind=kind, view=name, limit=limit)
 
     def connect(self, purpose: str = "") -> psycopg.Connection:
@@ -337,9 +340,11 @@ class MatViews:
         with self._session("create", definition, dagster_run_id, conn) as session:
             if isinstance(session, OperationResult):
                 return session
-            expected = self._expected_reads(definition)
+            expected, upstream = self._expected_reads(definition), self._upstream(definition)
             return session.record(
-                "create", options, lambda c: create_view(c, definition, force=force, expected_reads=expected)
+                "create",
+                options,
+                lambda c: create_view(c, definition, force=force, expected_reads=expected, upstream=upstream),
             )
 
     def _refresh(
@@ -359,11 +364,11 @@ class MatViews:
                 return session
             created = None
             if create_if_missing and not _exists(session.conn, definition.qualified):
-                expected = self._expected_reads(definition)
+                expected, upstream = self._expected_reads(definition), self._upstream(definition)
                 created = session.record(
                     "create",
                     {"force": False, "reason": "create_if_missing", "sql": definition.sql},
-                    lambda c: create_view(c, definition, expected_reads=expected),
+                    lambda c: create_view(c, definition, expected_reads=expected, upstream=upstream),
                 )
                 result = session.record("refresh", options, lambda c: _populated_by_create(created, rows))
             else:
@@ -511,8 +516,18 @@ class MatViews:
         return list(chosen.values())
 
     def _known(self, view: str) -> MatViewDefinition | None:
-        """The definition a name refers to, ``None`` when none; ``ValueError`` for a bad name."""
-        return self._definitions.get(str(QualifiedName.parse(view, "view name")))
+        """The definition a name refers to, ``None`` when none; ``ValueError`` for a bad name.
+
+        An unqualified name is ``public``'s view, else the one defined view of that name in
+        any schema (two or more: ``ValueError`` listing them, write ``schema.view``)."""
+        qualified = QualifiedName.parse(view, "view name")
+        found = self._definitions.get(str(qualified))
+        if found is not None or "." in view:
+            return found
+        matches = [d for d in self._definitions.values() if d.qualified.name == view]
+        if len(matches) > 1:
+            raise ValueError(f"view {view!r} is ambiguous: {', '.join(d.name for d in matches)}; write schema.view")
+        return matches[0] if matches else None
 
     def _many(
         self,
@@ -585,6 +600,12 @@ class MatViews:
     def _expected_reads(self, definition: MatViewDefinition) -> tuple[QualifiedName, ...] | None:
         """What the dependency graph says the view reads (None for a definition not registered)."""
         return self.graph.reads(definition.name) if self._definitions.get(definition.name) is definition else None
+
+    def _upstream(self, definition: MatViewDefinition) -> tuple[QualifiedName, ...]:
+        """The defined views the view reads."""
+        if self._definitions.get(definition.name) is not definition:
+            return ()
+        return tuple(QualifiedName.parse(name) for name in self.graph.upstream(definition.name))
 
     def _mirror(self, definitions: list[MatViewDefinition]) -> None:
         ids = self.runs.upsert_definitions(definitions)

@@ -367,12 +367,13 @@ class RunStore:
 
     def _all_kinds(self, columns: str, where: str, kinds: tuple[RunKind, ...] = RUN_KINDS) -> sql.Composed:
         """``SELECT <kind> AS kind, <columns> FROM <runs table> WHERE <where>`` for each kind,
-        joined with UNION ALL; ``{rows_count}`` in ``columns`` is NULL for non-refresh kinds."""
+        joined with UNION ALL; ``{rows_count}`` in ``columns`` is a create's count from its
+        ``meta`` (the create runs table has no column for it)."""
         return sql.SQL(" UNION ALL ").join(
             sql.SQL("SELECT {kind} AS kind, " + columns + " FROM {table} WHERE " + where).format(
                 kind=sql.Literal(kind),
                 table=self.table(RUN_TABLES[kind]),
-                rows_count=sql.SQL("rows_count" if kind == "refresh" else "NULL::bigint"),
+                rows_count=sql.SQL("rows_count" if kind == "refresh" else "(meta->'payload'->>'rows_count')::bigint"),
             )
             for kind in kinds
         )

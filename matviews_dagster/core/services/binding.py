@@ -22,7 +22,10 @@ def bind_search_path(conn: psycopg.Connection, definition: MatViewDefinition) ->
     """Put the view's resolution path first in ``search_path`` for the current transaction
     (the session's own path follows, so functions and extensions still resolve)."""
     path = ", ".join(sql.Identifier(schema).as_string(conn) for schema in definition.resolution_path)
-    conn.execute("SELECT set_config('search_path', %s || ', ' || current_setting('search_path'), true)", (path,))
+    conn.execute(
+        "SELECT set_config('search_path', concat_ws(', ', %s::text, nullif(current_setting('search_path'), '')), true)",
+        (path,),
+    )
 
 
 def create_statement(target: QualifiedName, definition: MatViewDefinition, *, data: bool = True) -> sql.Composed:

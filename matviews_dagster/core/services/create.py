@@ -22,6 +22,7 @@ def create_view(
     *,
     force: bool = False,
     expected_reads: Collection[QualifiedName] | None = None,
+    upstream: Collection[QualifiedName] = (),
     log: StatementLog,
 ) -> ServiceResponse:
     """Create the view (populated) and its indexes, its names bound with its search path.
@@ -29,7 +30,8 @@ def create_view(
     Exists and not ``force``: ``skipped``. With ``force`` the drop and the new create share one
     transaction, so a failing new definition leaves the old view and its data in place.
     ``expected_reads`` (the dependency graph's view of what the SQL reads) is checked against
-    what Postgres bound; a difference is a warning in ``meta``.
+    what Postgres bound; a difference is a warning in ``meta``. ``upstream`` (the defined views
+    among them) lets a missing one be named as a view to create first.
     """
     name = definition.qualified
     meta: dict[str, object] = {"force": force}
@@ -39,10 +41,18 @@ def create_view(
         missing = _missing(conn, expected_reads or ())
         if not missing:
             raise
+        views = [m for m in missing if m in {str(u) for u in upstream}]
+        if views:
+            raise ServiceError(
+                f"cannot create {name}: {describe_db_error(exc)}; the defined view {views[0]} does not exist yet",
+                hint=f"create {views[0]} first: creating all the views at once (create_many) creates "
+                "the views they read first",
+            ) from None
         raise ServiceError(
-            f"cannot create {name}: {describe_db_error(exc)}; {', '.join(missing)} does not exist yet",
-            hint=f"create {missing[0]} first: creating all the views at once (create_many) creates "
-            "the views they read first",
+            f"cannot create {name}: {describe_db_error(exc)}; {', '.join(missing)} does not exist "
+            "(not one of the defined views)",
+            hint="create that table or view, or fix the name; unqualified names are looked up in the view's "
+            "search_path (its schema, then public)",
         ) from None
 
 

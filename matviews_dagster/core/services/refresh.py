@@ -11,7 +11,6 @@ from psycopg import IsolationLevel, sql
 from ..catalog import columns_with_nulls, index_key_columns, matview_state, usable_unique_index
 from ..definition import MatViewDefinition
 from ..names import QualifiedName
-from .binding import bind_search_path, query_statement
 from .locking import LockPolicy, with_lock_retries
 from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, returns_errors
 from .row_count import count_rows
@@ -40,11 +39,12 @@ def refresh_view(
     if state is None:
         raise ServiceError(
             f"{name} does not exist; create it first",
-            hint="run create, or refresh with create_if_missing=True",
+            hint="create it first, or refresh with create_if_missing=True",
         )
     if strategy == "swap":
         return swap_refresh(conn, definition, state, row_count_strategy=row_count_strategy, lock_policy=policy, log=log)
     meta: dict[str, object] = {"strategy": strategy, "row_count_strategy": row_count_strategy}
+    warnings: list[str] = []
     concurrently = strategy == "concurrent"
     if concurrently and not state.populated:
         concurrently = False
@@ -52,15 +52,16 @@ def refresh_view(
     if concurrently:
         index = usable_unique_index(conn, state.oid)
         if index is None:
-            columns = (
-                ", ".join(sql.Identifier(c).as_string(conn) for c in definition.unique_index_columns)
-                or "<unique columns>"
-            )
-            fix = f"CREATE UNIQUE INDEX ON {name.identifier.as_string(conn)} ({columns})"
+            if definition.unique_index_columns:
+                columns = ", ".join(sql.Identifier(c).as_string(conn) for c in definition.unique_index_columns)
+                fix = f"create one: CREATE UNIQUE INDEX ON {name.identifier.as_string(conn)} ({columns}); "
+                fix += "or recreate the view with force=True"
+            else:
+                fix = "add unique_index_columns to its definition, then recreate the view with force=True"
             raise ServiceError(
                 f"{name} has no usable unique index for REFRESH ... CONCURRENTLY "
                 "(unique, valid, immediate, plain columns, no WHERE)",
-                hint=f"create one: {fix}; or recreate the view with force",
+                hint=fix,
             )
         meta["unique_index"] = index
     statement = sql.SQL("REFRESH MATERIALIZED VIEW {}{}").format(
@@ -68,15 +69,15 @@ def refresh_view(
     )
     try:
         if concurrently:  # the view must equal its query: verified in the refresh's own snapshot
-            check = partial(_refresh_and_verify, conn, log, statement, definition, str(meta["unique_index"]))
+            check = partial(_refresh_and_verify, conn, log, statement, name, state.oid, str(meta["unique_index"]))
             check_ms, attempts = with_lock_retries(
                 conn, policy, check, what=str(name), oids=[state.oid], isolation=IsolationLevel.REPEATABLE_READ
             )
             if check_ms is None:
-                meta["warnings"] = [
-                    "the role may refresh but not read the view or its sources, so the concurrent refresh "
-                    "could not be checked against the query (rows with the same key that contain NULLs)"
-                ]
+                warnings.append(
+                    "the role may refresh but not read the view's sources, so the concurrent refresh could not "
+                    "be checked for rows with the same key that contain NULLs"
+                )
             else:
                 meta["equality_check_ms"] = check_ms
         else:
@@ -91,47 +92,66 @@ def refresh_view(
     if concurrently:
         warning = null_trap_warning(conn, name, state.oid, str(meta["unique_index"]))
         if warning:
-            meta["warnings"] = [*meta.get("warnings", []), warning]  # type: ignore[misc]
+            warnings.append(warning)
         if row_count_strategy == "estimated":  # a concurrent refresh leaves reltuples as it was
             conn.execute(sql.SQL("ANALYZE {}").format(name.identifier))  # a sample: cheap beside the diff
-    rows = count_rows(conn, name, state.oid, row_count_strategy)
+    try:  # the refresh is committed: a count the role may not make must not fail the run
+        rows = count_rows(conn, name, state.oid, row_count_strategy)
+    except psycopg.errors.InsufficientPrivilege:
+        rows = None
+        warnings.append(
+            f"rows not counted ({row_count_strategy}): the role may refresh {name} but not read it; "
+            "GRANT SELECT to count them"
+        )
+    if warnings:
+        meta["warnings"] = warnings
     return ServiceResponse("updated", payload={"rows_count": rows}, meta=meta)
 
 
 def _refresh_and_verify(
-    conn: psycopg.Connection, log: StatementLog, statement: sql.Composable, definition: MatViewDefinition, index: str
+    conn: psycopg.Connection, log: StatementLog, statement: sql.Composable, name: QualifiedName, oid: int, index: str
 ) -> int | None:
-    """``REFRESH ... CONCURRENTLY``, then compare the view's rows with the query's in the same
-    repeatable-read snapshot; a difference rolls the refresh back. Returns the check's ms.
+    """``REFRESH ... CONCURRENTLY``, then, in the same repeatable-read snapshot, look for what its
+    duplicate check cannot see; found, the refresh is rolled back. Returns the check's ms, or
+    ``None`` when the role may not read what the check reads.
 
-    The concurrent refresh's duplicate check skips rows that contain a NULL in any column
-    (PostgreSQL's ``newdata.* IS NOT NULL``), so a query that returns such rows with the same
-    key leaves the view with fewer rows than the query, and reports success. A regular or swap
-    refresh fails on the duplicate key instead.
+    PostgreSQL's check looks for duplicate keys only among rows without any NULL column
+    (``newdata.* IS NOT NULL``), so two rows of the query with the same key and a NULL somewhere
+    leave the view with one of them, and the refresh reports success; a regular or swap
+    refresh fails on the duplicate key. The check runs the view's own stored query (what the
+    refresh ran), grouped by the unique index's key.
     """
     log.execute(statement)
     started = time.monotonic()
+    key = index_key_columns(conn, oid, index)
+    columns = sql.SQL(", ").join(map(sql.Identifier, key))
     try:
         with conn.transaction():  # a savepoint: a role that may refresh but not read keeps its refresh
-            bind_search_path(conn, definition)
-            row = conn.execute(
-                sql.SQL("SELECT (SELECT count(*) FROM {}), ({})").format(
-                    definition.qualified.identifier, query_statement(definition, "count(*)")
+            conn.execute("SELECT set_config('search_path', 'pg_catalog', true)")  # every name in the text qualified
+            row = conn.execute("SELECT pg_get_viewdef(%s::oid)", (oid,)).fetchone()
+            assert row is not None
+            query = sql.SQL(str(row[0]).strip().rstrip(";"))
+            duplicate = conn.execute(
+                sql.SQL(
+                    "SELECT {columns}, count(*) FROM (\n{query}\n) q WHERE {not_null} "
+                    "GROUP BY {columns} HAVING count(*) > 1 LIMIT 1"
+                ).format(
+                    columns=columns,
+                    query=query,
+                    not_null=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in key),
                 )
             ).fetchone()
     except psycopg.errors.InsufficientPrivilege:
         return None  # MAINTAIN without SELECT (PostgreSQL 17+): unverified, said in the run's warnings
-    assert row is not None
-    view_rows, query_rows = int(row[0]), int(row[1])
-    if view_rows != query_rows:
-        key = ", ".join(definition.unique_index_columns) or index
+    if duplicate is not None:
+        values = ", ".join(repr(value)[:40] for value in duplicate[:-1])
         raise ServiceError(
-            f"{definition.name}: its query returns {query_rows} rows but REFRESH ... CONCURRENTLY would leave "
-            f"{view_rows}: the query returns rows with the same key ({key}) that contain NULLs, which the "
-            "concurrent refresh's duplicate check does not see (a PostgreSQL limitation); the refresh was rolled back",
-            hint=f"make ({key}) unique in the query's result; a regular or swap refresh names the duplicate key",
-            view_rows=view_rows,
-            query_rows=query_rows,
+            f"{name}: its query returns {duplicate[-1]} rows with the same key ({', '.join(key)}) = ({values}) "
+            "and at least one contains a NULL, so REFRESH ... CONCURRENTLY's duplicate check does not see them "
+            "(a PostgreSQL limitation) and would keep only one; the refresh was rolled back",
+            hint=f"make ({', '.join(key)}) unique in the query's result; a regular or swap refresh names the "
+            "duplicate key",
+            duplicate_key=[str(value) for value in duplicate[:-1]],
         )
     return int((time.monotonic() - started) * 1000)
 

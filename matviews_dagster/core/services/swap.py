@@ -67,7 +67,8 @@ def _refuse_dependents(conn: psycopg.Connection, name: QualifiedName, oid: int) 
     if dependents:
         raise ServiceError(
             f"cannot swap {name}: views depend on it: {', '.join(dependents)}",
-            hint="use refresh_strategy 'regular' or 'concurrent' for views other views read",
+            hint="refresh it with strategy='regular' or strategy='concurrent': a view other views read "
+            "cannot be swapped (they would keep reading the old copy)",
             dependents=dependents,
         )
 
