@@ -21,6 +21,18 @@ from psycopg.conninfo import make_conninfo
 from matviews_dagster import MatViewDefinition, MatViews
 
 
+@pytest.fixture(scope="session", autouse=True)
+def definitions_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite's own definitions cache, not the user's ``~/.cache/matviews``."""
+    previous = os.environ.get("MATVIEWS_CACHE_DIR")
+    os.environ["MATVIEWS_CACHE_DIR"] = str(tmp_path_factory.mktemp("matviews-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("MATVIEWS_CACHE_DIR", None)
+    else:
+        os.environ["MATVIEWS_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def server_dsn() -> Iterator[str]:
     configured = os.environ.get("MATVIEWS_TEST_DSN")

@@ -274,13 +274,16 @@ def test_enqueue_goes_through_the_adapter(project, dsn, db) -> None:
     assert scalar(db, "SELECT count(*) FROM pg_matviews") == 0, "--enqueue must not run anything"
 
 
-def test_direct_refresh_does_not_import_dagster(project, dsn) -> None:
-    assert matviews(project, dsn, "create", "mv_users").returncode == 0
+def test_direct_refresh_imports_only_what_it_needs(project, dsn) -> None:
+    """No Dagster ever; once the definitions file is cached, neither YAML nor the SQL parser,
+    nor rich for output that is not a terminal."""
+    assert matviews(project, dsn, "create", "mv_users").returncode == 0  # also caches the definitions
     probe = (
         "import sys\n"
         "from matviews_dagster.cli import cli\n"
         "code = cli.main(args=['refresh', 'mv_users'], standalone_mode=False)\n"
-        "print(code, sorted({m.split('.')[0] for m in sys.modules if m.startswith('dagster')}))\n"
+        "heavy = ('dagster', 'yaml', 'pglast', 'rich')\n"
+        "print(code, sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy}))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=project, env=env_for(dsn), capture_output=True, text=True, timeout=60

@@ -10,11 +10,8 @@ hundreds of views.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import asdict, dataclass
 from typing import Any
-
-from pglast.parser import ParseError, parse_sql_json, scan
 
 _WRITES = {"InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "MergeStmt": "MERGE"}
 
@@ -31,6 +28,8 @@ class QueryFacts:
 
 
 def _one_select(query: str) -> dict[str, Any]:
+    from pglast.parser import ParseError, parse_sql_json  # imported when a query is parsed, not cached
+
     if not isinstance(query, str) or not query.strip():
         raise ValueError("sql must be a non-empty query")
     try:
@@ -56,6 +55,8 @@ def statement_text(query: str) -> str:
     """The query as PostgreSQL's lexer delimits it: from its first token to its last, without
     leading or trailing comments and trailing semicolons, so it can be embedded in a larger
     statement (``CREATE ... AS <query> WITH DATA``) without a comment swallowing the rest."""
+    from pglast.parser import ParseError, scan
+
     if not isinstance(query, str) or not query.strip():
         raise ValueError("sql must be a non-empty query")
     try:
@@ -69,12 +70,42 @@ def statement_text(query: str) -> str:
     return query[tokens[0].start : tokens[-1].end + 1]
 
 
-@lru_cache(maxsize=4096)
+_FACTS: dict[str, QueryFacts] = {}
+_MAX_FACTS = 4096
+
+
 def analyze(query: str) -> QueryFacts:
     """Parse ``query`` (exactly one ``SELECT``, else ``ValueError``) and walk it once:
-    validation and dependency discovery share the result, cached per query text."""
+    validation and dependency discovery share the result, kept per query text."""
     if not isinstance(query, str):
         raise ValueError("sql must be a non-empty query")
+    facts = _FACTS.get(query)
+    if facts is None:
+        facts = _walk(query)
+        if len(_FACTS) >= _MAX_FACTS:
+            _FACTS.clear()
+        _FACTS[query] = facts
+    return facts
+
+
+def facts_as_json(query: str) -> dict[str, Any]:
+    """The facts of an analysed query as plain JSON, for the definitions cache."""
+    facts = asdict(analyze(query))
+    return {key: sorted(value) if isinstance(value, frozenset) else value for key, value in facts.items()}
+
+
+def remember(query: str, stored: dict[str, Any]) -> None:
+    """Take facts from the definitions cache for ``query`` instead of parsing it again."""
+    _FACTS[query] = QueryFacts(
+        relations=tuple((schema, name) for schema, name in stored["relations"]),
+        cte_names=frozenset(stored["cte_names"]),
+        writes=frozenset(stored["writes"]),
+        into=bool(stored["into"]),
+        locking=bool(stored["locking"]),
+    )
+
+
+def _walk(query: str) -> QueryFacts:
     relations: list[tuple[str | None, str]] = []
     ctes: set[str] = set()
     writes: set[str] = set()

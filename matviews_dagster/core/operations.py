@@ -18,14 +18,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .arguments import UNSET, normalize_flag, normalize_row_count, normalize_strategy
 from .catalog import NotAMaterializedView, describe_view, matview_state
-from .checks import CheckOutcome, run_checks
 from .connection import DatabaseUnavailable, connect
 from .definition import MatViewDefinition
 from .dsn import resolve_dsn, scrub
@@ -39,6 +38,9 @@ from .services import ServiceResponse, create_view, delete_view, drop_swap_lefto
 from .services.locking import LockPolicy
 from .services.response import describe_db_error
 from .vocabulary import DEFAULT_MAX_PARALLEL, RunKind
+
+if TYPE_CHECKING:
+    from .checks import CheckOutcome
 
 Work = Callable[[psycopg.Connection], ServiceResponse]
 ViewRef = MatViewDefinition | str | int
@@ -758,6 +760,8 @@ def _replace(result: OperationResult, **changes: Any) -> OperationResult:
 
 def _checked(conn: psycopg.Connection, definition: MatViewDefinition, names: Sequence[str]) -> list[CheckOutcome]:
     """The checks' outcomes; a database error fails every check with its message."""
+    from .checks import CheckOutcome, run_checks  # only when checks run (not on the CLI's path)
+
     try:
         return run_checks(conn, definition, list(names))
     except psycopg.Error as exc:

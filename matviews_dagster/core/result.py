@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .catalog import ViewDescription
-from .checks import CheckOutcome
 from .vocabulary import RunKind
+
+if TYPE_CHECKING:
+    from .catalog import ViewDescription
+    from .checks import CheckOutcome
 
 Status = Literal["success", "failed", "skipped"]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pglast import parse_sql
-from pglast.stream import RawStream
 from psycopg import sql
 
 from ..definition import MatViewDefinition
@@ -45,6 +43,9 @@ def retarget_index(definition: str, index_name: str, table: QualifiedName) -> st
 
     The statement is parsed and re-emitted with pglast, so no text is spliced by hand.
     """
+    from pglast import parse_sql  # only a swap copies indexes
+    from pglast.stream import RawStream
+
     stmt = parse_sql(definition)[0].stmt
     stmt.idxname = index_name
     stmt.relation.schemaname = table.schema
