@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from .core.graph import ViewGraph
     from .core.operations import MatViews
     from .core.result import OperationResult
-    from .core.runs import RunStore
     from .core.services import ServiceResponse
+    from .core.settings import MatViewsSettings
+    from .core.store import RunStore
     from .core.vocabulary import CreateViewJob, DeleteViewJob, RefreshViewJob
 
 _LAZY = {
@@ -26,9 +27,10 @@ _LAZY = {
     "load_definitions": "core.definition",
     "ViewGraph": "core.graph",
     "MatViews": "core.operations",
+    "MatViewsSettings": "core.settings",
     "DatabaseUnavailable": "core.connection",
     "OperationResult": "core.result",
-    "RunStore": "core.runs",
+    "RunStore": "core.store",
     "ServiceResponse": "core.services",
     "CreateViewJob": "core.vocabulary",
     "RefreshViewJob": "core.vocabulary",
@@ -61,6 +63,7 @@ __all__ = [
     "MatViews",
     "MatViewsAdapter",
     "MatViewsResource",
+    "MatViewsSettings",
     "OperationResult",
     "RefreshConfig",
     "RefreshViewJob",

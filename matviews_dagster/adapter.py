@@ -25,7 +25,8 @@ from pydantic import Field, PrivateAttr
 from .assets import view_keys
 from .core.definition import MatViewDefinition, load_definitions
 from .core.operations import MatViews
-from .core.requests import RunRequestQueue
+from .core.settings import MatViewsSettings
+from .core.store.requests import RunRequestQueue
 from .core.vocabulary import CreateViewJob
 from .ops import JobPlan, ViewTargets, parse_request, plan_run
 from .resources import config_value
@@ -139,12 +140,10 @@ class MatViewsAdapter(dg.ConfigurableResource):
         return load_definitions(self.definitions_path or os.environ.get("MATVIEWS_DEFINITIONS") or "matviews.yaml")
 
     def matviews(self) -> MatViews:
-        return MatViews(
-            dsn=config_value(self.dsn),
-            definitions=self.definitions(),
-            runs_dsn=config_value(self.runs_dsn),
-            runs_schema=self.runs_schema,
+        settings = MatViewsSettings(
+            dsn=config_value(self.dsn), runs_dsn=config_value(self.runs_dsn), runs_schema=self.runs_schema
         )
+        return settings.matviews(self.definitions())
 
     def enqueue(self, job: object, queue: str | None = None, args: Sequence[Any] = ()) -> EnqueuedRun:
         """Validate everything, then hand the run to the backend; raises ``ValueError`` for a

@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from .core.definition import MatViewDefinition
-from .core.requests import RunRequestQueue
+from .core.store.requests import RunRequestQueue
 from .ops import REQUEST_TAG, ViewTargets, parse_request, plan_run
 from .resources import MatViewsResource
 

@@ -18,6 +18,7 @@ from .core.definition import MatViewDefinition
 from .core.dsn import resolve_dsn
 from .core.operations import MatViews
 from .core.result import OperationResult
+from .core.settings import MatViewsSettings
 from .core.vocabulary import DEFAULT_MAX_PARALLEL
 from .events import RefreshEvent, refresh_events
 from .version import __version__
@@ -74,9 +75,8 @@ class MatViewsResource(dg.ConfigurableResource):
     def matviews(self, definitions: Iterable[MatViewDefinition] = ()) -> MatViews:
         """The core ``MatViews`` configured from this resource and its run store."""
         run_store = self.run_store or RunStoreResource()
-        return MatViews(
+        settings = MatViewsSettings(
             dsn=self.resolved_dsn(),
-            definitions=definitions,
             runs_dsn=config_value(run_store.dsn),
             runs_schema=run_store.schema_name,
             lock_wait_timeout=self.lock_wait_timeout,
@@ -85,6 +85,7 @@ class MatViewsResource(dg.ConfigurableResource):
             statement_timeout=self.statement_timeout,
             application_name=self.application_name,
         )
+        return settings.matviews(definitions)
 
     @contextmanager
     def get_connection(self) -> Iterator[psycopg.Connection]:

@@ -13,7 +13,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from matviews_dagster import MatViewDefinition, MatViews, OperationResult, RunStore
-from matviews_dagster.core.runs import SCHEMA_VERSION
+from matviews_dagster.core.store import SCHEMA_VERSION
 
 SLOW = MatViewDefinition(
     name="mv_slow", sql="SELECT u.id FROM users u CROSS JOIN (SELECT pg_sleep(s) FROM sleep_seconds) z"

@@ -1,4 +1,5 @@
-"""Argument normalization for operations, as the seed's jobs accept them.
+"""Argument normalization for operations: what a job's config, an enqueued request's
+``args`` or a CLI option may hold, turned into one value.
 
 ``force``/``cascade``: ``bool``, ``{"force": bool}``, ``None`` (false), or from the CLI
 ``true/false/yes/no/1/0``. Row counts: ``"estimated"|"exact"|"none"|None`` or

@@ -60,33 +60,6 @@ def matview_state(conn: psycopg.Connection, name: QualifiedName) -> MatViewState
     return MatViewState(oid=oid, populated=populated, owner=owner, reltuples=float(reltuples))
 
 
-def relation_exists(conn: psycopg.Connection, name: QualifiedName) -> bool:
-    row = conn.execute(
-        """SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname = %s AND c.relname = %s""",
-        (name.schema, name.name),
-    ).fetchone()
-    return row is not None
-
-
-def dependent_views(conn: psycopg.Connection, oid: int) -> list[str]:
-    """Qualified names of views and materialized views that read the relation ``oid``."""
-    rows = conn.execute(
-        """
-        SELECT DISTINCT dn.nspname || '.' || dc.relname
-        FROM pg_depend d
-        JOIN pg_rewrite r ON r.oid = d.objid
-        JOIN pg_class dc ON dc.oid = r.ev_class
-        JOIN pg_namespace dn ON dn.oid = dc.relnamespace
-        WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-          AND d.refobjid = %s AND dc.oid <> %s
-        ORDER BY 1
-        """,
-        (oid, oid),
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
 _RELKINDS = {"v": "view", "m": "materialized view"}
 
 
@@ -210,12 +183,6 @@ def comments(conn: psycopg.Connection, oid: int) -> tuple[str | None, dict[str, 
 def reltuples(conn: psycopg.Connection, oid: int) -> float:
     row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s", (oid,)).fetchone()
     return float(row[0]) if row else -1.0
-
-
-def database_name(conn: psycopg.Connection) -> str:
-    row = conn.execute("SELECT current_database()").fetchone()
-    assert row is not None
-    return row[0]
 
 
 def lock_holders(conn: psycopg.Connection, oids: list[int]) -> list[str]:

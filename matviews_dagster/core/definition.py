@@ -21,7 +21,7 @@ class MatViewDefinition(BaseModel):
     """One materialized view: its name, query, refresh strategy and indexes.
 
     >>> MatViewDefinition(name="mv_users", sql="SELECT id, email FROM users",
-    ...                   refresh_strategy="concurrent", unique_index_columns=["id"]).qualified_name
+    ...                   refresh_strategy="concurrent", unique_index_columns=["id"]).name
     'public.mv_users'
     """
 
@@ -107,10 +107,6 @@ class MatViewDefinition(BaseModel):
     @property
     def qualified(self) -> QualifiedName:
         return QualifiedName.parse(self.name)
-
-    @property
-    def qualified_name(self) -> str:
-        return self.name
 
     @property
     def resolution_path(self) -> list[str]:

@@ -1,5 +1,5 @@
-"""The seed's demo validation: is reading the view faster than running its query, and do both
-return the same rows?"""
+"""Validation of a view (``matviews validate``): is reading the view faster than running its
+query, and do both return the same rows?"""
 
 from __future__ import annotations
 

@@ -1,20 +1,39 @@
-"""Refresh a materialized view with its strategy: regular, concurrent or swap."""
+"""Refresh a materialized view with its strategy: ``STRATEGIES`` maps each name in
+``vocabulary.RefreshStrategy`` to its implementation (regular, concurrent, swap)."""
 
 from __future__ import annotations
 
 import time
 from functools import partial
+from typing import Protocol
 
 import psycopg
 from psycopg import IsolationLevel, sql
 
-from ..catalog import columns_with_nulls, index_key_columns, matview_state, usable_unique_index
+from ..catalog import MatViewState, columns_with_nulls, index_key_columns, matview_state, usable_unique_index
 from ..definition import MatViewDefinition
 from ..names import QualifiedName
 from .locking import LockPolicy, with_lock_retries
 from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, returns_errors
 from .row_count import count_rows
 from .swap import swap_refresh
+
+
+class Strategy(Protocol):
+    """A refresh strategy: refresh the existing view ``state`` describes and count its rows
+    (``row_count_strategy``), waiting for table locks as ``lock_policy`` allows; every
+    statement goes through ``log``. Raises ``ServiceError`` for a refusal with a hint."""
+
+    def __call__(
+        self,
+        conn: psycopg.Connection,
+        definition: MatViewDefinition,
+        state: MatViewState,
+        *,
+        row_count_strategy: str,
+        lock_policy: LockPolicy,
+        log: StatementLog,
+    ) -> ServiceResponse: ...
 
 
 @returns_errors
@@ -27,25 +46,38 @@ def refresh_view(
     lock_policy: LockPolicy | None = None,
     log: StatementLog,
 ) -> ServiceResponse:
-    """Refresh with ``strategy`` (default: the definition's) and count rows.
+    """Refresh with ``strategy`` (default: the definition's; one of ``STRATEGIES``) and count rows."""
+    strategy = strategy or definition.refresh_strategy
+    state = matview_state(conn, definition.qualified)
+    if state is None:
+        raise ServiceError(
+            f"{definition.qualified} does not exist; create it first",
+            hint="create it first, or refresh with create_if_missing=True",
+        )
+    refresh = STRATEGIES[strategy]
+    return refresh(
+        conn, definition, state, row_count_strategy=row_count_strategy, lock_policy=lock_policy or LockPolicy(), log=log
+    )
+
+
+def in_place_refresh(
+    conn: psycopg.Connection,
+    definition: MatViewDefinition,
+    state: MatViewState,
+    *,
+    concurrently: bool,
+    row_count_strategy: str,
+    lock_policy: LockPolicy,
+    log: StatementLog,
+) -> ServiceResponse:
+    """``REFRESH MATERIALIZED VIEW [CONCURRENTLY]``: the ``regular`` and ``concurrent`` strategies.
 
     ``concurrent`` needs a usable unique index; an unpopulated view gets a regular refresh
     first (Postgres refuses CONCURRENTLY there), noted in ``meta``. No other fallback exists.
     """
-    strategy = strategy or definition.refresh_strategy
-    policy = lock_policy or LockPolicy()
-    name = definition.qualified
-    state = matview_state(conn, name)
-    if state is None:
-        raise ServiceError(
-            f"{name} does not exist; create it first",
-            hint="create it first, or refresh with create_if_missing=True",
-        )
-    if strategy == "swap":
-        return swap_refresh(conn, definition, state, row_count_strategy=row_count_strategy, lock_policy=policy, log=log)
+    strategy, policy, name = ("concurrent" if concurrently else "regular"), lock_policy, definition.qualified
     meta: dict[str, object] = {"strategy": strategy, "row_count_strategy": row_count_strategy}
     warnings: list[str] = []
-    concurrently = strategy == "concurrent"
     if concurrently and not state.populated:
         concurrently = False
         meta["fallback"] = "regular refresh: the view was not populated, Postgres refuses CONCURRENTLY"
@@ -169,3 +201,11 @@ def null_trap_warning(conn: psycopg.Connection, name: QualifiedName, oid: int, i
         f"unique index {index} has NULLs in {', '.join(nullable)}: every concurrent refresh rewrites those rows; "
         "make the key columns non-null (e.g. coalesce) or use the swap strategy"
     )
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "regular": partial(in_place_refresh, concurrently=False),
+    "concurrent": partial(in_place_refresh, concurrently=True),
+    "swap": swap_refresh,
+}
+"""Each refresh strategy's implementation, by the name ``vocabulary.RefreshStrategy`` lists."""

@@ -14,7 +14,8 @@ from ..catalog import (
     IndexInfo,
     MatViewState,
     comments,
-    dependent_views,
+    dependent_relations,
+    described,
     indexes,
     matview_state,
     privileges,
@@ -63,13 +64,13 @@ def drop_swap_leftovers(conn: psycopg.Connection, name: QualifiedName) -> list[s
 
 
 def _refuse_dependents(conn: psycopg.Connection, name: QualifiedName, oid: int) -> None:
-    dependents = dependent_views(conn, oid)
+    dependents = dependent_relations(conn, oid)
     if dependents:
         raise ServiceError(
-            f"cannot swap {name}: views depend on it: {', '.join(dependents)}",
+            f"cannot swap {name}: built on it: {described(dependents)}",
             hint="refresh it with strategy='regular' or strategy='concurrent': a view other views read "
             "cannot be swapped (they would keep reading the old copy)",
-            dependents=dependents,
+            dependents=[dependent for dependent, _ in dependents],
         )
 
 
@@ -159,15 +160,8 @@ def swap_refresh(
     """Build, copy attributes and indexes, rename into place, then drop the old copy."""
     name = definition.qualified
     _refuse_dependents(conn, name, state.oid)
-    leftovers = drop_swap_leftovers(conn, name)
-    new, backup = swap_names(name)
-    meta: dict[str, object] = {
-        "strategy": "swap",
-        "row_count_strategy": row_count_strategy,
-        "sql": log.statements,
-    }
-    if leftovers:
-        meta["dropped_leftovers"] = leftovers
+    new, backup = swap_names(name)  # an interrupted swap's copies were dropped before the operation began
+    meta: dict[str, object] = {"strategy": "swap", "row_count_strategy": row_count_strategy}
     renames: list[tuple[str, str, str]] = []
     try:
         with conn.transaction():

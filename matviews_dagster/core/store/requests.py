@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from .runs import RunStore
+if TYPE_CHECKING:
+    from . import RunStore
 
 TABLE = "mat_view_run_requests"
 
@@ -82,9 +83,3 @@ class RunRequestQueue:
     def fail(self, request_id: int, error: str) -> None:
         query = sql.SQL("UPDATE {} SET status = 'failed', error = %s WHERE id = %s").format(self.store.table(TABLE))
         self.store.run(lambda conn: conn.execute(query, (error, request_id)))
-
-    def get(self, request_id: int) -> RunRequestRow | None:
-        self.store.ensure_migrated()
-        query = self._select("id = %(id)s")
-        row = self.store.run(lambda conn: conn.execute(query, {"id": request_id}).fetchone())
-        return RunRequestRow(**row) if row else None

@@ -1,0 +1,7 @@
+"""The ``matviews`` command line: ``app`` (the group, global options, entry point),
+``commands`` (what each command does), ``render`` (how results are shown), ``context``
+(settings, exit codes, confirmation)."""
+
+from .app import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,193 @@
+"""How the CLI shows things: result lines in the CLI's words, JSON, rich tables, progress."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .context import EXIT_FAILED, Interrupted
+
+if TYPE_CHECKING:
+    from ..core.result import OperationResult
+    from ..core.validation import ValidationResult
+
+_CLI_WORDS = [
+    (re.compile(r", or refresh with create_if_missing=True"), " (matviews create)"),
+    (re.compile(r"\(create_many\)"), "(matviews create --all)"),
+    (re.compile(r"\bcascade=True\b"), "--cascade"),
+    (re.compile(r"\bforce=True\b"), "--force"),
+    (re.compile(r"\bstrategy='(\w+)'"), r"--strategy \1"),
+]
+
+
+def cli_words(text: str) -> str:
+    """A hint in this interface's words: the core speaks Python (``cascade=True``), the CLI
+    has flags (``--cascade``)."""
+    for pattern, words in _CLI_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
+def _json_default(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def as_json(value: object) -> str:
+    return json.dumps(value, default=_json_default)
+
+
+def emit_json(value: object) -> None:
+    click.echo(as_json(value))
+
+
+def describe_result(result: OperationResult) -> str:
+    """``ok      public.mv_users: refreshed, 12 ms, 500 rows, run #7`` and, indented, what was
+    dropped with it, warnings, the error and its hint."""
+    mark = {"success": "ok", "skipped": "SKIPPED"}.get(result.status, "FAILED")
+    parts = [f"{mark:7} {result.view}: {result.outcome}"]
+    if result.run_id is not None:
+        parts.append(f"{result.duration_ms} ms")
+    if result.rows_count is not None:
+        parts.append(f"{result.rows_count} rows")
+    if result.run_id is not None:
+        parts.append(f"run #{result.run_id}")
+    line = ", ".join(parts)
+    if result.dropped:
+        line += f"\n        dropped with it: {', '.join(result.dropped)}"
+    for warning in result.warnings:
+        line += f"\n        warning: {cli_words(warning)}"
+    if result.error:
+        line += f"\n        {cli_words(result.error)}"
+        if result.hint:
+            line += f"\n        hint: {cli_words(result.hint)}"
+    return line
+
+
+def stream_results(
+    results: Iterable[OperationResult], *, json_lines: bool, names: list[str], progress_label: str | None = None
+) -> int:
+    """Print each result as it comes (one JSON object per line with ``--json``); exit 1 if
+    any view failed or was skipped. An interrupt cancels the statements in flight (their run
+    rows end ``failed``), prints their results, and names the views that did not finish."""
+    seen: list[OperationResult] = []
+
+    def report(result: OperationResult, echo: Callable[[str], None]) -> None:
+        seen.append(result)
+        echo(as_json(result.to_dict()) if json_lines else describe_result(result))
+
+    try:
+        if progress_label and not json_lines and sys.stdout.isatty() and len(names) > 1:
+            from rich.progress import Progress
+
+            with Progress(transient=True) as progress:
+                task = progress.add_task(progress_label, total=len(names))
+                for result in results:
+                    report(result, lambda line: progress.console.print(line, markup=False, highlight=False))
+                    progress.advance(task)
+        else:
+            for result in results:
+                report(result, click.echo)
+    except KeyboardInterrupt:
+        finished = {result.view for result in seen}
+        unfinished = [name for name in names if name not in finished]
+        ok = sum(result.ok for result in seen)
+        raise Interrupted(
+            f"interrupted: {ok} of {len(names)} view(s) done, {len(seen) - ok} failed or cancelled"
+            + (f"; not finished: {', '.join(unfinished)}" if unfinished else "")
+        ) from None
+    return EXIT_FAILED if any(not result.ok for result in seen) else 0
+
+
+def print_views(rows: list[dict[str, Any]]) -> None:
+    """``matviews list``: one row per view (see ``inventory.view_status``)."""
+    from rich.table import Table
+
+    table = Table("view", "strategy", "exists", "populated", "rows (est.)", "size", "last run")
+    for row in rows:
+        last = row["last_run"]
+        last_text = "-" if last is None else f"{last['kind']} {last['status']} {_when(last['finished_at'])}"
+        table.add_row(
+            row["name"],
+            row["strategy"],
+            _yes(row["exists"]),
+            _yes(row["populated"]),
+            "-" if row["rows_estimate"] is None else f"{row['rows_estimate']:,}",
+            _size(row["size_bytes"]),
+            last_text,
+        )
+    _console().print(table)
+
+
+def print_runs(rows: list[dict[str, Any]]) -> None:
+    """``matviews runs``: one row per run row, newest first."""
+    from rich.table import Table
+
+    table = Table("run", "view", "status", "outcome", "strategy", "started", "ms", "rows", "error / warnings")
+    for row in rows:
+        meta = row["meta"] or {}
+        notes = [row["error"]] if row["error"] else []
+        notes += [f"warning: {w}" for w in meta.get("warnings", [])]
+        table.add_row(
+            f"{row['kind']} #{row['id']}",  # ids are per run table: a create and a refresh may share one
+            row["view_name"],
+            row["status"],
+            meta.get("outcome", "-"),
+            meta.get("strategy") or (meta.get("options") or {}).get("strategy") or "-",
+            _when(row["started_at"]),
+            "-" if row["duration_ms"] is None else str(row["duration_ms"]),
+            "-" if row["rows_count"] is None else f"{row['rows_count']:,}",
+            "; ".join(notes),
+        )
+    _console().print(table)
+
+
+def print_validation(results: list[ValidationResult]) -> None:
+    """``matviews validate``: rows and timings (ms) of the query and of reading the view."""
+    from rich.table import Table
+
+    table = Table(
+        "view", "query rows", "view rows", "query ms (min/med/max)", "view ms (min/med/max)", "speedup", "same rows"
+    )
+    for r in results:
+        table.add_row(
+            r.view,
+            f"{r.query_rows:,}",
+            f"{r.view_rows:,}",
+            f"{r.query.min_ms:.1f} / {r.query.median_ms:.1f} / {r.query.max_ms:.1f}",
+            f"{r.view_read.min_ms:.1f} / {r.view_read.median_ms:.1f} / {r.view_read.max_ms:.1f}",
+            f"{r.speedup:.1f}x",
+            "yes" if r.matches else "NO",
+        )
+    _console().print(table)
+
+
+def _console() -> Any:
+    """A rich console; wide enough not to wrap names when the output is not a terminal."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{value} B"

@@ -1,0 +1,162 @@
+"""Many views at once: one connection per worker, reused for its views, over the dependency
+graph (``scheduler``); a view whose connection cannot be had fails on its own."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from .connection import DatabaseUnavailable
+from .definition import MatViewDefinition
+from .operation import failed_before_start
+from .result import OperationResult
+from .scheduler import run_in_dependency_order
+from .services.response import describe_db_error
+from .vocabulary import RunKind
+
+if TYPE_CHECKING:
+    from .checks import CheckOutcome
+    from .operations import MatViews
+
+One = Callable[[MatViewDefinition, psycopg.Connection], OperationResult]
+
+
+def check_parallel(max_parallel: object) -> None:
+    if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
+        raise ValueError(f"max_parallel must be a positive integer, got {max_parallel!r}")
+
+
+def run_batch(
+    mv: MatViews,
+    kind: RunKind,
+    definitions: Sequence[MatViewDefinition],
+    one: One,
+    *,
+    max_parallel: int,
+    dagster_run_id: str | None,
+    reverse: bool = False,
+) -> Iterator[OperationResult]:
+    """``one`` on every view, upstream first (``reverse``: the views built on others first),
+    ``max_parallel`` at once; results as they finish, those blocked by a failure ``skipped``."""
+    if not definitions:
+        return
+    by_name = {d.name: d for d in definitions}
+    graph = mv.graph_of(definitions)
+    order = [d.name for d in graph.order(by_name)]
+    related = graph.downstream if reverse else graph.upstream
+    if reverse:
+        order.reverse()
+    mv.runs.mirror(list(definitions))  # in the background, while the workers connect
+    connections = WorkerConnections(lambda: mv.connect(f"{kind} batch"))
+
+    def work(name: str) -> OperationResult:
+        try:
+            conn = connections.get()
+        except DatabaseUnavailable as exc:
+            if not connections.opened_any:  # an unreachable server: nothing ran, say so once
+                raise
+            return _not_started(mv, kind, by_name[name], str(exc), dagster_run_id)  # e.g. max_connections
+        return one(by_name[name], conn)
+
+    try:
+        yield from run_in_dependency_order(
+            order,
+            related,
+            work,
+            succeeded=lambda result: result.ok,
+            skip=lambda name, failed: OperationResult.skipped(kind, name, failed),
+            max_parallel=max_parallel,
+            interrupt=connections.cancel,
+        )
+    finally:
+        connections.close()
+
+
+def check_batch(
+    mv: MatViews, checks: list[tuple[MatViewDefinition, Sequence[str]]], max_parallel: int
+) -> Iterator[tuple[MatViewDefinition, list[CheckOutcome]]]:
+    """Health checks without refreshing, ``max_parallel`` views at once."""
+    by_name = {d.name: (d, names) for d, names in checks}
+    connections = WorkerConnections(lambda: mv.connect("checks"))
+    try:
+        yield from run_in_dependency_order(
+            list(by_name),
+            lambda name: (),
+            lambda name: (by_name[name][0], checked(connections.get(), *by_name[name])),
+            succeeded=lambda outcome: True,
+            skip=lambda name, failed: (by_name[name][0], []),
+            max_parallel=max_parallel,
+            interrupt=connections.cancel,
+        )
+    finally:
+        connections.close()
+
+
+def checked(conn: psycopg.Connection, definition: MatViewDefinition, names: Sequence[str]) -> list[CheckOutcome]:
+    """The checks' outcomes; a database error fails every check with its message."""
+    from .checks import CheckOutcome, run_checks  # only when checks run (not on the CLI's path)
+
+    try:
+        return run_checks(conn, definition, list(names))
+    except psycopg.Error as exc:
+        message = f"the check could not run: {describe_db_error(exc)}"
+        return [CheckOutcome(name, False, message) for name in names]
+
+
+class WorkerConnections:
+    """One work connection per worker thread of a batch, reused for its views; a broken one
+    is replaced. ``cancel`` stops the statements in flight (an interrupted batch)."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
+        self._connect = connect
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[psycopg.Connection] = []
+
+    @property
+    def opened_any(self) -> bool:
+        return bool(self._opened)
+
+    def get(self) -> psycopg.Connection:
+        conn: psycopg.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def cancel(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                if not conn.closed:
+                    conn.cancel_safe(timeout=5)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+
+
+def _not_started(
+    mv: MatViews, kind: RunKind, definition: MatViewDefinition, error: str, dagster_run_id: str | None
+) -> OperationResult:
+    """A ``failed`` row for a view whose work could not start (no connection to be had)."""
+    hint = "lower max_parallel (--parallel) or raise the server's max_connections"
+    database = _database_of(mv.dsn)
+    meta = {"hint": hint}
+    return failed_before_start(
+        mv, kind, definition, database=database, error=error, hint=hint, meta=meta, dagster_run_id=dagster_run_id
+    )
+
+
+def _database_of(dsn: str) -> str:
+    try:
+        return str(conninfo_to_dict(dsn).get("dbname") or "?")
+    except psycopg.Error:
+        return "?"

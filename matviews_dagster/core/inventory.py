@@ -1,0 +1,43 @@
+"""What is there: each defined view's state in the catalog and its last run, for ``matviews list``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .catalog import describe_view
+
+if TYPE_CHECKING:
+    from .operations import MatViews
+
+_LAST_RUN_FIELDS = ("kind", "status", "finished_at", "duration_ms")
+
+
+def view_status(mv: MatViews) -> list[dict[str, Any]]:
+    """Every defined view: ``name``, ``strategy``, ``exists``, ``populated``, ``rows_estimate``
+    (``pg_class.reltuples``; where Postgres has no estimate, the count of the last refresh
+    that counted), ``size_bytes`` and ``last_run`` (``{kind, status, finished_at,
+    duration_ms}`` of the newest run of any kind, or None)."""
+    with mv.connect("list") as conn:
+        described = [(d, describe_view(conn, d.qualified)) for d in mv.definitions]
+        database = conn.info.dbname
+    names = [d.name for d in mv.definitions]
+    latest = mv.runs.latest(database_name=database, view_names=names)
+    counted = mv.runs.last_row_counts(database_name=database, view_names=names)
+    rows = []
+    for definition, description in described:
+        last = latest.get(definition.name)
+        estimate = description.rows_estimate
+        if estimate is None and description.exists:
+            estimate = counted.get(definition.name)
+        rows.append(
+            {
+                "name": definition.name,
+                "strategy": definition.refresh_strategy,
+                "exists": description.exists,
+                "populated": description.populated,
+                "rows_estimate": estimate,
+                "size_bytes": description.size_bytes,
+                "last_run": None if last is None else {k: last[k] for k in _LAST_RUN_FIELDS},
+            }
+        )
+    return rows

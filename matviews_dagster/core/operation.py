@@ -1,0 +1,274 @@
+"""One operation on one view, top to bottom: connect, take the view's lock, bound the
+statements, drop an interrupted swap's leftovers, then run services as recorded runs.
+
+``Operation.run`` inserts the ``running`` row (the first one of the operation also marks
+rows of dead processes abandoned), calls the service on the locked connection, and
+finalizes the row whatever happens. The three flows below (create, refresh, delete) are
+what ``MatViews`` runs for each view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from .catalog import NotAMaterializedView, describe_view, matview_state
+from .definition import MatViewDefinition
+from .dsn import scrub
+from .locks import ViewLockTimeout, view_lock
+from .result import OperationResult
+from .services import ServiceResponse, create_view, delete_view, drop_swap_leftovers, refresh_view
+from .vocabulary import RunKind
+
+if TYPE_CHECKING:
+    from .operations import MatViews
+
+
+class Operation:
+    """The view's lock is held on ``conn`` (unless ``timed_out`` holds the recorded failure)."""
+
+    def __init__(self, mv: MatViews, conn: psycopg.Connection, definition: MatViewDefinition, run_id: str | None):
+        self.mv = mv
+        self.conn = conn
+        self.definition = definition
+        self.dagster_run_id = run_id
+        self.database = conn.info.dbname
+        self.lock_wait_ms = 0
+        self.leftovers: list[str] = []
+        self.timed_out: OperationResult | None = None
+        self._reconciled = False
+
+    def run(
+        self, kind: RunKind, options: dict[str, Any], service: Callable[..., ServiceResponse], *args: Any, **kwargs: Any
+    ) -> OperationResult:
+        """``service(conn, *args, **kwargs)`` as one recorded run; an interrupt finalizes the
+        row ``failed`` and goes on, an unexpected error becomes the run's error."""
+        store, view = self.mv.runs, self.definition.name
+        meta: dict[str, Any] = {
+            "options": options,
+            "lock_wait_ms": self.lock_wait_ms,
+            "pid": os.getpid(),
+            "backend_pid": self.conn.info.backend_pid,
+        }
+        if self.leftovers:
+            meta["dropped_swap_leftovers"] = self.leftovers
+        run_id = store.start(
+            kind,
+            view_name=view,
+            database_name=self.database,
+            definition_id=self.mv.runs.definition_id(self.definition),
+            meta=meta,
+            dagster_run_id=self.dagster_run_id,
+            reconcile=not self._reconciled,
+        )
+        self._reconciled = True
+        started = time.monotonic()
+        try:
+            response = service(self.conn, *args, **kwargs)
+        except Exception as exc:
+            response = ServiceResponse.failure(f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
+        except BaseException as exc:
+            error = f"interrupted ({type(exc).__name__})"
+            store.finish(kind, run_id, status="failed", duration_ms=_elapsed_ms(started), meta={}, error=error)
+            raise
+        duration_ms = _elapsed_ms(started)
+        status = "success" if response.ok else "failed"
+        error = scrub(response.error, self.mv.dsn) if response.error else None
+        rows_count = response.payload.get("rows_count")
+        final_meta = {**response.meta, "outcome": response.status, "payload": response.payload}
+        if response.hint:
+            final_meta["hint"] = response.hint
+        store.finish(kind, run_id, status=status, duration_ms=duration_ms, meta=final_meta, error=error)
+        dropped = response.payload.get("dropped_dependents", ())
+        return OperationResult(
+            kind=kind,
+            view=view,
+            status=status,
+            outcome=response.status,
+            run_id=run_id,
+            duration_ms=duration_ms,
+            rows_count=rows_count,
+            error=error,
+            hint=response.hint,
+            warnings=tuple(response.meta.get("warnings", ())),
+            dropped=tuple(f"{name} ({relkind})" for name, relkind in dropped),
+        )
+
+
+@contextlib.contextmanager
+def operation(
+    mv: MatViews,
+    kind: RunKind,
+    definition: MatViewDefinition,
+    dagster_run_id: str | None,
+    conn: psycopg.Connection | None = None,
+) -> Iterator[Operation]:
+    """Connect (unless a batch lends its connection), take the view's lock (a timed-out wait
+    is recorded as a ``failed`` run and reported in ``timed_out``), apply the statement
+    timeout, drop an interrupted swap's leftovers; release the lock at the end."""
+    with contextlib.ExitStack() as stack:
+        if conn is None:
+            conn = stack.enter_context(mv.connect(definition.name))
+        op = Operation(mv, conn, definition, dagster_run_id)
+        try:
+            op.lock_wait_ms = stack.enter_context(view_lock(conn, definition.qualified, mv.lock_wait_timeout))
+        except ViewLockTimeout as exc:
+            op.timed_out = _lock_timed_out(op, kind, exc)
+            yield op
+            return
+        mv.apply_statement_timeout(conn, definition.statement_timeout or mv.statement_timeout)
+        op.leftovers = drop_swap_leftovers(conn, definition.qualified)
+        yield op
+
+
+def create_one(
+    mv: MatViews,
+    definition: MatViewDefinition,
+    force: bool,
+    dagster_run_id: str | None,
+    conn: psycopg.Connection | None,
+) -> OperationResult:
+    with operation(mv, "create", definition, dagster_run_id, conn) as op:
+        if op.timed_out:
+            return op.timed_out
+        options = {"force": force, "sql": definition.sql}
+        reads, upstream = mv.expected_reads(definition), mv.upstream_views(definition)
+        return op.run("create", options, create_view, definition, force=force, expected_reads=reads, upstream=upstream)
+
+
+def refresh_one(
+    mv: MatViews,
+    definition: MatViewDefinition,
+    rows: str,
+    strategy: str | None,
+    create_if_missing: bool,
+    dagster_run_id: str | None,
+    describe: bool,
+    conn: psycopg.Connection | None,
+) -> OperationResult:
+    chosen = strategy or definition.refresh_strategy
+    options = {"strategy": chosen, "row_count_strategy": rows, "sql": definition.sql}
+    with operation(mv, "refresh", definition, dagster_run_id, conn) as op:
+        if op.timed_out:
+            return op.timed_out
+        created = None
+        if create_if_missing and not _exists(op.conn, definition):
+            reads, upstream = mv.expected_reads(definition), mv.upstream_views(definition)
+            reason = {"force": False, "reason": "create_if_missing", "sql": definition.sql}
+            created = op.run("create", reason, create_view, definition, expected_reads=reads, upstream=upstream)
+            result = op.run("refresh", options, _populated_by_create, created, rows)
+        else:
+            policy = mv.lock_policy
+            result = op.run(
+                "refresh",
+                options,
+                refresh_view,
+                definition,
+                strategy=chosen,
+                row_count_strategy=rows,
+                lock_policy=policy,
+            )
+        if created is not None:
+            result = replace(result, created=created)
+        if describe and result.ok and not op.conn.broken:
+            with contextlib.suppress(psycopg.Error):  # the run is recorded; a description is a bonus
+                result = replace(result, description=describe_view(op.conn, definition.qualified), database=op.database)
+        return result
+
+
+def delete_one(
+    mv: MatViews,
+    definition: MatViewDefinition,
+    cascade: bool,
+    dagster_run_id: str | None,
+    conn: psycopg.Connection | None,
+) -> OperationResult:
+    with operation(mv, "delete", definition, dagster_run_id, conn) as op:
+        if op.timed_out:
+            return op.timed_out
+        result = op.run("delete", {"cascade": cascade}, delete_view, definition.qualified, cascade=cascade)
+        for dropped in result.dropped:  # each defined view DROP ... CASCADE took with it gets its own row
+            name = dropped.split(" (")[0]
+            if mv.is_defined(name):
+                mv.runs.record_finished(
+                    "delete",
+                    status="success",
+                    view_name=name,
+                    database_name=op.database,
+                    definition_id=mv.runs.definition_id(mv.definition(name)),
+                    meta={"outcome": "deleted", "dropped_by": result.view, "cascade_of_run": result.run_id},
+                    dagster_run_id=dagster_run_id,
+                )
+        return result
+
+
+def _lock_timed_out(op: Operation, kind: RunKind, exc: ViewLockTimeout) -> OperationResult:
+    held_by = [
+        f"{row['kind']} run #{row['id']} (started {row['started_at']:%Y-%m-%d %H:%M:%S%z})"
+        for row in op.mv.runs.running(database_name=op.database, view_name=op.definition.name)
+    ]
+    return failed_before_start(
+        op.mv,
+        kind,
+        op.definition,
+        database=op.database,
+        error=f"{exc}: {', '.join(held_by) or exc.holder or 'an operation that has since finished'}",
+        hint="retry when it has finished",
+        meta={"lock_wait_ms": exc.waited_ms, "lock_holder": exc.holder},
+        dagster_run_id=op.dagster_run_id,
+    )
+
+
+def failed_before_start(
+    mv: MatViews,
+    kind: RunKind,
+    definition: MatViewDefinition,
+    *,
+    database: str,
+    error: str,
+    hint: str,
+    meta: dict[str, Any],
+    dagster_run_id: str | None,
+) -> OperationResult:
+    """An operation whose work could not begin (its lock or a connection could not be had),
+    recorded as a finished ``failed`` run row."""
+    run_id = mv.runs.record_finished(
+        kind,
+        status="failed",
+        view_name=definition.name,
+        database_name=database,
+        definition_id=mv.runs.definition_id(definition),
+        error=error,
+        meta=meta,
+        dagster_run_id=dagster_run_id,
+    )
+    return OperationResult(kind, definition.name, "failed", "error", run_id=run_id, error=error, hint=hint)
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _exists(conn: psycopg.Connection, definition: MatViewDefinition) -> bool:
+    try:
+        return matview_state(conn, definition.qualified) is not None
+    except NotAMaterializedView:
+        return True  # let the refresh report what the name really is
+
+
+def _populated_by_create(conn: psycopg.Connection, created: OperationResult, rows: str) -> ServiceResponse:
+    """The refresh step right after a create: the data is fresh, so nothing runs twice."""
+    if not created.ok:
+        return ServiceResponse.failure(f"could not create the missing view: {created.error}", hint=created.hint)
+    return ServiceResponse(
+        "created",
+        payload={"rows_count": None if rows == "none" else created.rows_count},
+        meta={"populated_by_create_run": created.run_id, "row_count_strategy": rows},
+    )

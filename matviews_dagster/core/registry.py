@@ -1,0 +1,102 @@
+"""The defined views of a ``MatViews``: lookup by name or id, selection, the dependency graph."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+
+from .definition import MatViewDefinition
+from .graph import ViewGraph
+from .names import QualifiedName
+
+ViewRef = MatViewDefinition | str | int
+
+
+class DefinedViews:
+    """The views a ``MatViews`` knows, by their qualified name (``schema.view``).
+
+    Raises ``ValueError`` when a view is defined twice.
+    """
+
+    def __init__(self, definitions: Iterable[MatViewDefinition]) -> None:
+        self._definitions: dict[str, MatViewDefinition] = {}
+        for definition in definitions:
+            if definition.name in self._definitions:
+                raise ValueError(f"view {definition.name} is defined twice; names must be unique")
+            self._definitions[definition.name] = definition
+
+    @property
+    def definitions(self) -> list[MatViewDefinition]:
+        return list(self._definitions.values())
+
+    @cached_property
+    def graph(self) -> ViewGraph:
+        """The views' dependency graph; ``ValueError`` for a cycle."""
+        return ViewGraph(self._definitions.values())
+
+    def definition(self, view: ViewRef) -> MatViewDefinition:
+        """A definition, a view name (``view`` or ``schema.view``; an unqualified name not in
+        ``public`` finds the one defined view of that name) or a definition id."""
+        if isinstance(view, MatViewDefinition):
+            return view
+        if isinstance(view, int) and not isinstance(view, bool):
+            return self._by_id(view)
+        if isinstance(view, str) and view.isdigit():
+            return self._by_id(int(view))
+        if not isinstance(view, str):
+            raise ValueError(f"view must be a name, a definition id or a MatViewDefinition, got {view!r}")
+        found = self._known(view)
+        if found is None:
+            raise ValueError(f"unknown view {view!r}; defined views: {self._names()}")
+        return found
+
+    def select(self, views: Iterable[ViewRef] | None) -> list[MatViewDefinition]:
+        """The named views (each once, in the order given), or all for ``None``. Every name is
+        checked first: one ``ValueError`` names every unknown view."""
+        if views is None:
+            return self.definitions
+        chosen: dict[str, MatViewDefinition] = {}
+        unknown = [v for v in views if isinstance(v, str) and not v.isdigit() and self._known(v) is None]
+        if unknown:
+            names = ", ".join(repr(name) for name in unknown)
+            raise ValueError(f"unknown view{'s' if len(unknown) > 1 else ''} {names}; defined views: {self._names()}")
+        for view in views:
+            definition = self.definition(view)
+            chosen.setdefault(definition.name, definition)
+        return list(chosen.values())
+
+    def is_defined(self, name: str) -> bool:
+        return name in self._definitions
+
+    def graph_of(self, definitions: Sequence[MatViewDefinition]) -> ViewGraph:
+        """This instance's graph when the definitions are its own, else one of their own."""
+        if all(self._definitions.get(d.name) is d for d in definitions):
+            return self.graph
+        return ViewGraph(definitions)
+
+    def expected_reads(self, definition: MatViewDefinition) -> tuple[QualifiedName, ...] | None:
+        """What the dependency graph says the view reads (None for a definition not its own)."""
+        return self.graph.reads(definition.name) if self._definitions.get(definition.name) is definition else None
+
+    def upstream_views(self, definition: MatViewDefinition) -> tuple[QualifiedName, ...]:
+        """The defined views the view reads."""
+        if self._definitions.get(definition.name) is not definition:
+            return ()
+        return tuple(QualifiedName.parse(name) for name in self.graph.upstream(definition.name))
+
+    def _known(self, view: str) -> MatViewDefinition | None:
+        """The definition a name refers to, ``None`` when none; ``ValueError`` for a bad name
+        or an unqualified name two schemas define (write ``schema.view``)."""
+        found = self._definitions.get(str(QualifiedName.parse(view, "view name")))
+        if found is not None or "." in view:
+            return found
+        matches = [d for d in self._definitions.values() if d.qualified.name == view]
+        if len(matches) > 1:
+            raise ValueError(f"view {view!r} is ambiguous: {', '.join(d.name for d in matches)}; write schema.view")
+        return matches[0] if matches else None
+
+    def _names(self) -> str:
+        return ", ".join(sorted(self._definitions)) or "none"
+
+    def _by_id(self, definition_id: int) -> MatViewDefinition:
+        raise NotImplementedError  # MatViews reads the definitions mirror of its run store

@@ -1,0 +1,108 @@
+"""The definitions mirror: ``mat_view_definitions``, one row per view (upserted by name), so
+run rows can reference a definition and a definition can be rebuilt from its id alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from ..definition import MatViewDefinition
+from .migrations import Migrations
+
+
+class DefinitionsMirror(Migrations):
+    """Definitions upserted by name; each definition object's id is asked for once."""
+
+    def mirror(self, definitions: list[MatViewDefinition]) -> None:
+        """Upsert ``definitions`` in a thread of its own (while a batch's workers connect);
+        the first ``definition_id`` call waits for it."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="matviews-mirror")
+        future = pool.submit(self._remember_ids, definitions)
+        pool.shutdown(wait=False)
+        with self._ids_lock:
+            self._mirrors.append(future)
+
+    def definition_id(self, definition: MatViewDefinition) -> int:
+        """The id of ``definition`` in ``mat_view_definitions``, upserted once per object."""
+        with self._ids_lock:
+            pending, self._mirrors = self._mirrors, []
+        for future in pending:
+            future.result()
+        known = self._ids.get(definition.name)
+        if known is None or known[0] is not definition:
+            self._remember_ids([definition])
+            known = self._ids[definition.name]
+        return known[1]
+
+    def _remember_ids(self, definitions: list[MatViewDefinition]) -> None:
+        ids = self.upsert_definitions(definitions)
+        self._ids.update({d.name: (d, ids[d.name]) for d in definitions})
+
+    def upsert_definition(self, definition: MatViewDefinition) -> int:
+        """Mirror ``definition`` into ``mat_view_definitions`` (by name) and return its id."""
+        return self.upsert_definitions([definition])[definition.name]
+
+    def upsert_definitions(self, definitions: list[MatViewDefinition]) -> dict[str, int]:
+        """Mirror ``definitions`` into ``mat_view_definitions`` (by name) in one statement;
+        returns ``{name: id}``. ``updated_at`` moves only when a field changed."""
+        if not definitions:
+            return {}
+        self.ensure_migrated()
+        rows = [_definition_row(definition) for definition in definitions]
+        columns = list(rows[0])
+        query = sql.SQL(
+            """INSERT INTO {table} AS t ({columns}) VALUES {values}
+               ON CONFLICT (name) DO UPDATE SET {updates},
+                 updated_at = CASE WHEN ({old}) IS DISTINCT FROM ({new}) THEN now() ELSE t.updated_at END
+               RETURNING id, name"""
+        ).format(
+            table=self.table("mat_view_definitions"),
+            columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            values=sql.SQL(", ").join(
+                sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in columns)) for _ in rows
+            ),
+            updates=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:]),
+            old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns[1:]),
+            new=sql.SQL(", ").join(sql.SQL("excluded.{}").format(sql.Identifier(c)) for c in columns[1:]),
+        )
+        params = [value for row in rows for value in row.values()]
+        found = self.run(lambda conn: conn.execute(query, params).fetchall())
+        return {row["name"]: int(row["id"]) for row in found}
+
+    def get_definition(self, definition_id: int) -> MatViewDefinition | None:
+        """Rebuild a definition from its id alone."""
+        self.ensure_migrated()
+        query = sql.SQL("SELECT * FROM {} WHERE id = %s").format(self.table("mat_view_definitions"))
+        row = self.run(lambda conn: conn.execute(query, (definition_id,)).fetchone())
+        if row is None:
+            return None
+        fields = {field: row[field] for field in _COLUMNS}
+        return MatViewDefinition(name=row["name"], **fields, **row["attributes"])
+
+
+_COLUMNS = (
+    "sql",
+    "refresh_strategy",
+    "unique_index_columns",
+    "indexes",
+    "row_count_strategy",
+    "dependencies",
+    "schedule_cron",
+)
+"""Definition fields with a column of their own (the queryable ones); every other field of
+``MatViewDefinition`` is kept in the ``attributes`` JSON, so a new field needs no change here."""
+
+
+def _definition_row(definition: MatViewDefinition) -> dict[str, Any]:
+    """The ``mat_view_definitions`` columns of one definition (name first)."""
+    fields = definition.stored_fields()
+    name = fields.pop("name")
+    columns = {field: fields.pop(field) for field in _COLUMNS}
+    json_columns = {
+        field: Jsonb(value) if isinstance(value, list | dict) else value for field, value in columns.items()
+    }
+    return {"name": name, **json_columns, "attributes": Jsonb(fields), "sql_sha256": definition.sql_sha256}

@@ -1,0 +1,79 @@
+"""Reading the run history: newest first, per view, per Dagster run, still running."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import sql
+
+from ..vocabulary import RUN_KINDS, RunKind
+from .migrations import RESULT_COLUMNS, RUN_TABLES, Migrations
+
+
+class RunHistory(Migrations):
+    def _all_kinds(self, columns: str, where: str, kinds: tuple[RunKind, ...] = RUN_KINDS) -> sql.Composed:
+        """``SELECT <kind> AS kind, <columns> FROM <runs table> WHERE <where>`` for each kind,
+        joined with UNION ALL; ``{results}`` in ``columns`` is every ``RESULT_COLUMNS`` column,
+        read from ``meta`` where a kind's table has no such column."""
+        return sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {kind} AS kind, " + columns + " FROM {table} WHERE " + where).format(
+                kind=sql.Literal(kind),
+                table=self.table(RUN_TABLES[kind]),
+                results=sql.SQL(", ").join(column.select(kind) for column in RESULT_COLUMNS),
+            )
+            for kind in kinds
+        )
+
+    def running(self, *, database_name: str, view_name: str) -> list[dict[str, Any]]:
+        """The rows still marked ``running`` for one view, oldest first, across all kinds."""
+        self.ensure_migrated()
+        query = self._all_kinds(
+            "id, started_at, dagster_run_id", "database_name = %(db)s AND view_name = %(view)s AND status = 'running'"
+        ) + sql.SQL(" ORDER BY started_at")
+        params = {"db": database_name, "view": view_name}
+        return self.run(lambda conn: conn.execute(query, params).fetchall())
+
+    def latest(self, *, database_name: str, view_names: list[str]) -> dict[str, dict[str, Any]]:
+        """The newest run of each view (any kind): ``{view_name: {kind, status, finished_at, ...}}``."""
+        self.ensure_migrated()
+        union = self._all_kinds(
+            "view_name, status, started_at, finished_at, duration_ms",
+            "database_name = %(db)s AND view_name = ANY(%(views)s)",
+        )
+        query = sql.SQL("SELECT DISTINCT ON (view_name) * FROM ({}) runs ORDER BY view_name, started_at DESC")
+        query = query.format(union)
+        params = {"db": database_name, "views": view_names}
+        rows = self.run(lambda conn: conn.execute(query, params).fetchall())
+        return {row["view_name"]: row for row in rows}
+
+    def last_row_counts(self, *, database_name: str, view_names: list[str]) -> dict[str, int]:
+        """The row count of each view's newest successful refresh that counted rows."""
+        self.ensure_migrated()
+        query = sql.SQL(
+            """SELECT DISTINCT ON (view_name) view_name, rows_count FROM {}
+               WHERE database_name = %s AND view_name = ANY(%s) AND status = 'success' AND rows_count IS NOT NULL
+               ORDER BY view_name, started_at DESC"""
+        ).format(self.table(RUN_TABLES["refresh"]))
+        rows = self.run(lambda conn: conn.execute(query, (database_name, view_names)).fetchall())
+        return {row["view_name"]: int(row["rows_count"]) for row in rows}
+
+    def for_dagster_run(self, dagster_run_id: str) -> list[dict[str, Any]]:
+        """``{kind, id, view_name, status}`` of every run row written by one Dagster run."""
+        self.ensure_migrated()
+        query = self._all_kinds("id, view_name, status", "dagster_run_id = %(run)s") + sql.SQL(" ORDER BY id")
+        return self.run(lambda conn: conn.execute(query, {"run": dagster_run_id}).fetchall())
+
+    def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Run rows newest first, each with its ``kind``; filter by kind and view."""
+        self.ensure_migrated()
+        kinds = RUN_KINDS if kind is None else (kind,)
+        if any(k not in RUN_KINDS for k in kinds):
+            raise ValueError(f"kind must be one of {', '.join(RUN_KINDS)}, got {kind!r}")
+        columns = (
+            "id, mat_view_definition_id, view_name, database_name, status, started_at, finished_at, "
+            "duration_ms, {results}, error, meta, dagster_run_id"
+        )
+        where = "view_name = %(view)s" if view else "true"
+        query = self._all_kinds(columns, where, kinds) + sql.SQL(" ORDER BY started_at DESC, id DESC LIMIT %(limit)s")
+        params = {"view": view, "limit": limit}
+        return self.run(lambda conn: conn.execute(query, params).fetchall())
