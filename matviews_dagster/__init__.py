@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .core.graph import ViewGraph
     from .core.operations import MatViews
     from .core.result import OperationResult
-    from .core.services import ServiceResponse
+    from .core.services.response import ServiceResponse
     from .core.settings import MatViewsSettings
     from .core.store import RunStore
     from .core.vocabulary import CreateViewJob, DeleteViewJob, RefreshViewJob
@@ -31,7 +31,7 @@ _LAZY = {
     "DatabaseUnavailable": "core.connection",
     "OperationResult": "core.result",
     "RunStore": "core.store",
-    "ServiceResponse": "core.services",
+    "ServiceResponse": "core.services.response",
     "CreateViewJob": "core.vocabulary",
     "RefreshViewJob": "core.vocabulary",
     "DeleteViewJob": "core.vocabulary",

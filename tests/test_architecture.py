@@ -95,6 +95,8 @@ def test_every_definition_field_survives_the_mirror(dsn) -> None:
         "owners": ["team:data"],
         "tags": {"tier": "gold"},
         "search_path": ["reporting", "public"],
+        "column_descriptions": {"email": "Primary email"},
+        "on_definition_change": "fail",
     }
     untested = set(MatViewDefinition.model_fields) - {"name", "sql"} - set(values)
     assert untested == set(), "give the new field a non-default value here"

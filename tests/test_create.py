@@ -68,13 +68,17 @@ def test_force_with_failing_sql_keeps_the_old_view_and_data(make_mv, db, users) 
     assert row["status"] == "failed" and "users_missing" in row["error"]
 
 
-def test_force_refuses_when_views_depend_on_it(make_mv, db, users) -> None:
+def test_force_keeps_the_views_built_on_it(make_mv, db, users) -> None:
     make_mv(USERS).create("mv_users")
     db.execute("CREATE VIEW pro_users AS SELECT * FROM mv_users WHERE plan = 'pro'")
-    result = make_mv(USERS).create("mv_users", force="yes")
-    assert result.status == "failed"
-    assert "public.pro_users" in result.error
-    assert scalar(db, "SELECT count(*) FROM pro_users") > 0
+    changed = USERS.model_copy(update={"sql": "SELECT id, email, plan, 2 AS version FROM users"})
+    result = make_mv(changed).create("mv_users", force="yes")
+    assert result.status == "success", result
+    assert scalar(db, "SELECT count(*) FROM pro_users") == scalar(db, "SELECT count(*) FROM users WHERE plan = 'pro'")
+    assert scalar(db, "SELECT max(version) FROM mv_users") == 2
+    assert make_mv(changed).history(kind="create", limit=1)[0]["meta"]["recreated_dependents"] == [
+        "public.pro_users (view)"
+    ]
 
 
 def test_unknown_index_column_lists_the_view_columns(make_mv, db, users) -> None:

@@ -40,7 +40,8 @@ def test_unusable_indexes_fail_with_the_fix(make_mv, db, users, index: str | Non
     make_mv(NO_INDEX).create("mv_users")
     if index:
         db.execute(index)
-    result = make_mv(USERS).refresh("mv_users")
+    not_applied = USERS.model_copy(update={"on_definition_change": "warn"})  # apply would build the index
+    result = make_mv(not_applied).refresh("mv_users")
     assert result.status == "failed"
     assert "public.mv_users has no usable unique index" in result.error
     assert 'CREATE UNIQUE INDEX ON "public"."mv_users" ("id")' in result.hint

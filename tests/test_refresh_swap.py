@@ -99,16 +99,24 @@ def test_swap_with_failing_sql_leaves_the_original(make_mv, db, users, decorated
     assert leftovers(db) == []
 
 
-def test_swap_refuses_dependent_views_before_any_work(make_mv, db, users) -> None:
+def test_swap_recreates_the_views_built_on_it_reading_the_new_data(make_mv, db, users) -> None:
     mv = make_mv(SWAP)
     mv.create("mv_users")
     db.execute("CREATE VIEW v_pro AS SELECT * FROM mv_users WHERE plan = 'pro'")
-    oid = scalar(db, "SELECT 'mv_users'::regclass::oid")
+    db.execute("CREATE MATERIALIZED VIEW mv_pro_count AS SELECT count(*) AS n FROM v_pro")
+    users(40)
     result = mv.refresh("mv_users")
-    assert result.status == "failed"
-    assert "public.v_pro" in result.error and "strategy='regular' or strategy='concurrent'" in result.hint
-    assert scalar(db, "SELECT 'mv_users'::regclass::oid") == oid
-    assert mv.history(kind="refresh", limit=1)[0]["meta"]["sql"] == []
+    assert result.status == "success", result
+    assert scalar(db, "SELECT count(*) FROM v_pro") == scalar(db, "SELECT count(*) FROM users WHERE plan = 'pro'")
+    assert scalar(db, "SELECT n FROM mv_pro_count") == scalar(db, "SELECT count(*) FROM v_pro")
+    reads = scalar(
+        db,
+        "SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
+        "WHERE r.ev_class = 'v_pro'::regclass AND d.refobjid = 'mv_users'::regclass",
+    )
+    assert reads > 0  # the recreated view reads the new copy, not a dropped one
+    row = mv.history(kind="refresh", limit=1)[0]
+    assert row["meta"]["recreated_dependents"] == ["public.v_pro (view)", "public.mv_pro_count (materialized view)"]
     assert leftovers(db) == []
 
 
@@ -177,17 +185,21 @@ def test_swap_row_count_comes_from_the_build(make_mv, db, users) -> None:
     assert not any("count(" in statement for statement in statements)
 
 
-def test_an_index_that_cannot_be_copied_is_named(make_mv, db, users) -> None:
+def test_an_index_whose_column_the_new_query_drops_is_named_and_not_recreated(make_mv, db, users) -> None:
     view = MatViewDefinition(name="mv_plans", sql="SELECT id, plan FROM users", refresh_strategy="swap")
     mv = make_mv(view)
     assert mv.create("mv_plans").ok
     db.execute("CREATE INDEX mv_plans_plan_idx ON mv_plans (plan)")
+    db.execute("CREATE INDEX mv_plans_id_idx ON mv_plans (id)")
     changed = view.model_copy(update={"sql": "SELECT id FROM users"})
     result = make_mv(changed).refresh("mv_plans")
-    assert result.status == "failed"
-    assert "copying index mv_plans_plan_idx of public.mv_plans to its new copy failed" in result.error
-    assert 'column "plan" does not exist' in result.error and "DROP INDEX public.mv_plans_plan_idx" in result.hint
-    assert [
-        c[0]
-        for c in db.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'mv_plans'::regclass AND attnum > 0")
-    ] == ["id", "plan"]
+    assert result.status == "success", result
+    assert result.created is not None and result.created.outcome == "updated"
+    assert any(
+        "index mv_plans_plan_idx not recreated" in w and 'column "plan" does not exist' in w
+        for w in result.created.warnings
+    ), result.created.warnings
+    indexes = [r[0] for r in db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'mv_plans'")]
+    assert indexes == ["mv_plans_id_idx"]
+    columns = db.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'mv_plans'::regclass AND attnum > 0")
+    assert [c[0] for c in columns] == ["id"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .commands import COMMANDS
+from . import changes, commands
 from .context import EXIT_FAILED, EXIT_USAGE, Settings
 
 
@@ -54,7 +54,7 @@ def cli(ctx: click.Context, dsn: str | None, definitions_path: Path, demo: bool,
     ctx.obj = Settings(dsn=dsn, definitions_path=definitions_path, runs_schema=runs_schema, debug=debug)
 
 
-for _command in COMMANDS:
+for _command in [*commands.COMMANDS, *changes.COMMANDS]:
     cli.add_command(_command)
 
 

@@ -14,6 +14,7 @@ import click
 from .context import EXIT_FAILED, Interrupted
 
 if TYPE_CHECKING:
+    from ..core.drift import ViewPlan
     from ..core.result import OperationResult
     from ..core.validation import ValidationResult
 
@@ -165,6 +166,20 @@ def print_validation(results: list[ValidationResult]) -> None:
             "yes" if r.matches else "NO",
         )
     _console().print(table)
+
+
+def print_plans(plans: list[ViewPlan]) -> None:
+    """``matviews plan``: one line per view, then the query diff of each changed one."""
+    width = max((len(p.view) for p in plans), default=0)
+    for p in plans:
+        line = f"{p.action:10} {p.view:{width}}"
+        if p.summary():
+            line += f"  {p.summary()}"
+        if p.action == "orphan":
+            line += "  run history here, no definition: add one, or drop the view"
+        click.echo(line.rstrip())
+        if p.diff:
+            click.echo("\n".join(f"           {diff_line}" for diff_line in p.diff.splitlines()))
 
 
 def _console() -> Any:

@@ -15,7 +15,7 @@ import psycopg
 
 from .catalog import matview_state, usable_unique_index
 from .definition import MatViewDefinition
-from .drift import definition_drift
+from .drift import plan_view
 from .services.refresh import null_trap_warning
 
 
@@ -62,17 +62,20 @@ def check_unique_index(conn: psycopg.Connection, definition: MatViewDefinition) 
 
 
 def check_definition(conn: psycopg.Connection, definition: MatViewDefinition) -> CheckOutcome:
-    drift = definition_drift(conn, definition)
-    if drift is None:
+    plan = plan_view(conn, definition)
+    if plan.action != "change":
         return CheckOutcome("definition_matches", True)
-    deployed, expected = drift
+    sql = {"deployed": plan.deployed_sql or "", "expected": plan.expected_sql or ""} if plan.query_changed else {}
+    if plan.diff:
+        sql["diff"] = plan.diff
     return CheckOutcome(
         "definition_matches",
         False,
-        f"{definition.name} runs an older query; apply the change with a force create "
-        "(create_mat_views with force: true) or a swap refresh (strategy: swap)",
+        f"{definition.name} differs from its definition ({plan.summary()}); materializing it applies the change "
+        "(on_definition_change: apply), as do the create_mat_views job with force: true and matviews apply",
         "warn",
-        sql={"deployed": deployed, "expected": expected},
+        {"change": plan.summary()},
+        sql=sql,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import definition_cache
 from .analysis import facts_as_json, remember, statement_text, validate_query
 from .names import DEFAULT_SCHEMA, QualifiedName, validate_identifier
-from .vocabulary import RefreshStrategy, RowCountStrategy
+from .vocabulary import DefinitionChangePolicy, RefreshStrategy, RowCountStrategy
 
 _DOCUMENT_KEYS = {"views", "search_path"}
 
@@ -41,6 +42,8 @@ class MatViewDefinition(BaseModel):
     owners: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
     search_path: list[str] | None = None
+    column_descriptions: dict[str, str] = Field(default_factory=dict)
+    on_definition_change: DefinitionChangePolicy = "apply"
 
     @field_validator("name")
     @classmethod
@@ -62,6 +65,13 @@ class MatViewDefinition(BaseModel):
         if not isinstance(value, list) or not value:
             raise ValueError("search_path must be a non-empty list of schema names")
         return [validate_identifier(schema, "search_path schema") for schema in value]
+
+    @field_validator("column_descriptions")
+    @classmethod
+    def _check_column_descriptions(cls, value: dict[str, str]) -> dict[str, str]:
+        for column in value:
+            validate_identifier(column, "column_descriptions column")
+        return value
 
     @field_validator("unique_index_columns")
     @classmethod
@@ -118,6 +128,21 @@ class MatViewDefinition(BaseModel):
     @property
     def sql_sha256(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def fingerprint(self) -> str:
+        """What the deployed view must match (query, search path, indexes, comments), hashed;
+        recorded when the view is created or a change applied, so a refresh finds an
+        unchanged definition without asking the server."""
+        deployed = [
+            self.sql,
+            self.resolution_path,
+            self.unique_index_columns,
+            self.indexes,
+            self.description,
+            self.column_descriptions,
+        ]
+        return hashlib.sha256(json.dumps(deployed, sort_keys=True).encode()).hexdigest()
 
     def stored_fields(self) -> dict[str, Any]:
         """The fields persisted in ``mat_view_definitions`` (enough to rebuild the definition)."""

@@ -1,27 +1,109 @@
-"""Does the deployed view still match its definition? Postgres normalizes both sides."""
+"""Does the deployed view still match its definition? The query as Postgres normalizes it, the
+declared indexes by shape, and the comments the definition sets.
+
+The query comparison is alembic_utils' method: the definition's SQL is created ``WITH NO
+DATA`` under a scratch name in a transaction that is always rolled back, and both texts are
+read with ``pg_get_viewdef`` under the same search path, so formatting and qualification agree.
+"""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Literal
+
 import psycopg
 
-from .catalog import deployed_definition
+from .catalog import deployed_definition, matview_state
 from .definition import MatViewDefinition
 from .names import derived_name
 from .services.binding import bind_search_path, create_statement
+from .services.indexes import declared_indexes, index_shapes
+
+Action = Literal["create", "unchanged", "change", "orphan"]
 
 
 class _Rollback(Exception):
     pass
 
 
-def definition_drift(conn: psycopg.Connection, definition: MatViewDefinition) -> tuple[str, str] | None:
-    """``(deployed, expected)`` when the view exists and its stored query differs from what
-    Postgres makes of the definition's SQL, else None.
+@dataclass(frozen=True)
+class ViewPlan:
+    """What ``apply`` would do to one view: ``create`` it (missing), nothing (``unchanged``),
+    ``change`` it (a new query: rebuilt; only indexes or comments: altered in place), or
+    nothing to an ``orphan`` (a view with run history here and no definition any more)."""
 
-    The definition's SQL is created ``WITH NO DATA`` under a temporary name, bound with the
-    view's search path, inside a transaction that is always rolled back; both texts are read
-    with ``pg_get_viewdef`` under that same path, so formatting and qualification are alike.
-    """
+    view: str
+    action: Action
+    deployed_sql: str | None = None
+    expected_sql: str | None = None
+    add_indexes: tuple[str, ...] = ()
+    drop_indexes: tuple[str, ...] = ()
+    comments: bool = False
+
+    @property
+    def query_changed(self) -> bool:
+        return self.deployed_sql != self.expected_sql
+
+    @property
+    def diff(self) -> str:
+        """A unified diff from the deployed query to the definition's ('' when equal)."""
+        if not self.query_changed:
+            return ""
+        lines = difflib.unified_diff(
+            (self.deployed_sql or "").splitlines(),
+            (self.expected_sql or "").splitlines(),
+            "deployed",
+            "definition",
+            lineterm="",
+        )
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """``query changed, add index (plan), drop index mv_users_email_idx, comments``."""
+        parts = ["query changed"] if self.query_changed else []
+        parts += [f"add index {index}" for index in self.add_indexes]
+        parts += [f"drop index {index}" for index in self.drop_indexes]
+        parts += ["comments"] if self.comments else []
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "view": self.view,
+            "action": self.action,
+            "summary": self.summary(),
+            "diff": self.diff,
+            "add_indexes": list(self.add_indexes),
+            "drop_indexes": list(self.drop_indexes),
+            "comments": self.comments,
+        }
+
+
+def plan_view(
+    conn: psycopg.Connection, definition: MatViewDefinition, previously_declared: Collection[str] = ()
+) -> ViewPlan:
+    """Compare the deployed view with ``definition``. ``previously_declared``: the names of the
+    indexes the last applied definition declared (those it no longer declares are dropped)."""
+    state = matview_state(conn, definition.qualified)
+    if state is None:
+        return ViewPlan(definition.name, "create")
+    texts = _query_texts(conn, definition)
+    assert texts is not None
+    shapes = index_shapes(conn, state.oid)
+    add = tuple(
+        f"{'UNIQUE ' if unique else ''}({', '.join(columns)})"
+        for columns, unique in declared_indexes(definition)
+        if not any(shape.is_declared((columns, unique)) for shape in shapes)
+    )
+    declared = [shape.name for shape in shapes if any(map(shape.is_declared, declared_indexes(definition)))]
+    drop = tuple(s.name for s in shapes if s.name in set(previously_declared) and s.name not in declared)
+    comments = _comments_differ(conn, state.oid, definition)
+    changed = texts[0] != texts[1] or add or drop or comments
+    return ViewPlan(definition.name, "change" if changed else "unchanged", texts[0], texts[1], add, drop, comments)
+
+
+def _query_texts(conn: psycopg.Connection, definition: MatViewDefinition) -> tuple[str, str] | None:
     probe = definition.qualified.sibling(derived_name(definition.qualified.name, "mvprobe"))
     found: tuple[str, str] | None = None
     try:
@@ -31,10 +113,27 @@ def definition_drift(conn: psycopg.Connection, definition: MatViewDefinition) ->
             if deployed is None:
                 return None
             conn.execute(create_statement(probe, definition, data=False))
-            expected = deployed_definition(conn, probe) or ""
-            found = (deployed, expected)
+            found = (deployed, deployed_definition(conn, probe) or "")
             raise _Rollback
     except _Rollback:
         pass
-    assert found is not None
-    return None if found[0] == found[1] else found
+    return found
+
+
+def _comments_differ(conn: psycopg.Connection, oid: int, definition: MatViewDefinition) -> bool:
+    """Whether a comment the definition sets (``description``, ``column_descriptions``) is not
+    the one deployed; comments it does not set are not compared."""
+    if definition.description is None and not definition.column_descriptions:
+        return False
+    row = conn.execute(
+        """SELECT obj_description(%(oid)s, 'pg_class'),
+                  coalesce(jsonb_object_agg(attname, col_description(attrelid, attnum))
+                           FILTER (WHERE col_description(attrelid, attnum) IS NOT NULL), '{}')
+           FROM pg_attribute WHERE attrelid = %(oid)s AND attnum > 0 AND NOT attisdropped""",
+        {"oid": oid},
+    ).fetchone()
+    assert row is not None
+    comment, columns = row
+    if definition.description is not None and comment != definition.description:
+        return True
+    return any(columns.get(column) != text for column, text in definition.column_descriptions.items())

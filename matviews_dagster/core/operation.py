@@ -3,8 +3,7 @@ statements, drop an interrupted swap's leftovers, then run services as recorded 
 
 ``Operation.run`` inserts the ``running`` row (the first one of the operation also marks
 rows of dead processes abandoned), calls the service on the locked connection, and
-finalizes the row whatever happens. The three flows below (create, refresh, delete) are
-what ``MatViews`` runs for each view.
+finalizes the row whatever happens. ``flows`` holds what ``MatViews`` runs for each view.
 """
 
 from __future__ import annotations
@@ -14,17 +13,16 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from .catalog import NotAMaterializedView, describe_view, matview_state
 from .definition import MatViewDefinition
 from .dsn import scrub
 from .locks import ViewLockTimeout, view_lock
 from .result import OperationResult
-from .services import ServiceResponse, create_view, delete_view, drop_swap_leftovers, refresh_view
+from .services.response import ServiceResponse
+from .services.swap import drop_swap_leftovers
 from .vocabulary import RunKind
 
 if TYPE_CHECKING:
@@ -43,6 +41,8 @@ class Operation:
         self.lock_wait_ms = 0
         self.leftovers: list[str] = []
         self.timed_out: OperationResult | None = None
+        self.warnings: list[str] = []  # added to the next run's warnings
+        self.payload: dict[str, Any] = {}  # the last run's service payload
         self._reconciled = False
 
     def run(
@@ -79,9 +79,13 @@ class Operation:
             store.finish(kind, run_id, status="failed", duration_ms=_elapsed_ms(started), meta={}, error=error)
             raise
         duration_ms = _elapsed_ms(started)
+        self.payload = response.payload
         status = "success" if response.ok else "failed"
         error = scrub(response.error, self.mv.dsn) if response.error else None
         rows_count = response.payload.get("rows_count")
+        if self.warnings:
+            response.meta["warnings"] = [*self.warnings, *response.meta.get("warnings", ())]
+            self.warnings = []
         final_meta = {**response.meta, "outcome": response.status, "payload": response.payload}
         if response.hint:
             final_meta["hint"] = response.hint
@@ -126,87 +130,6 @@ def operation(
         mv.apply_statement_timeout(conn, definition.statement_timeout or mv.statement_timeout)
         op.leftovers = drop_swap_leftovers(conn, definition.qualified)
         yield op
-
-
-def create_one(
-    mv: MatViews,
-    definition: MatViewDefinition,
-    force: bool,
-    dagster_run_id: str | None,
-    conn: psycopg.Connection | None,
-) -> OperationResult:
-    with operation(mv, "create", definition, dagster_run_id, conn) as op:
-        if op.timed_out:
-            return op.timed_out
-        options = {"force": force, "sql": definition.sql}
-        reads, upstream = mv.expected_reads(definition), mv.upstream_views(definition)
-        return op.run("create", options, create_view, definition, force=force, expected_reads=reads, upstream=upstream)
-
-
-def refresh_one(
-    mv: MatViews,
-    definition: MatViewDefinition,
-    rows: str,
-    strategy: str | None,
-    create_if_missing: bool,
-    dagster_run_id: str | None,
-    describe: bool,
-    conn: psycopg.Connection | None,
-) -> OperationResult:
-    chosen = strategy or definition.refresh_strategy
-    options = {"strategy": chosen, "row_count_strategy": rows, "sql": definition.sql}
-    with operation(mv, "refresh", definition, dagster_run_id, conn) as op:
-        if op.timed_out:
-            return op.timed_out
-        created = None
-        if create_if_missing and not _exists(op.conn, definition):
-            reads, upstream = mv.expected_reads(definition), mv.upstream_views(definition)
-            reason = {"force": False, "reason": "create_if_missing", "sql": definition.sql}
-            created = op.run("create", reason, create_view, definition, expected_reads=reads, upstream=upstream)
-            result = op.run("refresh", options, _populated_by_create, created, rows)
-        else:
-            policy = mv.lock_policy
-            result = op.run(
-                "refresh",
-                options,
-                refresh_view,
-                definition,
-                strategy=chosen,
-                row_count_strategy=rows,
-                lock_policy=policy,
-            )
-        if created is not None:
-            result = replace(result, created=created)
-        if describe and result.ok and not op.conn.broken:
-            with contextlib.suppress(psycopg.Error):  # the run is recorded; a description is a bonus
-                result = replace(result, description=describe_view(op.conn, definition.qualified), database=op.database)
-        return result
-
-
-def delete_one(
-    mv: MatViews,
-    definition: MatViewDefinition,
-    cascade: bool,
-    dagster_run_id: str | None,
-    conn: psycopg.Connection | None,
-) -> OperationResult:
-    with operation(mv, "delete", definition, dagster_run_id, conn) as op:
-        if op.timed_out:
-            return op.timed_out
-        result = op.run("delete", {"cascade": cascade}, delete_view, definition.qualified, cascade=cascade)
-        for dropped in result.dropped:  # each defined view DROP ... CASCADE took with it gets its own row
-            name = dropped.split(" (")[0]
-            if mv.is_defined(name):
-                mv.runs.record_finished(
-                    "delete",
-                    status="success",
-                    view_name=name,
-                    database_name=op.database,
-                    definition_id=mv.runs.definition_id(mv.definition(name)),
-                    meta={"outcome": "deleted", "dropped_by": result.view, "cascade_of_run": result.run_id},
-                    dagster_run_id=dagster_run_id,
-                )
-        return result
 
 
 def _lock_timed_out(op: Operation, kind: RunKind, exc: ViewLockTimeout) -> OperationResult:
@@ -254,21 +177,3 @@ def failed_before_start(
 
 def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
-
-
-def _exists(conn: psycopg.Connection, definition: MatViewDefinition) -> bool:
-    try:
-        return matview_state(conn, definition.qualified) is not None
-    except NotAMaterializedView:
-        return True  # let the refresh report what the name really is
-
-
-def _populated_by_create(conn: psycopg.Connection, created: OperationResult, rows: str) -> ServiceResponse:
-    """The refresh step right after a create: the data is fresh, so nothing runs twice."""
-    if not created.ok:
-        return ServiceResponse.failure(f"could not create the missing view: {created.error}", hint=created.hint)
-    return ServiceResponse(
-        "created",
-        payload={"rows_count": None if rows == "none" else created.rows_count},
-        meta={"populated_by_create_run": created.run_id, "row_count_strategy": rows},
-    )

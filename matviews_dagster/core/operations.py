@@ -20,9 +20,10 @@ from .arguments import UNSET, normalize_flag, normalize_row_count, normalize_str
 from .connection import connect
 from .definition import MatViewDefinition
 from .dsn import resolve_dsn
+from .flows import apply_one, create_one, delete_one, refresh_one
 from .inventory import view_status
 from .names import QualifiedName
-from .operation import create_one, delete_one, refresh_one
+from .planning import plan_views
 from .registry import DefinedViews, ViewRef
 from .result import OperationResult
 from .services.locking import LockPolicy
@@ -31,6 +32,7 @@ from .vocabulary import DEFAULT_MAX_PARALLEL, RunKind
 
 if TYPE_CHECKING:
     from .checks import CheckOutcome
+    from .drift import ViewPlan
 
 
 class MatViews(DefinedViews):
@@ -190,6 +192,35 @@ class MatViews(DefinedViews):
             dagster_run_id=dagster_run_id,
             reverse=True,
         )
+
+    def apply_many(
+        self,
+        views: Iterable[ViewRef] | None = None,
+        *,
+        max_parallel: int = DEFAULT_MAX_PARALLEL,
+        dagster_run_id: str | None = None,
+    ) -> Iterator[OperationResult]:
+        """Make ``views`` (default: all) match their definitions, upstream first: create the
+        missing, rebuild those whose query changed (keeping owner, grants, comments, other
+        indexes and the views built on them), alter indexes and comments in place; each is a
+        create run (``skipped`` when unchanged) whose ``meta.change`` holds the plan."""
+        selected = self.select(views)
+        batch.check_parallel(max_parallel)
+        return batch.run_batch(
+            self,
+            "create",
+            selected,
+            lambda definition, conn: apply_one(self, definition, dagster_run_id, conn),
+            max_parallel=max_parallel,
+            dagster_run_id=dagster_run_id,
+        )
+
+    def plan(self, views: Iterable[ViewRef] | None = None) -> list[ViewPlan]:
+        """What ``apply_many`` would do to each view (``drift.ViewPlan``: ``create``,
+        ``unchanged`` or ``change`` with the query diff and index changes), in dependency
+        order; for all views, also each ``orphan``. Reads only."""
+        chosen = self.select(views)
+        return plan_views(self, self.graph_of(chosen).order(d.name for d in chosen), orphans=views is None)
 
     def check_many(
         self, checks: Mapping[str, Sequence[str]], *, max_parallel: int = DEFAULT_MAX_PARALLEL

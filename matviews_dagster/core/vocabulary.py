@@ -11,10 +11,14 @@ from typing import Literal, get_args
 RefreshStrategy = Literal["regular", "concurrent", "swap"]
 RowCountStrategy = Literal["estimated", "exact", "none"]
 RunKind = Literal["create", "refresh", "delete"]
+DefinitionChangePolicy = Literal["apply", "warn", "fail"]
+"""What a refresh does when the deployed view no longer matches its definition (as dbt's
+``on_configuration_change``): rebuild it to match, refresh the deployed query and warn, or fail."""
 
 REFRESH_STRATEGIES: tuple[str, ...] = get_args(RefreshStrategy)
 ROW_COUNT_STRATEGIES: tuple[str, ...] = get_args(RowCountStrategy)
 RUN_KINDS: tuple[RunKind, ...] = get_args(RunKind)
+DEFINITION_CHANGE_POLICIES: tuple[str, ...] = get_args(DefinitionChangePolicy)
 
 CreateViewJob = "create_mat_views"
 """Dagster job that creates views (op ``create_views``; config ``views``, ``force``)."""

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import psycopg
-from psycopg import sql
 
-from ..catalog import column_names, dependent_relations, described, matview_state
+from ..catalog import column_names, matview_state
 from ..definition import MatViewDefinition
 from ..names import QualifiedName
+from .apply import change_view
 from .binding import bind_search_path, binding_warnings, bound_relations, create_statement
-from .indexes import check_index_columns, definition_index_statements
+from .carry_over import set_comments
+from .indexes import check_index_columns, declared_index_names, definition_index_statements
+from .locking import LockPolicy
 from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, returns_errors
 
 
@@ -23,18 +25,28 @@ def create_view(
     force: bool = False,
     expected_reads: Collection[QualifiedName] | None = None,
     upstream: Collection[QualifiedName] = (),
+    previously_declared: Collection[str] = (),
+    lock_policy: LockPolicy | None = None,
     log: StatementLog,
 ) -> ServiceResponse:
-    """Create the view (populated) and its indexes, its names bound with its search path.
+    """Create the view (populated), its indexes and the comments the definition sets, its
+    names bound with its search path; ``payload["declared_indexes"]`` names the indexes.
 
-    Exists and not ``force``: ``skipped``. With ``force`` the drop and the new create share one
-    transaction, so a failing new definition leaves the old view and its data in place.
+    Exists and not ``force``: ``skipped``. With ``force`` it is rebuilt beside the old one and
+    renamed into place (``swap.rebuild``): owner, grants, comments, indexes not declared and
+    views built on it are kept, and a failing new definition leaves everything as it was.
     ``expected_reads`` (the dependency graph's view of what the SQL reads) is checked against
     what Postgres bound; a difference is a warning in ``meta``. ``upstream`` (the defined views
     among them) lets a missing one be named as a view to create first.
     """
     name = definition.qualified
     meta: dict[str, object] = {"force": force}
+    if force and matview_state(conn, name) is not None:
+        policy = lock_policy or LockPolicy()
+        replaced = change_view(
+            conn, definition, previously_declared=previously_declared, rebuild_always=True, lock_policy=policy, log=log
+        )
+        return ServiceResponse("created", payload=replaced.payload, meta={**meta, **replaced.meta})
     try:
         return _create(conn, definition, force, expected_reads, meta, log)
     except psycopg.errors.UndefinedTable as exc:  # the transaction is rolled back: ask what is missing
@@ -76,17 +88,8 @@ def _create(
     with conn.transaction():
         bind_search_path(conn, definition)
         state = matview_state(conn, name)
-        if state is not None and not force:
-            return ServiceResponse("skipped", meta={**meta, "reason": "view exists"})
         if state is not None:
-            dependents = dependent_relations(conn, state.oid)
-            if dependents:
-                raise ServiceError(
-                    f"cannot recreate {name}: built on it: {described(dependents)}",
-                    hint="drop them first (delete with cascade=True), then create again",
-                    dependents=[dependent for dependent, _ in dependents],
-                )
-            log.execute(sql.SQL("DROP MATERIALIZED VIEW {} RESTRICT").format(name.identifier))
+            return ServiceResponse("skipped", meta={**meta, "reason": "view exists"})
         cursor = log.execute(create_statement(name, definition))
         rows_count = cursor.rowcount
         created = matview_state(conn, name)
@@ -97,8 +100,10 @@ def _create(
         check_index_columns(definition, column_names(conn, created.oid))
         for statement in definition_index_statements(definition):
             log.execute(statement)
+        set_comments(log, name, definition.description, definition.column_descriptions)
+        declared = declared_index_names(conn, created.oid, definition)
     return ServiceResponse(
         "created",
-        payload={"rows_count": rows_count, "replaced": state is not None},
+        payload={"rows_count": rows_count, "replaced": False, "declared_indexes": declared},
         meta=meta,
     )

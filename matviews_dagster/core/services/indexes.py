@@ -1,29 +1,90 @@
-"""Index statements: the definition's indexes at create, copies of existing ones at swap."""
+"""Indexes: the definition's (declared) indexes, the catalog's, and how they compare.
+
+A declared index is a plain btree index on columns, unique (``unique_index_columns``) or not
+(``indexes``); an index in the catalog is the same index when its key columns, uniqueness,
+method and (absent) predicate agree, whatever its name.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import psycopg
 from psycopg import sql
 
 from ..definition import MatViewDefinition
-from ..names import QualifiedName
+from ..names import MAX_IDENTIFIER_BYTES, QualifiedName
 from .response import ServiceError
+
+Declared = tuple[tuple[str, ...], bool]
+"""A declared index: its columns and whether it is unique."""
+
+
+@dataclass(frozen=True)
+class IndexShape:
+    """One index of a relation as the catalog holds it."""
+
+    name: str
+    definition: str
+    unique: bool
+    method: str
+    partial: bool
+    key_columns: tuple[str | None, ...]  # None for an expression
+    include: bool
+
+    def is_declared(self, declared: Declared) -> bool:
+        columns, unique = declared
+        plain = self.method == "btree" and not self.partial  # INCLUDE columns do not change what it serves
+        return plain and self.unique == unique and self.key_columns == columns
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.definition.split(' USING ', 1)[-1]})"
+
+
+def declared_indexes(definition: MatViewDefinition) -> list[Declared]:
+    """The definition's indexes: the unique one first, then ``indexes`` in order."""
+    found: list[Declared] = []
+    if definition.unique_index_columns:
+        found.append((tuple(definition.unique_index_columns), True))
+    found += [(tuple(columns), False) for columns in definition.indexes]
+    return found
+
+
+def index_statement(declared: Declared, target: QualifiedName, name: str | None = None) -> sql.Composed:
+    """``CREATE [UNIQUE] INDEX [name] ON target (columns)``."""
+    columns, unique = declared
+    return sql.SQL("CREATE {}INDEX {}ON {} ({})").format(
+        sql.SQL("UNIQUE " if unique else ""),
+        sql.SQL("{} ").format(sql.Identifier(name)) if name else sql.SQL(""),
+        target.identifier,
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+    )
 
 
 def definition_index_statements(definition: MatViewDefinition) -> list[sql.Composed]:
     """``CREATE [UNIQUE] INDEX`` for the definition's unique index and extra indexes."""
-    target = definition.qualified.identifier
-    statements = []
-    if definition.unique_index_columns:
-        statements.append(
-            sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(
-                target, sql.SQL(", ").join(map(sql.Identifier, definition.unique_index_columns))
-            )
-        )
-    for columns in definition.indexes:
-        statements.append(
-            sql.SQL("CREATE INDEX ON {} ({})").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
-        )
-    return statements
+    return [index_statement(declared, definition.qualified) for declared in declared_indexes(definition)]
+
+
+def index_shapes(conn: psycopg.Connection, oid: int) -> list[IndexShape]:
+    """Every index of relation ``oid``, by name."""
+    rows = conn.execute(
+        """SELECT c.relname, pg_get_indexdef(i.indexrelid), i.indisunique, am.amname, i.indpred IS NOT NULL,
+                  ARRAY(SELECT a.attname FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(attnum, n)
+                        LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                        ORDER BY k.n),
+                  i.indnatts > i.indnkeyatts
+           FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+           WHERE i.indrelid = %s ORDER BY c.relname""",
+        (oid,),
+    ).fetchall()
+    return [IndexShape(r[0], r[1], r[2], r[3], r[4], tuple(r[5]), r[6]) for r in rows]
+
+
+def declared_index_names(conn: psycopg.Connection, oid: int, definition: MatViewDefinition) -> list[str]:
+    """The names of the catalog's indexes that are the definition's declared ones."""
+    shapes = index_shapes(conn, oid)
+    return [s.name for declared in declared_indexes(definition) for s in shapes if s.is_declared(declared)]
 
 
 def check_index_columns(definition: MatViewDefinition, columns: list[str]) -> None:
@@ -38,12 +99,30 @@ def check_index_columns(definition: MatViewDefinition, columns: list[str]) -> No
         )
 
 
+def free_index_name(conn: psycopg.Connection, table: QualifiedName, columns: tuple[str, ...], taken: set[str]) -> str:
+    """A name for a new index, as Postgres would choose it (``<table>_<columns>_idx``, then
+    ``..._idx1``, ...), used by no relation of the schema and not in ``taken``."""
+    base = "_".join((table.name, *columns))
+    for n in range(1000):
+        tail = f"_idx{n or ''}"
+        candidate = base.encode()[: MAX_IDENTIFIER_BYTES - len(tail)].decode(errors="ignore") + tail
+        if candidate in taken:
+            continue
+        exists = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (table.sibling(candidate).identifier.as_string(conn),)
+        )
+        row = exists.fetchone()
+        if row is not None and not row[0]:
+            return candidate
+    raise ServiceError(f"no free index name for {table} ({', '.join(columns)})")
+
+
 def retarget_index(definition: str, index_name: str, table: QualifiedName) -> str:
     """Rewrite a ``pg_get_indexdef`` statement to build ``index_name`` on ``table``.
 
     The statement is parsed and re-emitted with pglast, so no text is spliced by hand.
     """
-    from pglast import parse_sql  # only a swap copies indexes
+    from pglast import parse_sql  # only a rebuild copies indexes
     from pglast.stream import RawStream
 
     stmt = parse_sql(definition)[0].stmt

@@ -36,6 +36,15 @@ def _isolation(conn: psycopg.Connection, level: IsolationLevel | None) -> Iterat
             conn.isolation_level = previous
 
 
+@contextmanager
+def _pipeline(conn: psycopg.Connection, wanted: bool) -> Iterator[None]:
+    if not wanted:
+        yield
+        return
+    with conn.pipeline():
+        yield
+
+
 @dataclass(frozen=True)
 class LockPolicy:
     """``timeout_ms`` per attempt, ``attempts`` in all, ``backoff_ms`` growing between them."""
@@ -53,17 +62,19 @@ def with_lock_retries(
     what: str,
     oids: list[int],
     isolation: IsolationLevel | None = None,
+    pipeline: bool = True,
 ) -> tuple[T, int]:
     """Run ``work`` in a transaction (``isolation``: default the server's) with
-    ``lock_timeout``; retry on lock timeouts.
+    ``lock_timeout``; retry on lock timeouts. With ``pipeline`` BEGIN, the statements and
+    COMMIT travel in one round trip (for work that does not branch on what it reads).
 
     Returns ``(result, attempts)``. When every attempt timed out, raises ``ServiceError``
     naming the sessions that held the lock.
     """
     holders: list[str] = []
     for attempt in range(1, policy.attempts + 1):
-        try:  # one round trip: BEGIN, the timeout, the work and COMMIT travel in one pipeline
-            with _isolation(conn, isolation), conn.pipeline(), conn.transaction():
+        try:
+            with _isolation(conn, isolation), _pipeline(conn, pipeline), conn.transaction():
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{policy.timeout_ms}ms",))
                 return work(), attempt
         except psycopg.errors.LockNotAvailable:

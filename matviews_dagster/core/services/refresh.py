@@ -22,7 +22,9 @@ from .swap import swap_refresh
 class Strategy(Protocol):
     """A refresh strategy: refresh the existing view ``state`` describes and count its rows
     (``row_count_strategy``), waiting for table locks as ``lock_policy`` allows; every
-    statement goes through ``log``. Raises ``ServiceError`` for a refusal with a hint."""
+    statement goes through ``log``. ``query`` (when not None) is the deployed query, for a
+    strategy that builds from the definition's text: a changed definition is not to be
+    applied. Raises ``ServiceError`` for a refusal with a hint."""
 
     def __call__(
         self,
@@ -33,6 +35,7 @@ class Strategy(Protocol):
         row_count_strategy: str,
         lock_policy: LockPolicy,
         log: StatementLog,
+        query: str | None,
     ) -> ServiceResponse: ...
 
 
@@ -44,9 +47,11 @@ def refresh_view(
     strategy: str | None = None,
     row_count_strategy: str = "estimated",
     lock_policy: LockPolicy | None = None,
+    query: str | None = None,
     log: StatementLog,
 ) -> ServiceResponse:
-    """Refresh with ``strategy`` (default: the definition's; one of ``STRATEGIES``) and count rows."""
+    """Refresh with ``strategy`` (default: the definition's; one of ``STRATEGIES``) and count
+    rows; ``query``: see ``Strategy``."""
     strategy = strategy or definition.refresh_strategy
     state = matview_state(conn, definition.qualified)
     if state is None:
@@ -55,8 +60,9 @@ def refresh_view(
             hint="create it first, or refresh with create_if_missing=True",
         )
     refresh = STRATEGIES[strategy]
+    policy = lock_policy or LockPolicy()
     return refresh(
-        conn, definition, state, row_count_strategy=row_count_strategy, lock_policy=lock_policy or LockPolicy(), log=log
+        conn, definition, state, row_count_strategy=row_count_strategy, lock_policy=policy, log=log, query=query
     )
 
 
@@ -69,8 +75,10 @@ def in_place_refresh(
     row_count_strategy: str,
     lock_policy: LockPolicy,
     log: StatementLog,
+    query: str | None = None,
 ) -> ServiceResponse:
-    """``REFRESH MATERIALIZED VIEW [CONCURRENTLY]``: the ``regular`` and ``concurrent`` strategies.
+    """``REFRESH MATERIALIZED VIEW [CONCURRENTLY]``: the ``regular`` and ``concurrent`` strategies
+    (they run the deployed query by nature, so ``query`` changes nothing).
 
     ``concurrent`` needs a usable unique index; an unpopulated view gets a regular refresh
     first (Postgres refuses CONCURRENTLY there), noted in ``meta``. No other fallback exists.

@@ -1,43 +1,40 @@
-"""Swap refresh: build a new copy, then rename it into place in one short transaction.
+"""Rebuild a materialized view beside itself, then rename it into place in one short transaction.
 
+The swap strategy, a definition change (``apply``) and a forced create all rebuild this way.
 Readers keep reading the old copy while the new one builds; they wait only for the renames
-(about a millisecond). The old copy is dropped afterwards in its own transaction, so its
-commit cost never sits inside the window readers wait on.
+(about a millisecond) and, when views are built on this one, for those to be recreated. The
+new copy gets the old one's owner, grants (table and column), comments and indexes; the views
+built on it are dropped and recreated with theirs in the renaming transaction, so if anything
+cannot be carried over nothing changes. The old copy is dropped afterwards in its own
+transaction, so its commit cost never sits inside the window readers wait on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Literal
+
 import psycopg
 from psycopg import sql
 
-from ..catalog import (
-    IndexInfo,
-    MatViewState,
-    comments,
-    dependent_relations,
-    described,
-    indexes,
-    matview_state,
-    privileges,
-)
+from ..catalog import MatViewState, column_names, matview_state
 from ..definition import MatViewDefinition
 from ..names import QualifiedName, derived_name
+from . import carry_over, dependents
 from .binding import bind_search_path, create_statement
-from .indexes import retarget_index
+from .indexes import (
+    IndexShape,
+    check_index_columns,
+    declared_indexes,
+    free_index_name,
+    index_shapes,
+    index_statement,
+    retarget_index,
+)
 from .locking import LockPolicy, with_lock_retries
 from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error
 from .row_count import count_rows
-
-_PRIVILEGES = {
-    "SELECT",
-    "INSERT",
-    "UPDATE",
-    "DELETE",
-    "TRUNCATE",
-    "REFERENCES",
-    "TRIGGER",
-    "MAINTAIN",
-}
 
 
 def swap_names(name: QualifiedName) -> tuple[QualifiedName, QualifiedName]:
@@ -63,89 +60,79 @@ def drop_swap_leftovers(conn: psycopg.Connection, name: QualifiedName) -> list[s
     return dropped
 
 
-def _refuse_dependents(conn: psycopg.Connection, name: QualifiedName, oid: int) -> None:
-    dependents = dependent_relations(conn, oid)
-    if dependents:
-        raise ServiceError(
-            f"cannot swap {name}: built on it: {described(dependents)}",
-            hint="refresh it with strategy='regular' or strategy='concurrent': a view other views read "
-            "cannot be swapped (they would keep reading the old copy)",
-            dependents=[dependent for dependent, _ in dependents],
-        )
+@dataclass
+class Rebuilt:
+    """What a rebuild did: rows built, indexes (final names), and what it could not keep."""
+
+    rows: int
+    meta: dict[str, object] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
-def _grantee(role: str) -> sql.Composable:
-    return sql.SQL("PUBLIC") if role == "PUBLIC" else sql.Identifier(role)
-
-
-def _copy_attributes(conn: psycopg.Connection, log: StatementLog, old_oid: int, owner: str, new: QualifiedName) -> None:
-    """Give the new copy the old view's owner, grants, comment and column comments."""
-    new_state = matview_state(conn, new)
-    assert new_state is not None
-    if new_state.owner != owner:
-        log.execute(sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(new.identifier, sql.Identifier(owner)))
-    wanted = privileges(conn, old_oid)
-    present = privileges(conn, new_state.oid)
-    if wanted != present:
-        for role in sorted({grantee for grantee, _, _ in present}):
-            log.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(new.identifier, _grantee(role)))
-        grants: dict[tuple[str, bool], list[str]] = {}
-        for role, privilege, grantable in wanted:
-            if privilege in _PRIVILEGES:
-                grants.setdefault((role, grantable), []).append(privilege)
-        for (role, grantable), privileges_ in sorted(grants.items()):
-            log.execute(
-                sql.SQL("GRANT {} ON {} TO {}{}").format(
-                    sql.SQL(", ").join(map(sql.SQL, privileges_)),
-                    new.identifier,
-                    _grantee(role),
-                    sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL(""),
-                )
-            )
-    table_comment, column_comments = comments(conn, old_oid)
-    if table_comment is not None:
-        log.execute(sql.SQL("COMMENT ON MATERIALIZED VIEW {} IS {}").format(new.identifier, sql.Literal(table_comment)))
-    for column, text in column_comments.items():
-        log.execute(
-            sql.SQL("COMMENT ON COLUMN {} IS {}").format(
-                sql.Identifier(new.schema, new.name, column), sql.Literal(text)
-            )
-        )
-
-
-def _build(conn: psycopg.Connection, log: StatementLog, definition: MatViewDefinition, new: QualifiedName) -> int:
-    """The new copy, populated; a role that may not create it is told what swap needs."""
-    try:
-        return log.execute(create_statement(new, definition)).rowcount
-    except psycopg.errors.InsufficientPrivilege as exc:
-        name = definition.qualified
-        raise ServiceError(
-            f"swap builds a new copy of {name} and renames it into place, so the role needs CREATE on schema "
-            f"{name.schema} and ownership of {name}: {describe_db_error(exc)}",
-            hint=f"GRANT CREATE ON SCHEMA {name.schema} to the role, or refresh {name} with strategy='regular' "
-            "or strategy='concurrent', which need only ownership of the view (or MAINTAIN on PostgreSQL 17+)",
-        ) from None
-
-
-def _copy_index(
+def rebuild(
     conn: psycopg.Connection,
+    definition: MatViewDefinition,
+    state: MatViewState,
+    *,
+    lock_policy: LockPolicy,
     log: StatementLog,
-    index: IndexInfo,
-    temp_name: str,
-    new: QualifiedName,
-    name: QualifiedName,
-) -> None:
-    """Build one of the old view's indexes on the new copy; say which index when it cannot be."""
+    query: str | None = None,
+    indexes: Literal["copy", "declared"] = "copy",
+    drop_indexes: Collection[str] = (),
+) -> Rebuilt:
+    """Rebuild the view with ``query`` (None: the definition's, bound with its search path).
+
+    ``indexes="copy"`` copies every index as it is (a failure names the index);
+    ``"declared"`` builds the definition's indexes (keeping the names of those that exist),
+    drops ``drop_indexes`` (declared before, not any more) and copies the others, except those
+    whose columns are gone, which are named in the warnings. Raises ``ServiceError``.
+    """
+    name = definition.qualified
+    new, backup = swap_names(name)  # an interrupted swap's copies were dropped before the operation began
+    result = Rebuilt(rows=0)
     try:
-        log.execute(sql.SQL(retarget_index(index.definition, temp_name, new)))  # type: ignore[arg-type]
+        with conn.transaction():
+            old = carry_over.capture(conn, state.oid)
+            bind_search_path(conn, definition)
+            result.rows = _build(conn, log, definition, new, query)
+            new_oid = _oid(conn, new)
+            columns = column_names(conn, new_oid)
+            result.warnings += carry_over.restore(conn, log, old, new, columns=set(columns))
+            if indexes == "declared":
+                check_index_columns(definition, columns)
+            renames = _build_indexes(conn, log, definition, state.oid, new, indexes, set(drop_indexes), result)
+
+        def swap() -> list[carry_over.Relation]:
+            dependents.lock_exclusively(conn, name, "materialized view")
+            built_on = dependents.built_on(conn, state.oid)
+            for relation in reversed(built_on):
+                dependents.drop(log, relation)
+            _rename(log, name, backup.name)
+            _rename(log, new, name.name)
+            for final, temp, old_name in renames:
+                if old_name:
+                    log.execute(_rename_index(name.sibling(final), derived_name(final, "mvold")))
+                log.execute(_rename_index(name.sibling(temp), final))
+            for relation in built_on:
+                dependents.recreate(conn, log, relation)
+            return built_on
+
+        built_on, attempts = with_lock_retries(
+            conn, lock_policy, swap, what=str(name), oids=[state.oid], pipeline=False
+        )
+    except BaseException:
+        drop_swap_leftovers(conn, name)
+        raise
+    result.meta.update(lock_attempts=attempts, indexes=[final for final, _, _ in renames])
+    if built_on:
+        result.meta["recreated_dependents"] = [str(relation) for relation in built_on]
+    try:  # readers of the old copy may still hold it: wait once, boundedly, else leave it
+        with conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{lock_policy.timeout_ms}ms",))
+            log.execute(sql.SQL("DROP MATERIALIZED VIEW {}").format(backup.identifier))
     except psycopg.Error as exc:
-        raise ServiceError(
-            f"copying index {index.name} of {name} to its new copy failed: {describe_db_error(exc)}; "
-            f"the index is {index.definition}",
-            hint=f"the query no longer gives the index what it needs: drop it (DROP INDEX {name.schema}.{index.name}) "
-            "or keep its columns in the query, then refresh again; the view was left as it was",
-            index=index.name,
-        ) from None
+        result.meta["backup_left"] = f"{backup} ({exc.diag.message_primary}); the next operation drops it"
+    return result
 
 
 def swap_refresh(
@@ -156,56 +143,121 @@ def swap_refresh(
     row_count_strategy: str,
     lock_policy: LockPolicy,
     log: StatementLog,
+    query: str | None = None,
 ) -> ServiceResponse:
-    """Build, copy attributes and indexes, rename into place, then drop the old copy."""
-    name = definition.qualified
-    _refuse_dependents(conn, name, state.oid)
-    new, backup = swap_names(name)  # an interrupted swap's copies were dropped before the operation began
-    meta: dict[str, object] = {"strategy": "swap", "row_count_strategy": row_count_strategy}
-    renames: list[tuple[str, str, str]] = []
+    """The swap strategy: rebuild with every index copied, then count rows. ``query``: the
+    text to build from instead of the definition's (the deployed one, when a changed
+    definition is not to be applied)."""
+    built = rebuild(conn, definition, state, lock_policy=lock_policy, log=log, query=query)
+    meta: dict[str, object] = {"strategy": "swap", "row_count_strategy": row_count_strategy, **built.meta}
+    if built.warnings:
+        meta["warnings"] = built.warnings
+    swapped = matview_state(conn, definition.qualified)
+    assert swapped is not None
+    rows = count_rows(conn, definition.qualified, swapped.oid, row_count_strategy, known_exact=built.rows)
+    return ServiceResponse("updated", payload={"rows_count": rows}, meta=meta)
+
+
+def _build(
+    conn: psycopg.Connection, log: StatementLog, definition: MatViewDefinition, new: QualifiedName, query: str | None
+) -> int:
+    """The new copy, populated; a role that may not create it is told what a rebuild needs."""
+    statement = create_statement(new, definition)
+    if query is not None:
+        text = query.strip().rstrip(";")  # the catalog's text ends its statement
+        statement = sql.SQL("CREATE MATERIALIZED VIEW {} AS {}\nWITH DATA").format(new.identifier, sql.SQL(text))  # type: ignore[arg-type]
+    try:
+        return log.execute(statement).rowcount
+    except psycopg.errors.InsufficientPrivilege as exc:
+        name = definition.qualified
+        raise ServiceError(
+            f"a swap builds a new copy of {name} and renames it into place (as does applying a changed "
+            f"definition), so the role needs CREATE on schema {name.schema} and ownership of {name}: "
+            f"{describe_db_error(exc)}",
+            hint=f"GRANT CREATE ON SCHEMA {name.schema} to the role, or refresh {name} with strategy='regular' "
+            "or strategy='concurrent', which need only ownership of the view (or MAINTAIN on PostgreSQL 17+)",
+        ) from None
+
+
+def _build_indexes(
+    conn: psycopg.Connection,
+    log: StatementLog,
+    definition: MatViewDefinition,
+    old_oid: int,
+    new: QualifiedName,
+    mode: Literal["copy", "declared"],
+    drop: set[str],
+    result: Rebuilt,
+) -> list[tuple[str, str, bool]]:
+    """Build the new copy's indexes under temporary names; returns ``(final name, temporary
+    name, an old index has the final name)`` for the renames."""
+    existing = index_shapes(conn, old_oid)
+    renames: list[tuple[str, str, bool]] = []
+    copies = existing
+    if mode == "declared":
+        taken = {shape.name for shape in existing}
+        for declared in declared_indexes(definition):
+            same = next((shape for shape in existing if shape.is_declared(declared)), None)
+            final = same.name if same else free_index_name(conn, definition.qualified, declared[0], taken)
+            taken.add(final)
+            temp = derived_name(final, "mvnew")
+            log.execute(index_statement(declared, new, temp))
+            renames.append((final, temp, same is not None))
+        declared_names = {final for final, _, _ in renames}
+        dropped = [shape.name for shape in existing if shape.name in drop and shape.name not in declared_names]
+        if dropped:
+            result.meta["dropped_indexes"] = dropped
+        copies = [shape for shape in existing if shape.name not in declared_names and shape.name not in dropped]
+    for shape in copies:
+        temp = derived_name(shape.name, "mvnew")
+        if _copy_index(conn, log, shape, temp, new, definition.qualified, lenient=mode == "declared", result=result):
+            renames.append((shape.name, temp, True))
+    return renames
+
+
+def _copy_index(
+    conn: psycopg.Connection,
+    log: StatementLog,
+    index: IndexShape,
+    temp_name: str,
+    new: QualifiedName,
+    name: QualifiedName,
+    *,
+    lenient: bool,
+    result: Rebuilt,
+) -> bool:
+    """Build one of the old view's indexes on the new copy. When its column is gone: with
+    ``lenient`` it is left out and named in the warnings, else the error names the index."""
     try:
         with conn.transaction():
-            bind_search_path(conn, definition)
-            rows_built = _build(conn, log, definition, new)
-            for index in indexes(conn, state.oid):
-                temp_index = derived_name(index.name, "mvnew")
-                _copy_index(conn, log, index, temp_index, new, name)
-                renames.append((index.name, temp_index, derived_name(index.name, "mvold")))
-            _copy_attributes(conn, log, state.oid, state.owner, new)
-
-        def rename() -> None:
-            log.execute(
-                sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}").format(name.identifier, sql.Identifier(backup.name))
-            )
-            _refuse_dependents(conn, name, state.oid)
-            log.execute(
-                sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}").format(new.identifier, sql.Identifier(name.name))
-            )
-            for index_name, temp_index, old_index in renames:
-                log.execute(
-                    sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                        sql.Identifier(name.schema, index_name), sql.Identifier(old_index)
-                    )
-                )
-                log.execute(
-                    sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                        sql.Identifier(name.schema, temp_index), sql.Identifier(index_name)
-                    )
-                )
-
-        _, attempts = with_lock_retries(conn, lock_policy, rename, what=str(name), oids=[state.oid])
-    except BaseException:
-        drop_swap_leftovers(conn, name)
-        raise
-    meta["lock_attempts"] = attempts
-    meta["indexes"] = [index_name for index_name, _, _ in renames]
-    try:  # readers of the old copy may still hold it: wait once, boundedly, else leave it
-        with conn.transaction():
-            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{lock_policy.timeout_ms}ms",))
-            log.execute(sql.SQL("DROP MATERIALIZED VIEW {}").format(backup.identifier))
+            log.execute(sql.SQL(retarget_index(index.definition, temp_name, new)))  # type: ignore[arg-type]
+        return True
+    except psycopg.errors.UndefinedColumn as exc:
+        if lenient:
+            result.warnings.append(f"index {index.name} not recreated: {describe_db_error(exc)} in the new query")
+            result.meta.setdefault("indexes_not_recreated", []).append(index.name)  # type: ignore[union-attr]
+            return False
+        error: psycopg.Error = exc
     except psycopg.Error as exc:
-        meta["backup_left"] = f"{backup} ({exc.diag.message_primary}); the next operation drops it"
-    swapped = matview_state(conn, name)
-    assert swapped is not None
-    rows = count_rows(conn, name, swapped.oid, row_count_strategy, known_exact=rows_built)
-    return ServiceResponse("updated", payload={"rows_count": rows}, meta=meta)
+        error = exc
+    raise ServiceError(
+        f"copying index {index.name} of {name} to its new copy failed: {describe_db_error(error)}; "
+        f"the index is {index.definition}",
+        hint=f"the query no longer gives the index what it needs: drop it (DROP INDEX {name.schema}.{index.name}) "
+        "or keep its columns in the query, then try again; the view was left as it was",
+        index=index.name,
+    )
+
+
+def _oid(conn: psycopg.Connection, name: QualifiedName) -> int:
+    state = matview_state(conn, name)
+    assert state is not None
+    return state.oid
+
+
+def _rename(log: StatementLog, name: QualifiedName, to: str) -> None:
+    log.execute(sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}").format(name.identifier, sql.Identifier(to)))
+
+
+def _rename_index(index: QualifiedName, to: str) -> sql.Composed:
+    return sql.SQL("ALTER INDEX {} RENAME TO {}").format(index.identifier, sql.Identifier(to))

@@ -44,6 +44,7 @@ class StoreConnection:
         self._migrated = False
         self._connected_once = False
         self._ids: dict[str, tuple[Any, int]] = {}  # definitions mirror: name -> (definition object, id)
+        self._applied: dict[str, dict[str, Any]] = {}  # name -> {database: what was applied there}
         self._mirrors: list[Future[None]] = []
         self._ids_lock = threading.Lock()
 

@@ -3,6 +3,7 @@ run rows can reference a definition and a definition can be rebuilt from its id 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
@@ -10,6 +11,15 @@ from psycopg.types.json import Jsonb
 
 from ..definition import MatViewDefinition
 from .migrations import Migrations
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The definition a view was last created or changed to: its ``fingerprint``
+    (``MatViewDefinition.fingerprint``) and the names of its declared indexes."""
+
+    fingerprint: str
+    indexes: tuple[str, ...]
 
 
 class DefinitionsMirror(Migrations):
@@ -42,6 +52,51 @@ class DefinitionsMirror(Migrations):
         ids = self.upsert_definitions(definitions)
         self._ids.update({d.name: (d, ids[d.name]) for d in definitions})
 
+    def applied(self, definition: MatViewDefinition, database: str) -> Applied | None:
+        """What was last created or applied for the view in ``database`` (read with the
+        mirror's upsert, so it costs no round trip of its own), or None."""
+        self.definition_id(definition)
+        found = self._applied.get(definition.name, {}).get(database)
+        return Applied(found["fingerprint"], tuple(found.get("indexes", ()))) if found else None
+
+    def read_applied(self, names: list[str], database: str) -> dict[str, Applied]:
+        """What was last applied in ``database`` for each of the views ``names``, without
+        writing anything (for a plan)."""
+        self.ensure_migrated()
+        query = sql.SQL("SELECT name, applied -> %s AS entry FROM {} WHERE name = ANY(%s)").format(
+            self.table("mat_view_definitions")
+        )
+        rows = self.run(lambda conn: conn.execute(query, (database, names)).fetchall())
+        return {
+            row["name"]: Applied(row["entry"]["fingerprint"], tuple(row["entry"].get("indexes", ())))
+            for row in rows
+            if row["entry"]
+        }
+
+    def record_applied(self, definition: MatViewDefinition, database: str, indexes: list[str]) -> None:
+        """The view in ``database`` now matches ``definition``, whose declared indexes have
+        these names (a later change drops those it no longer declares)."""
+        entry = {"fingerprint": definition.fingerprint, "indexes": indexes}
+        self._set_applied(definition, database, entry)
+
+    def forget_applied(self, definition: MatViewDefinition, database: str) -> None:
+        """The view was dropped from ``database``."""
+        self._set_applied(definition, database, None)
+
+    def _set_applied(self, definition: MatViewDefinition, database: str, entry: dict[str, Any] | None) -> None:
+        definition_id = self.definition_id(definition)
+        change = (
+            sql.SQL("applied || jsonb_build_object(%(db)s::text, %(entry)s::jsonb)")
+            if entry is not None
+            else sql.SQL("applied - %(db)s::text")
+        )
+        query = sql.SQL("UPDATE {} SET applied = {} WHERE id = %(id)s RETURNING applied").format(
+            self.table("mat_view_definitions"), change
+        )
+        params = {"db": database, "entry": Jsonb(entry), "id": definition_id}
+        row = self.run(lambda conn: conn.execute(query, params).fetchone())
+        self._applied[definition.name] = row["applied"] if row else {}
+
     def upsert_definition(self, definition: MatViewDefinition) -> int:
         """Mirror ``definition`` into ``mat_view_definitions`` (by name) and return its id."""
         return self.upsert_definitions([definition])[definition.name]
@@ -58,7 +113,7 @@ class DefinitionsMirror(Migrations):
             """INSERT INTO {table} AS t ({columns}) VALUES {values}
                ON CONFLICT (name) DO UPDATE SET {updates},
                  updated_at = CASE WHEN ({old}) IS DISTINCT FROM ({new}) THEN now() ELSE t.updated_at END
-               RETURNING id, name"""
+               RETURNING id, name, applied"""
         ).format(
             table=self.table("mat_view_definitions"),
             columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
@@ -71,6 +126,7 @@ class DefinitionsMirror(Migrations):
         )
         params = [value for row in rows for value in row.values()]
         found = self.run(lambda conn: conn.execute(query, params).fetchall())
+        self._applied.update({row["name"]: row["applied"] for row in found})
         return {row["name"]: int(row["id"]) for row in found}
 
     def get_definition(self, definition_id: int) -> MatViewDefinition | None:

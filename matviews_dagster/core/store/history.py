@@ -57,6 +57,16 @@ class RunHistory(Migrations):
         rows = self.run(lambda conn: conn.execute(query, (database_name, view_names)).fetchall())
         return {row["view_name"]: int(row["rows_count"]) for row in rows}
 
+    def views_with_runs(self, *, database_name: str) -> list[str]:
+        """Every view name with a run row in ``database_name``, sorted."""
+        self.ensure_migrated()
+        query = sql.SQL("SELECT DISTINCT view_name FROM ({}) runs ORDER BY 1").format(
+            self._all_kinds("view_name", "database_name = %(db)s")
+        )
+        return [
+            row["view_name"] for row in self.run(lambda conn: conn.execute(query, {"db": database_name}).fetchall())
+        ]
+
     def for_dagster_run(self, dagster_run_id: str) -> list[dict[str, Any]]:
         """``{kind, id, view_name, status}`` of every run row written by one Dagster run."""
         self.ensure_migrated()

@@ -107,6 +107,9 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX IF NOT EXISTS {run_requests_pending_idx} ON {run_requests} (queue, id) WHERE status = 'pending'",
     ],
+    [  # per database: the fingerprint of the definition last created or applied, and its declared indexes
+        "ALTER TABLE {definitions} ADD COLUMN IF NOT EXISTS applied jsonb NOT NULL DEFAULT '{{}}'",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,81 @@
+"""Definition changes from the command line: ``plan`` (what would change), ``apply`` (make the
+views match their definitions) and ``import`` (definitions for views that already exist)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import render
+from .context import EXIT_FAILED, InputError, Settings, confirm, pass_settings
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per view.")
+@pass_settings
+def plan(settings: Settings, names: tuple[str, ...], as_json: bool) -> int:
+    """What apply would do to each view: create, unchanged, change (with the query diff and
+    index changes), orphan (run history here, no definition). Exit 0 when nothing would
+    change, 1 when something would."""
+    mv = settings.matviews()
+    plans = mv.plan(list(dict.fromkeys(names)) or None)
+    if as_json:
+        render.emit_json([p.to_dict() for p in plans])
+    else:
+        render.print_plans(plans)
+    return EXIT_FAILED if any(p.action in ("create", "change") for p in plans) else 0
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_views", is_flag=True, help="Every view in the definitions file.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per view.")
+@click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True, help="Views at once.")
+@pass_settings
+def apply(settings: Settings, names: tuple[str, ...], all_views: bool, yes: bool, **out: Any) -> int:
+    """Make views match their definitions: create the missing, rebuild those whose query
+    changed (owner, grants, comments, other indexes and the views built on them are kept),
+    add and drop declared indexes; asks first, like delete."""
+    mv = settings.matviews()
+    selected = [d.name for d in settings.select(names, all_views)]
+    pending = [p for p in mv.plan(selected) if p.action in ("create", "change")]
+    if not pending:
+        click.echo("nothing to apply: every view matches its definition")
+        return 0
+    listed = "; ".join(f"{p.action} {p.view}" + (f" ({p.summary()})" if p.summary() else "") for p in pending)
+    confirm(f"Apply {len(pending)} change(s): {listed}", yes)
+    results = mv.apply_many([p.view for p in pending], max_parallel=out["parallel"])
+    names_ = [p.view for p in pending]
+    return render.stream_results(results, json_lines=out["as_json"], names=names_, progress_label="applying")
+
+
+@click.command("import")
+@click.option("--schema", "schemas", multiple=True, help="Only this schema (repeatable; default: all but system).")
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), help="Write the definitions here (default: stdout)."
+)
+@pass_settings
+def import_views(settings: Settings, schemas: tuple[str, ...], out: Path | None) -> int:
+    """Write definitions for the materialized views that already exist, to adopt them."""
+    from ..core.adoption import definitions_yaml, import_definitions
+
+    if out is not None and out.exists():
+        raise InputError(f"{out} exists; pass another --out, or remove it first (nothing was written)")
+    with settings.core.matviews().connect("import") as conn:
+        definitions, notes = import_definitions(conn, schemas)
+    text = definitions_yaml(definitions, notes)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        click.echo(f"wrote {len(definitions)} definition(s) to {out}", err=True)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    return 0
+
+
+COMMANDS = [plan, apply, import_views]
