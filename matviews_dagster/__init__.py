@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .core.connection import DatabaseUnavailable
     from .core.definition import MatViewDefinition, load_definitions
     from .core.graph import ViewGraph
-    from .core.operations import MatViews
+    from .core.matviews import MatViews
     from .core.result import OperationResult
     from .core.services.response import ServiceResponse
     from .core.settings import MatViewsSettings
@@ -26,7 +26,7 @@ _LAZY = {
     "MatViewDefinition": "core.definition",
     "load_definitions": "core.definition",
     "ViewGraph": "core.graph",
-    "MatViews": "core.operations",
+    "MatViews": "core.matviews",
     "MatViewsSettings": "core.settings",
     "DatabaseUnavailable": "core.connection",
     "OperationResult": "core.result",

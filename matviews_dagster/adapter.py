@@ -24,8 +24,8 @@ from pydantic import Field, PrivateAttr
 
 from .assets import view_keys
 from .core.definition import MatViewDefinition, load_definitions
-from .core.operations import MatViews
-from .core.settings import MatViewsSettings
+from .core.matviews import MatViews
+from .core.settings import DEFAULTS, MatViewsSettings
 from .core.store.requests import RunRequestQueue
 from .core.vocabulary import CreateViewJob
 from .ops import JobPlan, ViewTargets, parse_request, plan_run
@@ -83,7 +83,7 @@ class MatViewsAdapter(dg.ConfigurableResource):
     default_queue: str | None = Field(default=None, description="Queue when none is given (env MATVIEWS_JOB_QUEUE).")
     dsn: str | None = Field(default=None, description="The views' database (default as everywhere).")
     runs_dsn: str | None = Field(default=None, description="Database of the run tables and the queue.")
-    runs_schema: str = Field(default="public", description="Schema of the run tables and the queue.")
+    runs_schema: str = Field(default=DEFAULTS.runs_schema, description="Schema of the run tables and the queue.")
     definitions_path: str | None = Field(
         default=None, description="YAML with the views (env MATVIEWS_DEFINITIONS, default matviews.yaml)."
     )

@@ -19,6 +19,7 @@ from .assets import (
 from .automation import build_matview_schedules, build_queue_sensor, nightly_refresh_schedule
 from .core.definition import MatViewDefinition, load_definitions
 from .core.graph import ViewGraph
+from .core.settings import DEFAULTS
 from .core.vocabulary import DEFAULT_MAX_PARALLEL, RefreshViewJob
 from .ops import build_create_job, build_delete_job
 from .resources import MatViewsResource, RunStoreResource
@@ -30,7 +31,7 @@ def build_definitions(
     *,
     dsn: str | None = None,
     runs_dsn: str | None = None,
-    runs_schema: str = "public",
+    runs_schema: str = DEFAULTS.runs_schema,
     matviews: MatViewsResource | None = None,
     translator: DagsterMatViewTranslator | None = None,
     pool: str | None = DEFAULT_POOL,

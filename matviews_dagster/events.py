@@ -4,7 +4,6 @@ The step of a ``@matview_assets`` definition streams these as each view finishes
 dagster-dbt's ``DbtEventIterator`` does for models.
 """
 
-import re
 from collections.abc import Iterable, Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -15,26 +14,26 @@ from .core.arguments import UNSET
 from .core.catalog import ViewDescription
 from .core.checks import CheckOutcome
 from .core.result import OperationResult
+from .core.wording import in_words
 from .translator import definitions_of
 
 if TYPE_CHECKING:
     from .resources import MatViewsResource
 
 RefreshEvent = dg.MaterializeResult | dg.AssetCheckResult
-_CONFIG_WORDS = [
-    (re.compile(r", or refresh with create_if_missing=True"), " (materializing the asset creates it)"),
-    (re.compile(r"\(create_many\)"), "(the create_mat_views job with no views named)"),
-    (re.compile(r"\b(cascade|force)=True\b"), r"\1: true in the op's config"),
-    (re.compile(r"\bstrategy='(\w+)'"), r"strategy: \1 in the step's run config"),
-]
+_CONFIG_WORDS = {
+    "create_missing": " (materializing the asset creates it)",
+    "create_all": "(the create_mat_views job with no views named)",
+    "cascade": "cascade: true in the op's config",
+    "force": "force: true in the op's config",
+    "strategy": r"strategy: \1 in the step's run config",
+}
 
 
 def config_words(text: str) -> str:
     """A hint in Dagster's words: the core speaks Python (``cascade=True``), a Dagster user
     sets run config (``cascade: true``)."""
-    for pattern, words in _CONFIG_WORDS:
-        text = pattern.sub(words, text)
-    return text
+    return in_words(text, _CONFIG_WORDS)
 
 
 _SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from .core.arguments import UNSET, normalize_flag, normalize_row_count
 from .core.definition import MatViewDefinition
-from .core.operations import MatViews
+from .core.matviews import MatViews
 from .core.result import OperationResult
 from .core.vocabulary import (
     FLAG_OF,

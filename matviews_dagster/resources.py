@@ -16,9 +16,9 @@ from pydantic import Field
 from .core.arguments import UNSET
 from .core.definition import MatViewDefinition
 from .core.dsn import resolve_dsn
-from .core.operations import MatViews
+from .core.matviews import MatViews
 from .core.result import OperationResult
-from .core.settings import MatViewsSettings
+from .core.settings import DEFAULTS, MatViewsSettings
 from .core.vocabulary import DEFAULT_MAX_PARALLEL
 from .events import RefreshEvent, refresh_events
 from .version import __version__
@@ -39,7 +39,7 @@ class RunStoreResource(dg.ConfigurableResource):
     """
 
     dsn: str | None = Field(default=None, description="Another database for the run tables; None: the views'.")
-    schema_name: str = Field(default="public", description="Schema of the run tables.")
+    schema_name: str = Field(default=DEFAULTS.runs_schema, description="Schema of the run tables.")
 
 
 class MatViewsResource(dg.ConfigurableResource):
@@ -56,13 +56,18 @@ class MatViewsResource(dg.ConfigurableResource):
     max_parallel: int = Field(
         default=DEFAULT_MAX_PARALLEL, ge=1, description="Views refreshed at once, one connection each."
     )
-    lock_timeout: float = Field(default=2.0, description="Seconds each attempt waits for a table lock.")
-    lock_retries: int = Field(default=5, description="Attempts before a lock wait fails the view.")
-    lock_wait_timeout: float = Field(
-        default=60.0, description="Seconds an operation waits for another operation on the same view."
+    lock_timeout: float = Field(
+        default=DEFAULTS.lock_timeout, description="Seconds each attempt waits for a table lock."
     )
-    statement_timeout: float | None = Field(default=None, description="Seconds before a statement is cancelled.")
-    application_name: str = Field(default="matviews", description="Shown in pg_stat_activity.")
+    lock_retries: int = Field(default=DEFAULTS.lock_retries, description="Attempts before a lock wait fails the view.")
+    lock_wait_timeout: float = Field(
+        default=DEFAULTS.lock_wait_timeout,
+        description="Seconds an operation waits for another operation on the same view.",
+    )
+    statement_timeout: float | None = Field(
+        default=DEFAULTS.statement_timeout, description="Seconds before a statement is cancelled."
+    )
+    application_name: str = Field(default=DEFAULTS.application_name, description="Shown in pg_stat_activity.")
     run_store: RunStoreResource | None = Field(
         default=None, description="Where the run rows go; None: the views' database, schema public."
     )

@@ -25,7 +25,7 @@ def test_core_modules_do_not_import_dagster() -> None:
 
 def test_importing_the_package_does_not_load_dagster() -> None:
     code = (
-        "import sys, matviews_dagster, matviews_dagster.core.operations;"
+        "import sys, matviews_dagster, matviews_dagster.core.matviews;"
         "print(sorted(m for m in sys.modules if m.startswith('dagster')))"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from ..core.settings import DEFAULTS
 from . import changes, commands
 from .context import EXIT_FAILED, EXIT_USAGE, Settings
 
@@ -38,7 +39,7 @@ from .context import EXIT_FAILED, EXIT_USAGE, Settings
 @click.option(
     "--runs-schema",
     envvar="MATVIEWS_RUNS_SCHEMA",
-    default="public",
+    default=DEFAULTS.runs_schema,
     show_default=True,
     help="Schema of the run tables.",
 )

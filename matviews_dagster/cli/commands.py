@@ -1,6 +1,7 @@
 """The commands: ``create``, ``refresh`` and ``delete`` (run now or ``--enqueue``), and
-``migrate``, ``info``, ``list``, ``runs``, ``validate``, ``demo seed``. Each reads its facts
-through ``MatViews`` and leaves the showing to ``render``."""
+``migrate``, ``info``, ``list``, ``runs``, ``validate``, ``demo seed``. Each works through
+``MatViews`` (``info`` and ``validate`` also read the catalog on its connection) and leaves
+the showing to ``render``."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from ..core.settings import MatViewsSettings
 
 if TYPE_CHECKING:
     from ..core.definition import MatViewDefinition
-    from ..core.operations import MatViews
+    from ..core.matviews import MatViews
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

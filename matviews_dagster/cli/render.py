@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..core.wording import in_words
 from .context import EXIT_FAILED, Interrupted
 
 if TYPE_CHECKING:
@@ -18,21 +18,19 @@ if TYPE_CHECKING:
     from ..core.result import OperationResult
     from ..core.validation import ValidationResult
 
-_CLI_WORDS = [
-    (re.compile(r", or refresh with create_if_missing=True"), " (matviews create)"),
-    (re.compile(r"\(create_many\)"), "(matviews create --all)"),
-    (re.compile(r"\bcascade=True\b"), "--cascade"),
-    (re.compile(r"\bforce=True\b"), "--force"),
-    (re.compile(r"\bstrategy='(\w+)'"), r"--strategy \1"),
-]
+_CLI_WORDS = {
+    "create_missing": " (matviews create)",
+    "create_all": "(matviews create --all)",
+    "cascade": "--cascade",
+    "force": "--force",
+    "strategy": r"--strategy \1",
+}
 
 
 def cli_words(text: str) -> str:
     """A hint in this interface's words: the core speaks Python (``cascade=True``), the CLI
     has flags (``--cascade``)."""
-    for pattern, words in _CLI_WORDS:
-        text = pattern.sub(words, text)
-    return text
+    return in_words(text, _CLI_WORDS)
 
 
 def _json_default(value: object) -> str:

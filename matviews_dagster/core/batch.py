@@ -20,7 +20,7 @@ from .vocabulary import RunKind
 
 if TYPE_CHECKING:
     from .checks import CheckOutcome
-    from .operations import MatViews
+    from .matviews import MatViews
 
 One = Callable[[MatViewDefinition, psycopg.Connection], OperationResult]
 
@@ -41,59 +41,70 @@ def run_batch(
     reverse: bool = False,
 ) -> Iterator[OperationResult]:
     """``one`` on every view, upstream first (``reverse``: the views built on others first),
-    ``max_parallel`` at once; results as they finish, those blocked by a failure ``skipped``."""
-    if not definitions:
-        return
-    by_name = {d.name: d for d in definitions}
-    graph = mv.graph_of(definitions)
-    order = [d.name for d in graph.order(by_name)]
-    related = graph.downstream if reverse else graph.upstream
-    if reverse:
-        order.reverse()
-    mv.runs.mirror(list(definitions))  # in the background, while the workers connect
-    connections = WorkerConnections(lambda: mv.connect(f"{kind} batch"))
+    ``max_parallel`` at once; results as they finish, those blocked by a failure ``skipped``.
+    ``max_parallel`` is checked now (``ValueError``), the work starts on the first ``next``."""
+    check_parallel(max_parallel)
 
-    def work(name: str) -> OperationResult:
+    def results() -> Iterator[OperationResult]:
+        if not definitions:
+            return
+        by_name = {d.name: d for d in definitions}
+        graph = mv.graph_of(definitions)
+        order = [d.name for d in graph.order(by_name)]
+        related = graph.downstream if reverse else graph.upstream
+        if reverse:
+            order.reverse()
+        mv.runs.mirror(list(definitions))  # in the background, while the workers connect
+        connections = WorkerConnections(lambda: mv.connect(f"{kind} batch"))
+
+        def work(name: str) -> OperationResult:
+            try:
+                conn = connections.get()
+            except DatabaseUnavailable as exc:
+                if not exc.limit_reached and not connections.opened_any:  # unreachable: nothing ran, say so once
+                    raise
+                return _not_started(mv, kind, by_name[name], str(exc), dagster_run_id)  # e.g. max_connections
+            return one(by_name[name], conn)
+
         try:
-            conn = connections.get()
-        except DatabaseUnavailable as exc:
-            if not connections.opened_any:  # an unreachable server: nothing ran, say so once
-                raise
-            return _not_started(mv, kind, by_name[name], str(exc), dagster_run_id)  # e.g. max_connections
-        return one(by_name[name], conn)
+            yield from run_in_dependency_order(
+                order,
+                related,
+                work,
+                succeeded=lambda result: result.ok,
+                skip=lambda name, failed: OperationResult.skipped(kind, name, failed),
+                max_parallel=max_parallel,
+                interrupt=connections.cancel,
+            )
+        finally:
+            connections.close()
 
-    try:
-        yield from run_in_dependency_order(
-            order,
-            related,
-            work,
-            succeeded=lambda result: result.ok,
-            skip=lambda name, failed: OperationResult.skipped(kind, name, failed),
-            max_parallel=max_parallel,
-            interrupt=connections.cancel,
-        )
-    finally:
-        connections.close()
+    return results()
 
 
 def check_batch(
     mv: MatViews, checks: list[tuple[MatViewDefinition, Sequence[str]]], max_parallel: int
 ) -> Iterator[tuple[MatViewDefinition, list[CheckOutcome]]]:
-    """Health checks without refreshing, ``max_parallel`` views at once."""
-    by_name = {d.name: (d, names) for d, names in checks}
-    connections = WorkerConnections(lambda: mv.connect("checks"))
-    try:
-        yield from run_in_dependency_order(
-            list(by_name),
-            lambda name: (),
-            lambda name: (by_name[name][0], checked(connections.get(), *by_name[name])),
-            succeeded=lambda outcome: True,
-            skip=lambda name, failed: (by_name[name][0], []),
-            max_parallel=max_parallel,
-            interrupt=connections.cancel,
-        )
-    finally:
-        connections.close()
+    """Health checks without refreshing, ``max_parallel`` views at once (checked now)."""
+    check_parallel(max_parallel)
+
+    def outcomes() -> Iterator[tuple[MatViewDefinition, list[CheckOutcome]]]:
+        by_name = {d.name: (d, names) for d, names in checks}
+        connections = WorkerConnections(lambda: mv.connect("checks"))
+        try:
+            yield from run_in_dependency_order(
+                list(by_name),
+                lambda name: (),
+                lambda name: (by_name[name][0], checked(connections.get(), *by_name[name])),
+                succeeded=lambda outcome: True,
+                skip=lambda name, failed: (by_name[name][0], []),
+                max_parallel=max_parallel,
+                interrupt=connections.cancel,
+            )
+        finally:
+            connections.close()
+
+    return outcomes()
 
 
 def checked(conn: psycopg.Connection, definition: MatViewDefinition, names: Sequence[str]) -> list[CheckOutcome]:
@@ -114,20 +125,33 @@ class WorkerConnections:
     def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
         self._connect = connect
         self._local = threading.local()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._opened: list[psycopg.Connection] = []
+        self._connecting = 0
 
     @property
     def opened_any(self) -> bool:
-        return bool(self._opened)
+        """Whether any worker got a connection, once the attempts still under way have ended
+        (a worker that failed first must not call the server unreachable while another is
+        about to succeed)."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._connecting == 0)
+            return bool(self._opened)
 
     def get(self) -> psycopg.Connection:
         conn: psycopg.Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
-            conn = self._connect()
-            self._local.conn = conn
             with self._lock:
-                self._opened.append(conn)
+                self._connecting += 1
+            try:
+                conn = self._connect()
+                self._local.conn = conn
+                with self._lock:
+                    self._opened.append(conn)
+            finally:
+                with self._lock:
+                    self._connecting -= 1
+                    self._lock.notify_all()
         return conn
 
     def cancel(self) -> None:

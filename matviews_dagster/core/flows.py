@@ -22,18 +22,14 @@ from .services.refresh import refresh_view
 from .services.response import ServiceResponse
 
 if TYPE_CHECKING:
-    from .operations import MatViews
+    from .matviews import MatViews
 
 Connection = psycopg.Connection | None
 """A batch's worker connection, or None: the operation opens its own."""
 
 
 def create_one(
-    mv: MatViews,
-    definition: MatViewDefinition,
-    force: bool,
-    dagster_run_id: str | None,
-    conn: psycopg.Connection | None,
+    mv: MatViews, definition: MatViewDefinition, *, force: bool, dagster_run_id: str | None, conn: Connection
 ) -> OperationResult:
     with operation(mv, "create", definition, dagster_run_id, conn) as op:
         if op.timed_out:
@@ -44,12 +40,13 @@ def create_one(
 def refresh_one(
     mv: MatViews,
     definition: MatViewDefinition,
+    *,
     rows: str,
     strategy: str | None,
     create_if_missing: bool,
     dagster_run_id: str | None,
     describe: bool,
-    conn: psycopg.Connection | None,
+    conn: Connection,
 ) -> OperationResult:
     chosen = strategy or definition.refresh_strategy
     options = {"strategy": chosen, "row_count_strategy": rows, "sql": definition.sql}
@@ -95,7 +92,7 @@ def refresh_one(
 
 
 def apply_one(
-    mv: MatViews, definition: MatViewDefinition, dagster_run_id: str | None, conn: psycopg.Connection | None
+    mv: MatViews, definition: MatViewDefinition, *, dagster_run_id: str | None, conn: Connection
 ) -> OperationResult:
     """Create the view when missing, else make it match its definition (``skipped`` when it does)."""
     with operation(mv, "create", definition, dagster_run_id, conn) as op:
@@ -107,11 +104,7 @@ def apply_one(
 
 
 def delete_one(
-    mv: MatViews,
-    definition: MatViewDefinition,
-    cascade: bool,
-    dagster_run_id: str | None,
-    conn: psycopg.Connection | None,
+    mv: MatViews, definition: MatViewDefinition, *, cascade: bool, dagster_run_id: str | None, conn: Connection
 ) -> OperationResult:
     with operation(mv, "delete", definition, dagster_run_id, conn) as op:
         if op.timed_out:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from .catalog import describe_view
 
 if TYPE_CHECKING:
-    from .operations import MatViews
+    from .matviews import MatViews
 
 _LAST_RUN_FIELDS = ("kind", "status", "finished_at", "duration_ms")
 

@@ -12,6 +12,7 @@ import contextlib
 import os
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from .services.swap import drop_swap_leftovers
 from .vocabulary import RunKind
 
 if TYPE_CHECKING:
-    from .operations import MatViews
+    from .matviews import MatViews
 
 
 class Operation:
@@ -127,7 +128,7 @@ def operation(
             op.timed_out = _lock_timed_out(op, kind, exc)
             yield op
             return
-        mv.apply_statement_timeout(conn, definition.statement_timeout or mv.statement_timeout)
+        _statement_timeout(conn, definition.statement_timeout or mv.statement_timeout)
         op.leftovers = drop_swap_leftovers(conn, definition.qualified)
         yield op
 
@@ -177,3 +178,18 @@ def failed_before_start(
 
 def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
+
+
+_TIMEOUTS: weakref.WeakKeyDictionary[psycopg.Connection, float | None] = weakref.WeakKeyDictionary()
+
+
+def _statement_timeout(conn: psycopg.Connection, seconds: float | None) -> None:
+    """Set the session's ``statement_timeout`` (after the lock: a lock wait is bounded by
+    ``lock_wait_timeout`` alone); a connection a batch reuses is reset to the server's default."""
+    if _TIMEOUTS.get(conn) == seconds:
+        return
+    if seconds:
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(seconds * 1000)}ms",))
+    elif conn in _TIMEOUTS:
+        conn.execute("RESET statement_timeout")
+    _TIMEOUTS[conn] = seconds

@@ -15,7 +15,7 @@ from .drift import ViewPlan, plan_view
 from .names import QualifiedName
 
 if TYPE_CHECKING:
-    from .operations import MatViews
+    from .matviews import MatViews
 
 
 def plan_views(mv: MatViews, definitions: Sequence[MatViewDefinition], *, orphans: bool) -> list[ViewPlan]:

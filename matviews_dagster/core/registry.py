@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from .definition import MatViewDefinition
 from .graph import ViewGraph
 from .names import QualifiedName
 
+if TYPE_CHECKING:
+    from .store import RunStore
+
 ViewRef = MatViewDefinition | str | int
 
 
 class DefinedViews:
-    """The views a ``MatViews`` knows, by their qualified name (``schema.view``).
+    """The views a ``MatViews`` knows, by their qualified name (``schema.view``); a definition
+    id is looked up in ``runs``, the run store of the class that uses this one.
 
     Raises ``ValueError`` when a view is defined twice.
     """
+
+    runs: RunStore
 
     def __init__(self, definitions: Iterable[MatViewDefinition]) -> None:
         self._definitions: dict[str, MatViewDefinition] = {}
@@ -99,4 +106,8 @@ class DefinedViews:
         return ", ".join(sorted(self._definitions)) or "none"
 
     def _by_id(self, definition_id: int) -> MatViewDefinition:
-        raise NotImplementedError  # MatViews reads the definitions mirror of its run store
+        """A definition rebuilt from its id in the run store's definitions mirror."""
+        definition = self.runs.get_definition(definition_id)
+        if definition is None:
+            raise ValueError(f"unknown definition id {definition_id}")
+        return definition

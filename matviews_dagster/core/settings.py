@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .definition import MatViewDefinition
-    from .operations import MatViews
+    from .matviews import MatViews
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,14 @@ class MatViewsSettings:
     statement_timeout: float | None = None
     application_name: str = "matviews"
 
+    @property
+    def lock_timeout_ms(self) -> int:
+        return int(self.lock_timeout * 1000)
+
     def matviews(self, definitions: Iterable[MatViewDefinition] = ()) -> MatViews:
         """A ``MatViews`` over ``definitions`` with these settings (no connection is opened
         yet). Raises ``ValueError`` when a view is defined twice."""
-        from .operations import MatViews
+        from .matviews import MatViews
 
         return MatViews(
             dsn=self.dsn,
@@ -47,3 +51,7 @@ class MatViewsSettings:
             statement_timeout=self.statement_timeout,
             application_name=self.application_name,
         )
+
+
+DEFAULTS = MatViewsSettings()
+"""The defaults every interface starts from (``MatViews``, the resources, ``LockPolicy``)."""

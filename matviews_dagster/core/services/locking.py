@@ -16,6 +16,7 @@ import psycopg
 from psycopg import IsolationLevel
 
 from ..catalog import lock_holders
+from ..settings import DEFAULTS
 from .response import ServiceError
 
 T = TypeVar("T")
@@ -49,8 +50,8 @@ def _pipeline(conn: psycopg.Connection, wanted: bool) -> Iterator[None]:
 class LockPolicy:
     """``timeout_ms`` per attempt, ``attempts`` in all, ``backoff_ms`` growing between them."""
 
-    timeout_ms: int = 2000
-    attempts: int = 5
+    timeout_ms: int = DEFAULTS.lock_timeout_ms
+    attempts: int = DEFAULTS.lock_retries
     backoff_ms: int = 200
 
 

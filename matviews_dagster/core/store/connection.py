@@ -10,8 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql
@@ -20,6 +19,7 @@ from psycopg.rows import dict_row
 from ..connection import DatabaseUnavailable, connect
 from ..dsn import scrub
 from ..names import validate_identifier
+from ..settings import DEFAULTS
 
 T = TypeVar("T")
 
@@ -30,7 +30,7 @@ class StoreConnection:
     def __init__(
         self,
         dsn: str,
-        schema: str = "public",
+        schema: str = DEFAULTS.runs_schema,
         *,
         retry_seconds: float = 30.0,
         application_name: str = "matviews-runs",
@@ -43,10 +43,6 @@ class StoreConnection:
         self._lock = threading.RLock()
         self._migrated = False
         self._connected_once = False
-        self._ids: dict[str, tuple[Any, int]] = {}  # definitions mirror: name -> (definition object, id)
-        self._applied: dict[str, dict[str, Any]] = {}  # name -> {database: what was applied there}
-        self._mirrors: list[Future[None]] = []
-        self._ids_lock = threading.Lock()
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:

@@ -3,6 +3,8 @@ run rows can reference a definition and a definition can be rebuilt from its id 
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,13 @@ class Applied:
 
 class DefinitionsMirror(Migrations):
     """Definitions upserted by name; each definition object's id is asked for once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ids: dict[str, tuple[MatViewDefinition, int]] = {}  # name -> (definition object, id)
+        self._applied: dict[str, dict[str, Any]] = {}  # name -> {database: what was applied there}
+        self._mirrors: list[Future[None]] = []
+        self._ids_lock = threading.Lock()
 
     def mirror(self, definitions: list[MatViewDefinition]) -> None:
         """Upsert ``definitions`` in a thread of its own (while a batch's workers connect);
@@ -96,10 +105,6 @@ class DefinitionsMirror(Migrations):
         params = {"db": database, "entry": Jsonb(entry), "id": definition_id}
         row = self.run(lambda conn: conn.execute(query, params).fetchone())
         self._applied[definition.name] = row["applied"] if row else {}
-
-    def upsert_definition(self, definition: MatViewDefinition) -> int:
-        """Mirror ``definition`` into ``mat_view_definitions`` (by name) and return its id."""
-        return self.upsert_definitions([definition])[definition.name]
 
     def upsert_definitions(self, definitions: list[MatViewDefinition]) -> dict[str, int]:
         """Mirror ``definitions`` into ``mat_view_definitions`` (by name) in one statement;

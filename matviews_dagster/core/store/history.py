@@ -11,6 +11,8 @@ from .migrations import RESULT_COLUMNS, RUN_TABLES, Migrations
 
 
 class RunHistory(Migrations):
+    """Reading the run tables, all kinds at once (``UNION ALL``) or one."""
+
     def _all_kinds(self, columns: str, where: str, kinds: tuple[RunKind, ...] = RUN_KINDS) -> sql.Composed:
         """``SELECT <kind> AS kind, <columns> FROM <runs table> WHERE <where>`` for each kind,
         joined with UNION ALL; ``{results}`` in ``columns`` is every ``RESULT_COLUMNS`` column,

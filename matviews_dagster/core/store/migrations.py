@@ -149,9 +149,7 @@ class Migrations(StoreConnection):
                         "applied_at timestamptz NOT NULL DEFAULT now())"
                     ).format(versions)
                 )
-                row = conn.execute(sql.SQL("SELECT coalesce(max(version), 0) AS v FROM {}").format(versions)).fetchone()
-                current = int(row["v"]) if row else 0
-                for version in range(current, SCHEMA_VERSION):
+                for version in range(self._max_version(conn), SCHEMA_VERSION):
                     for statement in MIGRATIONS[version]:
                         conn.execute(sql.SQL(statement).format(**names))
                     conn.execute(
@@ -166,11 +164,14 @@ class Migrations(StoreConnection):
 
     def _current_version(self, conn: psycopg.Connection) -> int:
         """The schema version, in one round trip; 0 when the tables are missing (or unreadable)."""
-        versions = self.table("mat_view_schema_migrations")
         try:
-            row = conn.execute(sql.SQL("SELECT coalesce(max(version), 0) AS v FROM {}").format(versions)).fetchone()
+            return self._max_version(conn)
         except (psycopg.errors.UndefinedTable, psycopg.errors.InsufficientPrivilege):
             return 0  # migrate creates them, or fails naming the missing privilege
+
+    def _max_version(self, conn: psycopg.Connection) -> int:
+        versions = self.table("mat_view_schema_migrations")
+        row = conn.execute(sql.SQL("SELECT coalesce(max(version), 0) AS v FROM {}").format(versions)).fetchone()
         return int(row["v"]) if row else 0
 
     def ensure_migrated(self) -> None:

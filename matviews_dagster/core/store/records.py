@@ -12,6 +12,9 @@ from .migrations import RESULT_COLUMNS, RUN_TABLES, Migrations
 
 
 class RunRecords(Migrations):
+    """Writing the run tables (``mat_view_{create,refresh,delete}_runs``): one row per
+    operation, committed before the work and finalized after it."""
+
     def start(
         self,
         kind: RunKind,
@@ -133,18 +136,6 @@ class RunRecords(Migrations):
             ).format(alias=sql.Identifier(f"abandoned_{kind}"), table=self.table(RUN_TABLES[kind]))
             for kind in RUN_KINDS
         )
-
-    def mark_abandoned(self, *, database_name: str, view_name: str) -> int:
-        """Mark every ``running`` row of the view ``failed`` (abandoned); the caller holds the
-        view's lock, so such rows belong to processes that died. Returns how many."""
-        self.ensure_migrated()
-        counts = sql.SQL(" + ").join(
-            sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(f"abandoned_{k}")) for k in RUN_KINDS
-        )
-        query = sql.SQL("WITH {} SELECT {} AS total").format(self._abandon(), counts)
-        params = {"db": database_name, "view": view_name}
-        row = self.run(lambda conn: conn.execute(query, params).fetchone())
-        return int(row["total"]) if row else 0
 
 
 def _results(kind: RunKind, meta: dict[str, Any]) -> dict[str, Any]:

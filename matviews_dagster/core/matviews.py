@@ -7,8 +7,6 @@ Each call normalizes its arguments, checks every view name, and runs one operati
 
 from __future__ import annotations
 
-import contextlib
-import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -27,6 +25,7 @@ from .planning import plan_views
 from .registry import DefinedViews, ViewRef
 from .result import OperationResult
 from .services.locking import LockPolicy
+from .settings import DEFAULTS
 from .store import RunStore
 from .vocabulary import DEFAULT_MAX_PARALLEL, RunKind
 
@@ -56,12 +55,12 @@ class MatViews(DefinedViews):
         definitions: Iterable[MatViewDefinition] = (),
         *,
         runs_dsn: str | None = None,
-        runs_schema: str = "public",
-        lock_wait_timeout: float = 60.0,
-        lock_timeout: float = 2.0,
-        lock_retries: int = 5,
-        statement_timeout: float | None = None,
-        application_name: str = "matviews",
+        runs_schema: str = DEFAULTS.runs_schema,
+        lock_wait_timeout: float = DEFAULTS.lock_wait_timeout,
+        lock_timeout: float = DEFAULTS.lock_timeout,
+        lock_retries: int = DEFAULTS.lock_retries,
+        statement_timeout: float | None = DEFAULTS.statement_timeout,
+        application_name: str = DEFAULTS.application_name,
     ) -> None:
         super().__init__(definitions)
         self.dsn = resolve_dsn(dsn)
@@ -70,7 +69,6 @@ class MatViews(DefinedViews):
         self.lock_policy = LockPolicy(timeout_ms=int(lock_timeout * 1000), attempts=lock_retries)
         self.statement_timeout = statement_timeout
         self.application_name = application_name
-        self._timeouts: weakref.WeakKeyDictionary[psycopg.Connection, float | None] = weakref.WeakKeyDictionary()
 
     def migrate(self) -> int:
         """Create or upgrade the run tables; returns the schema version."""
@@ -80,7 +78,8 @@ class MatViews(DefinedViews):
 
     def create(self, view: ViewRef, force: Any = None, *, dagster_run_id: str | None = None) -> OperationResult:
         """Create the view and its indexes; ``force`` recreates it (old one kept if that fails)."""
-        return create_one(self, self.definition(view), normalize_flag(force, "force"), dagster_run_id, None)
+        flag = normalize_flag(force, "force")
+        return create_one(self, self.definition(view), force=flag, dagster_run_id=dagster_run_id, conn=None)
 
     def refresh(
         self,
@@ -103,12 +102,22 @@ class MatViews(DefinedViews):
         definition = self.definition(view)
         rows = normalize_row_count(row_count, definition.row_count_strategy)
         chosen = normalize_strategy(strategy)
-        return refresh_one(self, definition, rows, chosen, create_if_missing, dagster_run_id, describe, None)
+        return refresh_one(
+            self,
+            definition,
+            rows=rows,
+            strategy=chosen,
+            create_if_missing=create_if_missing,
+            dagster_run_id=dagster_run_id,
+            describe=describe,
+            conn=None,
+        )
 
     def delete(self, view: ViewRef, cascade: Any = None, *, dagster_run_id: str | None = None) -> OperationResult:
         """Drop the view; ``cascade`` drops views that depend on it too (each defined one
         gets its own delete run)."""
-        return delete_one(self, self.definition(view), normalize_flag(cascade, "cascade"), dagster_run_id, None)
+        flag = normalize_flag(cascade, "cascade")
+        return delete_one(self, self.definition(view), cascade=flag, dagster_run_id=dagster_run_id, conn=None)
 
     # -- many views -------------------------------------------------------------------
 
@@ -137,12 +146,18 @@ class MatViews(DefinedViews):
         selected = self.select(views)
         chosen = normalize_strategy(strategy)
         rows = {d.name: normalize_row_count(row_count, d.row_count_strategy) for d in selected}
-        batch.check_parallel(max_parallel)
         wanted = dict(checks or {})
 
         def one(definition: MatViewDefinition, conn: psycopg.Connection) -> OperationResult:
             result = refresh_one(
-                self, definition, rows[definition.name], chosen, create_if_missing, dagster_run_id, describe, conn
+                self,
+                definition,
+                rows=rows[definition.name],
+                strategy=chosen,
+                create_if_missing=create_if_missing,
+                dagster_run_id=dagster_run_id,
+                describe=describe,
+                conn=conn,
             )
             if result.ok and wanted.get(definition.name):
                 result = replace(result, checks=tuple(batch.checked(conn, definition, wanted[definition.name])))
@@ -161,12 +176,11 @@ class MatViews(DefinedViews):
         """Create ``views`` (default: all) upstream first, up to ``max_parallel`` at once; a
         view whose upstream view failed to be created is ``skipped``."""
         flag, selected = normalize_flag(force, "force"), self.select(views)
-        batch.check_parallel(max_parallel)
         return batch.run_batch(
             self,
             "create",
             selected,
-            lambda definition, conn: create_one(self, definition, flag, dagster_run_id, conn),
+            lambda definition, conn: create_one(self, definition, force=flag, dagster_run_id=dagster_run_id, conn=conn),
             max_parallel=max_parallel,
             dagster_run_id=dagster_run_id,
         )
@@ -182,12 +196,13 @@ class MatViews(DefinedViews):
         """Drop ``views`` (default: all), the views built on others first; a view a failed
         delete still depends on is ``skipped``."""
         flag, selected = normalize_flag(cascade, "cascade"), self.select(views)
-        batch.check_parallel(max_parallel)
         return batch.run_batch(
             self,
             "delete",
             selected,
-            lambda definition, conn: delete_one(self, definition, flag, dagster_run_id, conn),
+            lambda definition, conn: delete_one(
+                self, definition, cascade=flag, dagster_run_id=dagster_run_id, conn=conn
+            ),
             max_parallel=max_parallel,
             dagster_run_id=dagster_run_id,
             reverse=True,
@@ -205,12 +220,11 @@ class MatViews(DefinedViews):
         indexes and the views built on them), alter indexes and comments in place; each is a
         create run (``skipped`` when unchanged) whose ``meta.change`` holds the plan."""
         selected = self.select(views)
-        batch.check_parallel(max_parallel)
         return batch.run_batch(
             self,
             "create",
             selected,
-            lambda definition, conn: apply_one(self, definition, dagster_run_id, conn),
+            lambda definition, conn: apply_one(self, definition, dagster_run_id=dagster_run_id, conn=conn),
             max_parallel=max_parallel,
             dagster_run_id=dagster_run_id,
         )
@@ -228,7 +242,6 @@ class MatViews(DefinedViews):
         """Run health checks without refreshing: ``{view name: [check names]}``, up to
         ``max_parallel`` views at once; yields each view's outcomes as they come."""
         wanted = [(self.definition(view), names) for view, names in checks.items()]
-        batch.check_parallel(max_parallel)
         return batch.check_batch(self, wanted, max_parallel)
 
     # -- what is there ----------------------------------------------------------------
@@ -253,21 +266,7 @@ class MatViews(DefinedViews):
         """An autocommit connection to the views' database, tagged with ``application_name``,
         that stops its statement soon after this process dies (PostgreSQL 14+). Raises
         ``DatabaseUnavailable`` (password masked) when the server cannot be reached."""
-        conn = connect(self.dsn, f"{self.application_name} {purpose}".strip())
-        with contextlib.suppress(psycopg.Error):  # older servers: the row of killed work is reconciled later
-            conn.execute("SET client_connection_check_interval = '1s'")
-        return conn
-
-    def apply_statement_timeout(self, conn: psycopg.Connection, seconds: float | None) -> None:
-        """Set the session's ``statement_timeout`` (after the lock: a lock wait is bounded by
-        ``lock_wait_timeout`` alone); a reused connection is reset to the server's default."""
-        if self._timeouts.get(conn) == seconds:
-            return
-        if seconds:
-            conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(seconds * 1000)}ms",))
-        elif conn in self._timeouts:
-            conn.execute("RESET statement_timeout")
-        self._timeouts[conn] = seconds
+        return connect(self.dsn, f"{self.application_name} {purpose}".strip(), check_client=True)
 
     def close(self) -> None:
         self.runs.close()
@@ -277,11 +276,3 @@ class MatViews(DefinedViews):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- internals --------------------------------------------------------------------
-
-    def _by_id(self, definition_id: int) -> MatViewDefinition:
-        definition = self.runs.get_definition(definition_id)
-        if definition is None:
-            raise ValueError(f"unknown definition id {definition_id}")
-        return definition
