@@ -56,7 +56,7 @@ def test_changed_definition_warns_with_how_to_apply(dsn, healthy) -> None:
     changed = USERS.model_copy(update={"sql": "SELECT id, plan, 1 AS version FROM users"})
     result = evaluate(dsn, changed)["definition_matches"]
     assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
-    assert "materializing it applies the change" in result.description and "force: true" in result.description
+    assert "materializing it applies the change (on_definition_change: apply)" in result.description
     assert "version" in result.metadata["expected"].value
     assert "+    1 AS version" in result.metadata["diff"].value
 

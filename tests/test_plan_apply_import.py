@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 from conftest import new_database, scalar
 from test_cli import matviews
 
@@ -135,3 +136,31 @@ def test_import_then_create_elsewhere_gives_the_same_views_and_an_unchanged_plan
         assert plan.returncode == 0 and plan.stdout.count("unchanged") == 2, plan.stdout
         db.execute("DROP INDEX reports.plans_big")  # not declarable: named in the notes instead
         assert catalog(conn) == catalog(db)
+
+
+def test_plan_names_a_definition_that_does_not_compile_and_exits_2(project, dsn, db) -> None:
+    assert matviews(project, dsn, "create", "--all").returncode == 0
+    (project / "matviews.yaml").write_text(
+        YAML.replace("SELECT id, email, plan FROM users", "SELECT id, nosuch FROM users")
+    )
+    done = matviews(project, dsn, "plan")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "error      public.mv_users" in done.stdout and "does not compile" in done.stdout
+    assert "unchanged  public.mv_pro" in done.stdout, "the other views are still compared"
+
+
+def test_import_skips_what_a_definition_cannot_hold_and_says_why(project, dsn, db, tmp_path) -> None:
+    db.execute('CREATE SCHEMA "Odd Schema"')
+    db.execute('CREATE MATERIALIZED VIEW "Odd Schema".plans AS SELECT DISTINCT plan FROM users')
+    db.execute("CREATE MATERIALIZED VIEW ids AS SELECT id FROM users WITH DATA")
+    db.execute("CREATE INDEX ids_desc ON ids (id DESC)")
+    db.execute("ALTER MATERIALIZED VIEW ids SET (fillfactor = 70)")
+    done = matviews(project, dsn, "import")
+    assert done.returncode == 0, done.stderr
+    assert [v["name"] for v in yaml.safe_load(done.stdout)["views"]] == ["public.ids"]
+    assert "Odd Schema.plans: not imported" in done.stderr
+    assert "ids_desc" in done.stderr and "sort order" in done.stderr and "fillfactor=70" in done.stderr
+    missing = matviews(project, dsn, "import", "--out", str(tmp_path / "no" / "such.yaml"))
+    assert missing.returncode == 2 and "no directory" in missing.stderr
+    none = matviews(project, dsn, "import", "--schema", "nope")
+    assert none.returncode == 0 and "no materialized views in schema nope" in none.stderr

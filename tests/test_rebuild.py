@@ -12,7 +12,7 @@ import pytest
 from conftest import scalar
 from psycopg import sql
 
-from matviews_dagster import MatViewDefinition
+from matviews_dagster import MatViewDefinition, MatViews
 from matviews_dagster.core.checks import run_checks
 
 BASE = MatViewDefinition(
@@ -32,13 +32,23 @@ def snapshot(db: psycopg.Connection, relation: str) -> dict[str, object]:
         "kind": scalar(db, "SELECT relkind FROM pg_class WHERE oid = %s", (oid,)),
         "owner": scalar(db, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s", (oid,)),
         "relacl": rows(
-            "SELECT a.grantee::regrole::text, a.privilege_type, a.is_grantable FROM pg_class c, "
-            "aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a WHERE c.oid = %(oid)s ORDER BY 1, 2"
+            "SELECT a.grantee::regrole::text, a.privilege_type, a.is_grantable, a.grantor::regrole::text "
+            "FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a "
+            "WHERE c.oid = %(oid)s ORDER BY 1, 2, 4"
         ),
         "attacl": rows(
-            "SELECT t.attname, a.grantee::regrole::text, a.privilege_type, a.is_grantable "
-            "FROM pg_attribute t, aclexplode(t.attacl) a WHERE t.attrelid = %(oid)s ORDER BY 1, 2, 3"
+            "SELECT t.attname, a.grantee::regrole::text, a.privilege_type, a.is_grantable, a.grantor::regrole::text "
+            "FROM pg_attribute t, aclexplode(t.attacl) a WHERE t.attrelid = %(oid)s ORDER BY 1, 2, 3, 5"
         ),
+        "column_settings": rows(
+            "SELECT attname, attstattarget, attstorage FROM pg_attribute WHERE attrelid = %(oid)s AND attnum > 0 "
+            "ORDER BY attnum"
+        ),
+        "index_comments": rows(
+            "SELECT c.relname, obj_description(c.oid, 'pg_class'), i.indisclustered FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %(oid)s ORDER BY 1"
+        ),
+        "statistics": rows("SELECT stxname, stxkeys::text FROM pg_statistic_ext WHERE stxrelid = %(oid)s ORDER BY 1"),
         "comments": rows(
             "SELECT objsubid, description FROM pg_description WHERE objoid = %(oid)s "
             "AND classoid = 'pg_class'::regclass ORDER BY 1"
@@ -90,9 +100,18 @@ def decorated(make_mv, db, users, roles) -> dict[str, str]:
         sql.SQL("ALTER MATERIALIZED VIEW mv_users OWNER TO {}").format(owner),
         sql.SQL("GRANT SELECT ON mv_users TO {} WITH GRANT OPTION").format(reader),
         sql.SQL("GRANT SELECT (id, email) ON mv_users TO {}").format(analyst),
+        sql.SQL("SET ROLE {}").format(reader),  # a grant by a role holding the grant option, not the owner
+        sql.SQL("GRANT SELECT ON mv_users TO {}").format(analyst),
+        sql.SQL("RESET ROLE"),
         sql.SQL("COMMENT ON MATERIALIZED VIEW mv_users IS 'users for reporting'"),
         sql.SQL("COMMENT ON COLUMN mv_users.email IS 'primary email'"),
         sql.SQL("CREATE INDEX mv_users_lower_email ON mv_users (lower(email)) WHERE plan = 'pro'"),
+        sql.SQL("COMMENT ON INDEX mv_users_lower_email IS 'pro emails'"),
+        sql.SQL("ALTER MATERIALIZED VIEW mv_users SET (fillfactor = 70, autovacuum_enabled = false)"),
+        sql.SQL("ALTER MATERIALIZED VIEW mv_users ALTER COLUMN email SET STATISTICS 500"),
+        sql.SQL("ALTER MATERIALIZED VIEW mv_users ALTER COLUMN email SET STORAGE EXTERNAL"),
+        sql.SQL("CREATE STATISTICS mv_users_plan_email ON plan, email FROM mv_users"),
+        sql.SQL("ALTER MATERIALIZED VIEW mv_users CLUSTER ON mv_users_id_idx"),
         sql.SQL("CREATE VIEW v_pro WITH (security_barrier) AS SELECT id, email FROM mv_users WHERE plan = 'pro'"),
         sql.SQL("ALTER VIEW v_pro OWNER TO {}").format(owner),
         sql.SQL("GRANT SELECT ON v_pro TO {}").format(reader),
@@ -141,7 +160,10 @@ def test_a_new_query_is_applied_and_nothing_is_lost(make_mv, db, decorated) -> N
     assert scalar(db, "SELECT max(email_length) FROM mv_users") > 0
     after = snapshots(db)
     assert {k: v for k, v in after.items() if k != "mv_users"} == {k: v for k, v in before.items() if k != "mv_users"}
-    assert {k: v for k, v in after["mv_users"].items()} == before["mv_users"]
+    kept = dict(
+        after["mv_users"], column_settings=[c for c in after["mv_users"]["column_settings"] if c[0] != "email_length"]
+    )
+    assert kept == before["mv_users"]  # the new column aside
     change = mv.history(kind="create", limit=1)[0]["meta"]["change"]
     added = [line for line in change["diff"].splitlines() if line.startswith("+") and "email_length" in line]
     assert added and change["action"] == "change", change  # PostgreSQL 15 writes users.email, 18 email
@@ -222,3 +244,127 @@ def test_warn_refreshes_the_deployed_query_and_fail_refreshes_nothing(make_mv, d
         assert "definition changed (query changed) and on_definition_change is fail" in result.error
         assert "matviews apply" in result.hint
         assert scalar(db, "SELECT count(*) FROM mv_users") == 10
+
+
+def test_a_dependent_is_refreshed_as_its_owner_not_as_the_rebuilding_role(make_mv, db, users, roles) -> None:
+    """A role that may only read the view must not gain the rebuilding role's rights through a
+    materialized view of its own built on it (its query runs again when it is recreated)."""
+    intruder = roles["reader"]
+    assert make_mv(BASE).create("mv_users").ok
+    db.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(intruder)))
+    db.execute(sql.SQL("GRANT SELECT ON mv_users TO {}").format(sql.Identifier(intruder)))
+    db.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(*[sql.Identifier(intruder)] * 2))
+    body = (
+        f"BEGIN IF current_user <> '{intruder}' THEN EXECUTE 'ALTER ROLE {intruder} SUPERUSER'; END IF; RETURN id; END"
+    )
+    db.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(intruder)))
+    db.execute(
+        sql.SQL("CREATE FUNCTION {}.f(id int) RETURNS int LANGUAGE plpgsql AS {}").format(
+            sql.Identifier(intruder), sql.Literal(body)
+        )
+    )
+    db.execute(
+        sql.SQL("CREATE MATERIALIZED VIEW {}.m AS SELECT {}.f(id) AS id FROM public.mv_users").format(
+            *[sql.Identifier(intruder)] * 2
+        )
+    )
+    db.execute("RESET ROLE")
+    result = make_mv(BASE).refresh("mv_users")  # a swap: the dependent is recreated
+    assert result.status == "success", result
+    assert scalar(db, "SELECT rolsuper FROM pg_roles WHERE rolname = %s", (intruder,)) is False
+    assert scalar(db, sql.SQL("SELECT count(*) FROM {}.m").format(sql.Identifier(intruder))) == 10
+    db.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(intruder)))
+
+
+def test_readers_of_a_dependent_view_wait_and_are_never_deadlocked(make_mv, db, dsn, users) -> None:
+    import threading
+
+    assert make_mv(BASE).create("mv_users").ok
+    db.execute("CREATE VIEW v_pro AS SELECT id, email FROM mv_users WHERE plan = 'pro'")
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                try:
+                    with conn.transaction():  # locks v_pro, then mv_users: the order a rebuild takes
+                        conn.execute("SELECT count(*) FROM v_pro").fetchone()
+                        conn.execute("SELECT pg_sleep(0.005)")
+                except psycopg.Error as exc:
+                    errors.append(str(exc))
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    try:
+        results = [make_mv(BASE).refresh("mv_users") for _ in range(6)]
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    assert [r.status for r in results] == ["success"] * 6, [r.error for r in results]
+    assert errors == []
+
+
+def test_a_function_returning_the_views_rows_is_named_and_nothing_changes(make_mv, db, users) -> None:
+    assert make_mv(BASE).create("mv_users").ok
+    db.execute("CREATE FUNCTION all_users() RETURNS SETOF mv_users LANGUAGE sql AS 'SELECT * FROM mv_users'")
+    oid = scalar(db, "SELECT 'mv_users'::regclass::oid")
+    for result in (make_mv(BASE).refresh("mv_users"), make_mv(BASE).create("mv_users", force=True)):
+        assert result.status == "failed"
+        assert "function public.all_users() depends on it" in result.error, result.error
+    assert scalar(db, "SELECT 'mv_users'::regclass::oid") == oid and leftovers(db) == []
+    deleted = make_mv(BASE).delete("mv_users")
+    assert deleted.status == "failed" and "all_users" in deleted.error and "cascade=True" in deleted.hint
+    assert scalar(db, "SELECT count(*) FROM all_users()") == 10
+
+
+def test_comparing_needs_no_create_on_the_schema(make_mv, db, dsn, users, roles) -> None:
+    owner = roles["owner"]
+    assert make_mv(BASE.model_copy(update={"refresh_strategy": "regular"})).create("mv_users").ok
+    db.execute(sql.SQL("ALTER MATERIALIZED VIEW mv_users OWNER TO {}").format(sql.Identifier(owner)))
+    db.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(owner)))
+    db.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}, PUBLIC").format(sql.Identifier(owner)))
+    db.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(owner)))
+    db.execute(sql.SQL("GRANT SELECT ON users TO {}").format(sql.Identifier(owner)))
+    make_mv(BASE).migrate()
+    db.execute(sql.SQL("GRANT ALL ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(owner)))
+    db.execute(sql.SQL("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {}").format(sql.Identifier(owner)))
+    db.execute("UPDATE mat_view_definitions SET applied = '{}'")  # as after an upgrade: nothing recorded
+    regular = BASE.model_copy(update={"refresh_strategy": "regular"})
+    as_owner = psycopg.conninfo.make_conninfo(dsn, user=owner)
+    with MatViews(as_owner, [regular]) as mv:
+        assert [p.action for p in mv.plan()] == ["unchanged"]
+        assert mv.refresh("mv_users").status == "success"
+
+
+def test_a_definition_that_does_not_compile_fails_its_view_alone(make_mv, db, users) -> None:
+    other = MatViewDefinition(name="mv_ids", sql="SELECT id FROM users")
+    assert make_mv(BASE, other).create_many().__next__()
+    broken = BASE.model_copy(update={"sql": "SELECT id, nosuchcol FROM users"})
+    mv = make_mv(broken, other)
+    mv.create("mv_ids")
+    results = {r.view: r for r in mv.refresh_many()}
+    assert results["public.mv_ids"].status == "success"
+    failed = results["public.mv_users"]
+    assert failed.status == "failed" and failed.run_id is not None
+    assert "the definition of public.mv_users does not compile" in failed.error and "nosuchcol" in failed.error
+    plans = {p.view: p for p in mv.plan()}
+    assert plans["public.mv_users"].action == "error" and plans["public.mv_ids"].action == "unchanged"
+
+
+def test_a_view_and_a_defined_view_built_on_it_change_together(make_mv, db, users) -> None:
+    base = MatViewDefinition(name="mv_base", sql="SELECT id, email, plan FROM users")
+    child = MatViewDefinition(name="mv_child", sql="SELECT email, count(*) AS n FROM mv_base GROUP BY email")
+    mv = make_mv(base, child)
+    assert all(r.ok for r in mv.create_many())
+    db.execute("CREATE INDEX mv_child_n ON mv_child (n)")
+    new_base = base.model_copy(update={"sql": "SELECT id, plan FROM users"})
+    new_child = child.model_copy(update={"sql": "SELECT plan, count(*) AS n FROM mv_base GROUP BY plan"})
+    results = list(make_mv(new_base, new_child).apply_many())
+    assert [r.status for r in results] == ["success", "success"], [r.error for r in results]
+    expected = db.execute("SELECT plan, count(*) FROM users GROUP BY plan ORDER BY 1").fetchall()
+    assert db.execute("SELECT plan, n FROM mv_child ORDER BY 1").fetchall() == expected
+    assert [r[0] for r in db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'mv_child'")] == ["mv_child_n"]
+    assert [p.action for p in make_mv(new_base, new_child).plan()] == ["unchanged", "unchanged"]

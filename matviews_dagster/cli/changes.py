@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from . import render
-from .context import EXIT_FAILED, InputError, Settings, confirm, pass_settings
+from .context import EXIT_FAILED, EXIT_USAGE, InputError, Settings, confirm, pass_settings
 
 
 @click.command()
@@ -18,14 +18,17 @@ from .context import EXIT_FAILED, InputError, Settings, confirm, pass_settings
 @pass_settings
 def plan(settings: Settings, names: tuple[str, ...], as_json: bool) -> int:
     """What apply would do to each view: create, unchanged, change (with the query diff and
-    index changes), orphan (run history here, no definition). Exit 0 when nothing would
-    change, 1 when something would."""
+    index changes), orphan (run history here, no definition), error (cannot be compared, e.g.
+    its query does not compile). Exit 0 when nothing would change, 1 when something would, 2
+    when a view could not be compared."""
     mv = settings.matviews()
     plans = mv.plan(list(dict.fromkeys(names)) or None)
     if as_json:
         render.emit_json([p.to_dict() for p in plans])
     else:
         render.print_plans(plans)
+    if any(p.action == "error" for p in plans):
+        return EXIT_USAGE
     return EXIT_FAILED if any(p.action in ("create", "change") for p in plans) else 0
 
 
@@ -42,9 +45,10 @@ def apply(settings: Settings, names: tuple[str, ...], all_views: bool, yes: bool
     add and drop declared indexes; asks first, like delete."""
     mv = settings.matviews()
     selected = [d.name for d in settings.select(names, all_views)]
-    pending = [p for p in mv.plan(selected) if p.action in ("create", "change")]
+    plans = mv.plan(selected)
+    pending = [p for p in plans if p.action in ("create", "change", "error")]
     if not pending:
-        click.echo("nothing to apply: every view matches its definition")
+        click.echo("nothing to apply: every view matches its definition", err=out["as_json"])
         return 0
     listed = "; ".join(f"{p.action} {p.view}" + (f" ({p.summary()})" if p.summary() else "") for p in pending)
     confirm(f"Apply {len(pending)} change(s): {listed}", yes)
@@ -65,6 +69,8 @@ def import_views(settings: Settings, schemas: tuple[str, ...], out: Path | None)
 
     if out is not None and out.exists():
         raise InputError(f"{out} exists; pass another --out, or remove it first (nothing was written)")
+    if out is not None and not out.parent.is_dir():
+        raise InputError(f"no directory {out.parent} for --out {out}; create it first (nothing was written)")
     with settings.core.matviews().connect("import") as conn:
         definitions, notes = import_definitions(conn, schemas)
     text = definitions_yaml(definitions, notes)

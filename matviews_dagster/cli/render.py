@@ -172,9 +172,11 @@ def print_plans(plans: list[ViewPlan]) -> None:
     for p in plans:
         line = f"{p.action:10} {p.view:{width}}"
         if p.summary():
-            line += f"  {p.summary()}"
+            line += f"  {cli_words(p.summary())}"
+        if p.hint:
+            line += f"; hint: {cli_words(p.hint)}"
         if p.action == "orphan":
-            line += "  run history here, no definition: add one, or drop the view"
+            line += "  run history here but no definition in this file (another definitions file may own it)"
         click.echo(line.rstrip())
         if p.diff:
             click.echo("\n".join(f"           {diff_line}" for diff_line in p.diff.splitlines()))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from pydantic import ValidationError
 
 from .definition import MatViewDefinition
 from .services.carry_over import qualified_names
@@ -29,6 +30,7 @@ def import_definitions(
     with conn.transaction(), qualified_names(conn):
         rows = conn.execute(
             """SELECT c.oid, n.nspname, c.relname, pg_get_viewdef(c.oid), obj_description(c.oid, 'pg_class'),
+                      coalesce(c.reloptions, '{}'),
                       coalesce((SELECT jsonb_object_agg(attname, col_description(attrelid, attnum))
                                 FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped
                                   AND col_description(attrelid, attnum) IS NOT NULL), '{}')
@@ -40,7 +42,7 @@ def import_definitions(
         ).fetchall()
         found = [(row, index_shapes(conn, row[0])) for row in rows if not _TEMPORARY.search(row[2])]
     definitions, notes = [], []
-    for (_, schema, name, query, comment, column_comments), shapes in found:
+    for (_, schema, name, query, comment, options, column_comments), shapes in found:
         qualified = f"{schema}.{name}"
         fields: dict[str, Any] = {"name": qualified, "sql": _tidy(query)}
         unique, plain, skipped = _classify(shapes)
@@ -53,7 +55,16 @@ def import_definitions(
         if column_comments:
             fields["column_descriptions"] = dict(column_comments)
         notes += [f"{qualified}: index {shape.describe()} not declared ({why})" for shape, why in skipped]
-        definitions.append(MatViewDefinition(**fields))
+        if options:
+            notes.append(f"{qualified}: storage options {', '.join(options)} not declared (rebuilds keep them)")
+        try:
+            definitions.append(MatViewDefinition(**fields))
+        except ValidationError as exc:  # a name or column a definition cannot hold: the others are imported
+            reason = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())[:300]
+            notes.append(f"{qualified}: not imported, a definition cannot hold it ({reason})")
+    if not rows:
+        where = f"schema {', '.join(schemas)}" if schemas else "this database"
+        notes.append(f"no materialized views in {where}")
     return definitions, notes
 
 
@@ -97,6 +108,8 @@ def _classify(shapes: list[IndexShape]) -> tuple[IndexShape | None, list[IndexSh
             skipped.append((shape, "expression index"))
         elif shape.include:
             skipped.append((shape, "INCLUDE columns"))
+        elif not shape.default_order:
+            skipped.append((shape, "a sort order, collation or operator class of its own"))
         elif shape.unique and unique is None:
             unique = shape
         elif shape.unique:

@@ -95,7 +95,7 @@ def check_batch(
             yield from run_in_dependency_order(
                 list(by_name),
                 lambda name: (),
-                lambda name: (by_name[name][0], checked(connections.get(), *by_name[name])),
+                lambda name: (by_name[name][0], checked(mv, connections.get(), *by_name[name])),
                 succeeded=lambda outcome: True,
                 skip=lambda name, failed: (by_name[name][0], []),
                 max_parallel=max_parallel,
@@ -107,12 +107,15 @@ def check_batch(
     return outcomes()
 
 
-def checked(conn: psycopg.Connection, definition: MatViewDefinition, names: Sequence[str]) -> list[CheckOutcome]:
+def checked(
+    mv: MatViews, conn: psycopg.Connection, definition: MatViewDefinition, names: Sequence[str]
+) -> list[CheckOutcome]:
     """The checks' outcomes; a database error fails every check with its message."""
     from .checks import CheckOutcome, run_checks  # only when checks run (not on the CLI's path)
 
     try:
-        return run_checks(conn, definition, list(names))
+        applied = mv.runs.applied(definition, conn.info.dbname) if "definition_matches" in names else None
+        return run_checks(conn, definition, list(names), applied.indexes if applied else ())
     except psycopg.Error as exc:
         message = f"the check could not run: {describe_db_error(exc)}"
         return [CheckOutcome(name, False, message) for name in names]

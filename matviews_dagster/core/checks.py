@@ -7,7 +7,7 @@ script, the CLI) can read them as they are.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +17,7 @@ from .catalog import matview_state, usable_unique_index
 from .definition import MatViewDefinition
 from .drift import plan_view
 from .services.refresh import null_trap_warning
+from .services.response import ServiceError
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,22 @@ def check_unique_index(conn: psycopg.Connection, definition: MatViewDefinition) 
     return CheckOutcome("unique_index", True, details={"index": index})
 
 
-def check_definition(conn: psycopg.Connection, definition: MatViewDefinition) -> CheckOutcome:
-    plan = plan_view(conn, definition)
+_ON_CHANGE = {
+    "apply": "materializing it applies the change (on_definition_change: apply)",
+    "warn": "materializing it refreshes the deployed query (on_definition_change: warn); apply the change with "
+    "the create_mat_views job (force: true) or matviews apply",
+    "fail": "materializing it fails until the change is applied (on_definition_change: fail) with the "
+    "create_mat_views job (force: true) or matviews apply",
+}
+
+
+def check_definition(
+    conn: psycopg.Connection, definition: MatViewDefinition, previously_declared: Collection[str] = ()
+) -> CheckOutcome:
+    try:
+        plan = plan_view(conn, definition, previously_declared)
+    except ServiceError as exc:  # the definition does not compile, or the role cannot compare
+        return CheckOutcome("definition_matches", False, f"{exc}; {exc.hint}" if exc.hint else str(exc))
     if plan.action != "change":
         return CheckOutcome("definition_matches", True)
     sql = {"deployed": plan.deployed_sql or "", "expected": plan.expected_sql or ""} if plan.query_changed else {}
@@ -71,8 +86,8 @@ def check_definition(conn: psycopg.Connection, definition: MatViewDefinition) ->
     return CheckOutcome(
         "definition_matches",
         False,
-        f"{definition.name} differs from its definition ({plan.summary()}); materializing it applies the change "
-        "(on_definition_change: apply), as do the create_mat_views job with force: true and matviews apply",
+        f"{definition.name} differs from its definition ({plan.summary()}); "
+        f"{_ON_CHANGE[definition.on_definition_change]}",
         "warn",
         {"change": plan.summary()},
         sql=sql,
@@ -94,9 +109,18 @@ def checks_for(definition: MatViewDefinition) -> list[str]:
     return names
 
 
-def run_checks(conn: psycopg.Connection, definition: MatViewDefinition, names: list[str]) -> list[CheckOutcome]:
-    """Run the named checks (in the order given) on ``conn``."""
+def run_checks(
+    conn: psycopg.Connection, definition: MatViewDefinition, names: list[str], previously_declared: Collection[str] = ()
+) -> list[CheckOutcome]:
+    """Run the named checks (in the order given) on ``conn``. ``previously_declared``: the
+    indexes the last applied definition declared (``definition_matches`` reports those it no
+    longer declares as to drop)."""
     unknown = [name for name in names if name not in CHECKS]
     if unknown:
         raise ValueError(f"unknown check {', '.join(unknown)}; known: {', '.join(CHECKS)}")
-    return [CHECKS[name][1](conn, definition) for name in names]
+    return [
+        check_definition(conn, definition, previously_declared)
+        if name == "definition_matches"
+        else CHECKS[name][1](conn, definition)
+        for name in names
+    ]

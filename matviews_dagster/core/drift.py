@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 
-from .catalog import deployed_definition, matview_state
+from .catalog import dependent_relations, deployed_definition, matview_state
 from .definition import MatViewDefinition
-from .names import derived_name
+from .names import QualifiedName, derived_name
 from .services.binding import bind_search_path, create_statement
 from .services.indexes import declared_indexes, index_shapes
+from .services.response import ServiceError, describe_db_error
 
-Action = Literal["create", "unchanged", "change", "orphan"]
+Action = Literal["create", "unchanged", "change", "orphan", "error"]
 
 
 class _Rollback(Exception):
@@ -32,7 +34,8 @@ class _Rollback(Exception):
 class ViewPlan:
     """What ``apply`` would do to one view: ``create`` it (missing), nothing (``unchanged``),
     ``change`` it (a new query: rebuilt; only indexes or comments: altered in place), or
-    nothing to an ``orphan`` (a view with run history here and no definition any more)."""
+    nothing to an ``orphan`` (a view with run history here and no definition any more);
+    ``error`` when it cannot be compared (``error``, ``hint``: why and what to do)."""
 
     view: str
     action: Action
@@ -41,6 +44,9 @@ class ViewPlan:
     add_indexes: tuple[str, ...] = ()
     drop_indexes: tuple[str, ...] = ()
     comments: bool = False
+    rebuilds: tuple[str, ...] = ()  # the views built on it, recreated by a rebuild
+    error: str | None = None
+    hint: str | None = None
 
     @property
     def query_changed(self) -> bool:
@@ -66,7 +72,9 @@ class ViewPlan:
         parts += [f"add index {index}" for index in self.add_indexes]
         parts += [f"drop index {index}" for index in self.drop_indexes]
         parts += ["comments"] if self.comments else []
-        return ", ".join(parts)
+        if self.query_changed and self.rebuilds:
+            parts.append(f"recreates {', '.join(self.rebuilds)}")
+        return self.error or ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +85,9 @@ class ViewPlan:
             "add_indexes": list(self.add_indexes),
             "drop_indexes": list(self.drop_indexes),
             "comments": self.comments,
+            "rebuilds": list(self.rebuilds),
+            "error": self.error,
+            "hint": self.hint,
         }
 
 
@@ -100,11 +111,18 @@ def plan_view(
     drop = tuple(s.name for s in shapes if s.name in set(previously_declared) and s.name not in declared)
     comments = _comments_differ(conn, state.oid, definition)
     changed = texts[0] != texts[1] or add or drop or comments
-    return ViewPlan(definition.name, "change" if changed else "unchanged", texts[0], texts[1], add, drop, comments)
+    rebuilds = tuple(described for described in _built_on(conn, state.oid)) if texts[0] != texts[1] else ()
+    action: Action = "change" if changed else "unchanged"
+    return ViewPlan(definition.name, action, texts[0], texts[1], add, drop, comments, rebuilds)
 
 
 def _query_texts(conn: psycopg.Connection, definition: MatViewDefinition) -> tuple[str, str] | None:
-    probe = definition.qualified.sibling(derived_name(definition.qualified.name, "mvprobe"))
+    """``(deployed, expected)`` as ``pg_get_viewdef`` writes them, None when the view is missing.
+    The probe is a temporary view (any role may make one, with the database's default ``TEMP``
+    privilege; its text is the one a materialized view of the same query has), else, without
+    ``TEMP``, a materialized view in the view's schema. Raises ``ServiceError`` when the
+    definition's query does not compile."""
+    probe = derived_name(definition.qualified.name, "mvprobe")
     found: tuple[str, str] | None = None
     try:
         with conn.transaction():
@@ -112,12 +130,45 @@ def _query_texts(conn: psycopg.Connection, definition: MatViewDefinition) -> tup
             deployed = deployed_definition(conn, definition.qualified)
             if deployed is None:
                 return None
-            conn.execute(create_statement(probe, definition, data=False))
-            found = (deployed, deployed_definition(conn, probe) or "")
+            found = (deployed, _probe(conn, definition, probe))
             raise _Rollback
     except _Rollback:
         pass
     return found
+
+
+def _probe(conn: psycopg.Connection, definition: MatViewDefinition, probe: str) -> str:
+    temporary = QualifiedName("pg_temp", probe)
+    in_schema = definition.qualified.sibling(probe)
+    attempts = [
+        (temporary, sql.SQL("CREATE TEMP VIEW {} AS {}").format(temporary.identifier, sql.SQL(definition.sql))),
+        (in_schema, create_statement(in_schema, definition, data=False)),
+    ]
+    refused: list[str] = []
+    for target, statement in attempts:
+        try:
+            with conn.transaction():
+                conn.execute(statement)
+                row = conn.execute("SELECT pg_get_viewdef(%s::regclass)", (target.identifier.as_string(conn),))
+                text = row.fetchone()
+                assert text is not None
+                return str(text[0])
+        except psycopg.errors.InsufficientPrivilege as exc:
+            refused.append(describe_db_error(exc))
+        except psycopg.Error as exc:
+            raise ServiceError(
+                f"the definition of {definition.name} does not compile: {describe_db_error(exc)}",
+                hint=f"fix the sql of {definition.name}",
+            ) from None
+    raise ServiceError(
+        f"cannot compare {definition.name} with its definition: the role may create neither a temporary view "
+        f"nor a view in schema {definition.qualified.schema} to read the query back ({'; '.join(refused)})",
+        hint="GRANT TEMPORARY ON DATABASE to the role (PostgreSQL grants it to PUBLIC by default)",
+    )
+
+
+def _built_on(conn: psycopg.Connection, oid: int) -> list[str]:
+    return [f"{name} ({kind})" for name, kind in dependent_relations(conn, oid)]
 
 
 def _comments_differ(conn: psycopg.Connection, oid: int, definition: MatViewDefinition) -> bool:

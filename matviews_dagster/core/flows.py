@@ -19,7 +19,7 @@ from .services.apply import apply_change
 from .services.create import create_view
 from .services.delete import delete_view
 from .services.refresh import refresh_view
-from .services.response import ServiceResponse
+from .services.response import ServiceError, ServiceResponse
 
 if TYPE_CHECKING:
     from .matviews import MatViews
@@ -32,8 +32,8 @@ def create_one(
     mv: MatViews, definition: MatViewDefinition, *, force: bool, dagster_run_id: str | None, conn: Connection
 ) -> OperationResult:
     with operation(mv, "create", definition, dagster_run_id, conn) as op:
-        if op.timed_out:
-            return op.timed_out
+        if op.not_started:
+            return op.not_started
         return _create(op, {"force": force, "sql": definition.sql}, force)
 
 
@@ -51,12 +51,14 @@ def refresh_one(
     chosen = strategy or definition.refresh_strategy
     options = {"strategy": chosen, "row_count_strategy": rows, "sql": definition.sql}
     with operation(mv, "refresh", definition, dagster_run_id, conn) as op:
-        if op.timed_out:
-            return op.timed_out
+        if op.not_started:
+            return op.not_started
         created, query, what = None, None, "create the missing view"
         if create_if_missing and not _exists(op.conn, definition):
             created = _create(op, {"force": False, "reason": "create_if_missing", "sql": definition.sql}, False)
-        elif (change := _changed(op)) is not None:
+        elif isinstance(change := _changed(op), ServiceError):
+            return op.run("refresh", options, _cannot_compare, change)
+        elif change is not None:
             policy = definition.on_definition_change
             if policy == "fail":
                 return op.run("refresh", options, _refuse_change, change)
@@ -96,8 +98,8 @@ def apply_one(
 ) -> OperationResult:
     """Create the view when missing, else make it match its definition (``skipped`` when it does)."""
     with operation(mv, "create", definition, dagster_run_id, conn) as op:
-        if op.timed_out:
-            return op.timed_out
+        if op.not_started:
+            return op.not_started
         if not _exists(op.conn, definition):
             return _create(op, {"force": False, "reason": "apply", "sql": definition.sql}, False)
         return _apply(op, {"reason": "apply", "sql": definition.sql})
@@ -107,8 +109,8 @@ def delete_one(
     mv: MatViews, definition: MatViewDefinition, *, cascade: bool, dagster_run_id: str | None, conn: Connection
 ) -> OperationResult:
     with operation(mv, "delete", definition, dagster_run_id, conn) as op:
-        if op.timed_out:
-            return op.timed_out
+        if op.not_started:
+            return op.not_started
         result = op.run("delete", {"cascade": cascade}, delete_view, definition.qualified, cascade=cascade)
         if result.ok:
             mv.runs.forget_applied(definition, op.database)
@@ -141,6 +143,7 @@ def _create(op: Operation, options: dict[str, object], force: bool) -> Operation
         expected_reads=mv.expected_reads(definition),
         upstream=mv.upstream_views(definition),
         previously_declared=applied.indexes if applied else (),
+        definitions=_by_name(mv),
         lock_policy=mv.lock_policy,
     )
     _record(op, result)
@@ -152,10 +155,20 @@ def _apply(op: Operation, options: dict[str, object]) -> OperationResult:
     applied = op.mv.runs.applied(op.definition, op.database)
     previously = applied.indexes if applied else ()
     result = op.run(
-        "create", options, apply_change, op.definition, previously_declared=previously, lock_policy=op.mv.lock_policy
+        "create",
+        options,
+        apply_change,
+        op.definition,
+        previously_declared=previously,
+        definitions=_by_name(op.mv),
+        lock_policy=op.mv.lock_policy,
     )
     _record(op, result)
     return result
+
+
+def _by_name(mv: MatViews) -> dict[str, MatViewDefinition]:
+    return {definition.name: definition for definition in mv.definitions}
 
 
 def _record(op: Operation, result: OperationResult) -> None:
@@ -165,14 +178,17 @@ def _record(op: Operation, result: OperationResult) -> None:
         op.mv.runs.record_applied(op.definition, op.database, list(declared))
 
 
-def _changed(op: Operation) -> ViewPlan | None:
+def _changed(op: Operation) -> ViewPlan | ServiceError | None:
     """How the view differs from its definition, None when it does not: the fingerprint
     recorded when it was last applied says so without a query; failing that, the catalog is
     compared (``drift.plan_view``) and, when equal, the fingerprint recorded."""
     applied = op.mv.runs.applied(op.definition, op.database)
     if applied is not None and applied.fingerprint == op.definition.fingerprint:
         return None
-    plan = plan_view(op.conn, op.definition, applied.indexes if applied else ())
+    try:
+        plan = plan_view(op.conn, op.definition, applied.indexes if applied else ())
+    except ServiceError as exc:  # the definition does not compile, or the role cannot compare
+        return exc
     if plan.action == "create":
         return None  # missing: the refresh says so
     if plan.action == "unchanged":
@@ -190,6 +206,10 @@ def _exists(conn: psycopg.Connection, definition: MatViewDefinition) -> bool:
         return matview_state(conn, definition.qualified) is not None
     except NotAMaterializedView:
         return True  # let the refresh report what the name really is
+
+
+def _cannot_compare(conn: psycopg.Connection, error: ServiceError) -> ServiceResponse:
+    return ServiceResponse.failure(str(error), hint=error.hint)
 
 
 def _refuse_change(conn: psycopg.Connection, change: ViewPlan) -> ServiceResponse:

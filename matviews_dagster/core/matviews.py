@@ -160,7 +160,7 @@ class MatViews(DefinedViews):
                 conn=conn,
             )
             if result.ok and wanted.get(definition.name):
-                result = replace(result, checks=tuple(batch.checked(conn, definition, wanted[definition.name])))
+                result = replace(result, checks=tuple(batch.checked(self, conn, definition, wanted[definition.name])))
             return result
 
         return batch.run_batch(self, "refresh", selected, one, max_parallel=max_parallel, dagster_run_id=dagster_run_id)

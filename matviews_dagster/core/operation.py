@@ -22,7 +22,7 @@ from .definition import MatViewDefinition
 from .dsn import scrub
 from .locks import ViewLockTimeout, view_lock
 from .result import OperationResult
-from .services.response import ServiceResponse
+from .services.response import ServiceError, ServiceResponse
 from .services.swap import drop_swap_leftovers
 from .vocabulary import RunKind
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 class Operation:
-    """The view's lock is held on ``conn`` (unless ``timed_out`` holds the recorded failure)."""
+    """The view's lock is held on ``conn`` (unless ``not_started`` holds the recorded failure)."""
 
     def __init__(self, mv: MatViews, conn: psycopg.Connection, definition: MatViewDefinition, run_id: str | None):
         self.mv = mv
@@ -41,7 +41,7 @@ class Operation:
         self.database = conn.info.dbname
         self.lock_wait_ms = 0
         self.leftovers: list[str] = []
-        self.timed_out: OperationResult | None = None
+        self.not_started: OperationResult | None = None
         self.warnings: list[str] = []  # added to the next run's warnings
         self.payload: dict[str, Any] = {}  # the last run's service payload
         self._reconciled = False
@@ -115,9 +115,10 @@ def operation(
     dagster_run_id: str | None,
     conn: psycopg.Connection | None = None,
 ) -> Iterator[Operation]:
-    """Connect (unless a batch lends its connection), take the view's lock (a timed-out wait
-    is recorded as a ``failed`` run and reported in ``timed_out``), apply the statement
-    timeout, drop an interrupted swap's leftovers; release the lock at the end."""
+    """Connect (unless a batch lends its connection), take the view's lock, apply the statement
+    timeout, drop an interrupted swap's leftovers; release the lock at the end. When the work
+    cannot begin (the lock wait timed out, a leftover cannot be dropped), a ``failed`` run is
+    recorded and returned in ``not_started``."""
     with contextlib.ExitStack() as stack:
         if conn is None:
             conn = stack.enter_context(mv.connect(definition.name))
@@ -125,11 +126,23 @@ def operation(
         try:
             op.lock_wait_ms = stack.enter_context(view_lock(conn, definition.qualified, mv.lock_wait_timeout))
         except ViewLockTimeout as exc:
-            op.timed_out = _lock_timed_out(op, kind, exc)
+            op.not_started = _lock_timed_out(op, kind, exc)
             yield op
             return
         _statement_timeout(conn, definition.statement_timeout or mv.statement_timeout)
-        op.leftovers = drop_swap_leftovers(conn, definition.qualified)
+        try:
+            op.leftovers = drop_swap_leftovers(conn, definition.qualified)
+        except ServiceError as exc:
+            op.not_started = failed_before_start(
+                mv,
+                kind,
+                definition,
+                database=op.database,
+                error=str(exc),
+                hint=exc.hint or "",
+                meta={},
+                dagster_run_id=dagster_run_id,
+            )
         yield op
 
 

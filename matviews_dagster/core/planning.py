@@ -13,6 +13,7 @@ from .catalog import NotAMaterializedView, matview_state
 from .definition import MatViewDefinition
 from .drift import ViewPlan, plan_view
 from .names import QualifiedName
+from .services.response import ServiceError
 
 if TYPE_CHECKING:
     from .matviews import MatViews
@@ -26,7 +27,10 @@ def plan_views(mv: MatViews, definitions: Sequence[MatViewDefinition], *, orphan
         plans = []
         for definition in definitions:
             previous = applied.get(definition.name)
-            plans.append(plan_view(conn, definition, previous.indexes if previous else ()))
+            try:
+                plans.append(plan_view(conn, definition, previous.indexes if previous else ()))
+            except ServiceError as exc:
+                plans.append(ViewPlan(definition.name, "error", error=str(exc), hint=exc.hint))
         if orphans:
             for name in mv.runs.views_with_runs(database_name=database):
                 if not mv.is_defined(name) and _is_matview(conn, name):

@@ -4,7 +4,7 @@ removed declared indexes and comments are altered in place."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import psycopg
 from psycopg import sql
@@ -32,12 +32,14 @@ def change_view(
     *,
     previously_declared: Collection[str] = (),
     rebuild_always: bool = False,
+    definitions: Mapping[str, MatViewDefinition] | None = None,
     lock_policy: LockPolicy,
     log: StatementLog,
 ) -> ServiceResponse:
     """Compare (``drift.plan_view``) and apply. ``skipped`` when nothing differs (unless
     ``rebuild_always``: a forced create). The ``meta`` holds the plan (``change``: summary and
-    query diff); the ``payload`` the declared indexes' names, and for a rebuild the rows built."""
+    query diff); the ``payload`` the declared indexes' names, and for a rebuild the rows built.
+    A view built on this one that is in ``definitions`` is recreated from its definition."""
     name = definition.qualified
     state = matview_state(conn, name)
     if state is None:
@@ -56,6 +58,7 @@ def change_view(
             log=log,
             indexes="declared",
             drop_indexes=previously_declared,
+            definitions=definitions,
         )
         carry_over.set_comments(log, name, definition.description, definition.column_descriptions)
         meta.update(built.meta)

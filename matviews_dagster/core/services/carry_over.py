@@ -1,6 +1,8 @@
-"""What a rebuild keeps of a relation: its owner, grants (table and column), comments,
-options, indexes, triggers, rules, column defaults and statistics objects, read from the
-catalog (``capture``) and given to its new copy (``restore``).
+"""What a rebuild keeps of a relation, read from the catalog (``capture``) and given to its new
+copy (``restore``): owner, grants (table and column, each by its grantor), comments, storage
+options, tablespace, column statistics targets and storage modes, indexes (with their
+comments and tablespaces, and which one it is clustered on), and the objects that hang on it:
+triggers, rules, column defaults and statistics objects.
 
 Definitions are read with ``search_path`` set to ``pg_catalog`` (local to the transaction),
 so every name in them is schema-qualified and they mean the same under any path.
@@ -16,20 +18,12 @@ import psycopg
 from psycopg import sql
 
 from ..names import QualifiedName
+from .grants import Grant, grants_of, restore_grants
+from .indexes import IndexShape, index_shapes
 from .response import ServiceError, StatementLog
 
 KINDS = {"v": "view", "m": "materialized view"}
-_PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"}
-
-
-@dataclass(frozen=True)
-class Grant:
-    """One privilege: ``column`` None for the whole relation; grantee ``PUBLIC`` for public."""
-
-    grantee: str
-    privilege: str
-    grantable: bool
-    column: str | None = None
+_STORAGE = {"p": "PLAIN", "e": "EXTERNAL", "x": "EXTENDED", "m": "MAIN"}
 
 
 @dataclass(frozen=True)
@@ -43,21 +37,26 @@ class Relation:
     populated: bool
     query: str
     options: tuple[str, ...] = ()
+    tablespace: str | None = None
     grants: tuple[Grant, ...] = ()
     comment: str | None = None
     column_comments: dict[str, str] = field(default_factory=dict)
-    indexes: tuple[str, ...] = ()
-    extras: tuple[str, ...] = ()
+    column_settings: tuple[tuple[str, str], ...] = ()  # (column, "SET STATISTICS 500")
+    indexes: tuple[IndexShape, ...] = ()
+    clustered_on: str | None = None
+    extras: tuple[str, ...] = ()  # triggers, rules, column defaults: recreated after the relation
+    statistics: tuple[tuple[str, str], ...] = ()  # (qualified name, CREATE STATISTICS ...)
+
+    @property
+    def materialized(self) -> bool:
+        return self.kind == "materialized view"
+
+    @property
+    def keyword(self) -> sql.SQL:
+        return sql.SQL("MATERIALIZED VIEW" if self.materialized else "VIEW")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
-
-
-def capture(conn: psycopg.Connection, oid: int) -> Relation:
-    """Read relation ``oid``; raises ``ServiceError`` naming anything built on it that a
-    rebuild could not carry over (e.g. a function whose SQL body reads it)."""
-    with qualified_names(conn):
-        return _capture(conn, oid)
 
 
 @contextmanager
@@ -74,61 +73,65 @@ def qualified_names(conn: psycopg.Connection) -> Iterator[None]:
             conn.execute("SELECT set_config('search_path', %s, true)", (previous[0],))
 
 
-def _capture(conn: psycopg.Connection, oid: int) -> Relation:
-    row = conn.execute(
-        """SELECT n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner), c.relispopulated,
-                  pg_get_viewdef(c.oid), coalesce(c.reloptions, '{}'), obj_description(c.oid, 'pg_class')
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s""",
-        (oid,),
-    ).fetchone()
-    assert row is not None
-    schema, relname, kind, owner, populated, query, options, comment = row
-    name = QualifiedName(schema, relname)
-    _refuse_uncarriable(conn, oid, name)
-    grants = [
-        Grant(grantee, privilege, grantable, column)
-        for column, grantee, privilege, grantable in conn.execute(
-            """SELECT NULL::name, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END,
-                      a.privilege_type, a.is_grantable
-               FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a WHERE c.oid = %(oid)s
-               UNION ALL
-               SELECT t.attname, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END,
-                      a.privilege_type, a.is_grantable
-               FROM pg_attribute t, aclexplode(t.attacl) a
-               WHERE t.attrelid = %(oid)s AND t.attnum > 0 AND NOT t.attisdropped AND t.attacl IS NOT NULL
-               ORDER BY 1 NULLS FIRST, 2, 3""",
-            {"oid": oid},
-        ).fetchall()
-    ]
-    column_comments = dict(
-        conn.execute(
-            """SELECT attname, col_description(attrelid, attnum) FROM pg_attribute
-               WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped
-                 AND col_description(attrelid, attnum) IS NOT NULL ORDER BY attnum""",
-            (oid,),
-        ).fetchall()
-    )
-    indexes = [r[0] for r in conn.execute(_INDEXES, (oid,)).fetchall()]
-    extras = [r[0] for r in conn.execute(_EXTRAS, {"oid": oid}).fetchall()]
-    return Relation(
-        oid=oid,
-        name=name,
-        kind=KINDS[kind],
-        owner=owner,
-        populated=populated,
-        query=str(query).strip().rstrip(";"),
-        options=tuple(options),
-        grants=tuple(grants),
-        comment=comment,
-        column_comments=column_comments,
-        indexes=tuple(indexes),
-        extras=tuple(extras),
-    )
+def capture(conn: psycopg.Connection, oid: int) -> Relation:
+    """Read relation ``oid``; raises ``ServiceError`` naming anything built on it that a
+    rebuild could not carry over (a function whose SQL body reads it or returns its rows, a
+    table column of its row type, ...)."""
+    with qualified_names(conn):
+        row = conn.execute(_RELATION, (oid,)).fetchone()
+        assert row is not None
+        schema, relname, kind, owner, populated, query, options, tablespace, comment = row
+        name = QualifiedName(schema, relname)
+        found = [r[0] for r in conn.execute(_UNCARRIABLE, {"oid": oid}).fetchall()]
+        if found:
+            raise ServiceError(
+                f"cannot rebuild {name}: {', '.join(found)} depends on it, and a rebuild cannot carry that over; "
+                "nothing was changed",
+                hint="drop that object, apply the change, then create it again",
+                blockers=found,
+            )
+        columns = conn.execute(_COLUMNS, (oid,)).fetchall()
+        settings = []
+        for column, target, storage, type_storage, _ in columns:
+            if target is not None and target >= 0:
+                settings.append((column, f"SET STATISTICS {int(target)}"))
+            if storage != type_storage:
+                settings.append((column, f"SET STORAGE {_STORAGE[storage]}"))
+        clustered = conn.execute(_CLUSTERED, (oid,)).fetchone()
+        return Relation(
+            oid=oid,
+            name=name,
+            kind=KINDS[kind],
+            owner=owner,
+            populated=populated,
+            query=str(query).strip().rstrip(";"),
+            options=tuple(options),
+            tablespace=tablespace,
+            grants=tuple(grants_of(conn, oid)),
+            comment=comment,
+            column_comments={column: text for column, *_, text in columns if text is not None},
+            column_settings=tuple(settings),
+            indexes=tuple(index_shapes(conn, oid)),
+            clustered_on=clustered[0] if clustered else None,
+            extras=tuple(r[0] for r in conn.execute(_EXTRAS, {"oid": oid}).fetchall()),
+            statistics=tuple(conn.execute(_STATISTICS, (oid,)).fetchall()),
+        )
 
 
-_INDEXES = """SELECT pg_get_indexdef(i.indexrelid) || ';' FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-              WHERE i.indrelid = %s ORDER BY c.relname"""
-
+_RELATION = """
+    SELECT n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner), c.relispopulated, pg_get_viewdef(c.oid),
+           coalesce(c.reloptions, '{}'), (SELECT spcname FROM pg_tablespace WHERE oid = c.reltablespace),
+           obj_description(c.oid, 'pg_class')
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s
+"""
+_COLUMNS = """
+    SELECT a.attname, a.attstattarget, a.attstorage, t.typstorage, col_description(a.attrelid, a.attnum)
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+"""
+_CLUSTERED = """
+    SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s AND i.indisclustered
+"""
 _EXTRAS = """
     SELECT pg_get_triggerdef(oid) || ';' FROM pg_trigger WHERE tgrelid = %(oid)s AND NOT tgisinternal
     UNION ALL
@@ -138,88 +141,80 @@ _EXTRAS = """
                   pg_get_expr(d.adbin, d.adrelid))
     FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
     WHERE d.adrelid = %(oid)s
-    UNION ALL
-    SELECT pg_get_statisticsobjdef(oid) || ';' FROM pg_statistic_ext WHERE stxrelid = %(oid)s
 """
-
+_STATISTICS = """
+    SELECT format('%%I.%%I', n.nspname, s.stxname), pg_get_statisticsobjdef(s.oid) || ';'
+    FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace WHERE s.stxrelid = %s ORDER BY 1
+"""
+# What depends on the relation or its row type that a rebuild cannot carry over: everything but
+# the views built on it (recreated), its indexes, toast table, triggers, rules, defaults and
+# statistics objects (carried over) and its own row type.
 _UNCARRIABLE = """
     SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid)
-    FROM pg_depend d
-    WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = %s AND d.deptype IN ('n', 'a')
+    FROM pg_class c
+    JOIN pg_depend d ON d.deptype IN ('n', 'a') AND (
+        (d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid)
+        OR (d.refclassid = 'pg_type'::regclass
+            AND d.refobjid IN (c.reltype, (SELECT typarray FROM pg_type WHERE oid = c.reltype))))
+    WHERE c.oid = %(oid)s
       AND d.classid NOT IN ('pg_rewrite'::regclass, 'pg_trigger'::regclass, 'pg_attrdef'::regclass,
-                            'pg_statistic_ext'::regclass, 'pg_type'::regclass)
+                            'pg_statistic_ext'::regclass)
+      AND NOT (d.classid = 'pg_type'::regclass
+               AND d.objid IN (c.reltype, (SELECT typarray FROM pg_type WHERE oid = c.reltype)))
       AND NOT (d.classid = 'pg_class'::regclass
                AND (SELECT relkind FROM pg_class WHERE oid = d.objid) IN ('i', 'I', 't'))
     ORDER BY 1
 """
 
 
-def _refuse_uncarriable(conn: psycopg.Connection, oid: int, name: QualifiedName) -> None:
-    found = [r[0] for r in conn.execute(_UNCARRIABLE, (oid,)).fetchall()]
-    if found:
-        raise ServiceError(
-            f"cannot rebuild {name}: {', '.join(found)} depends on it, and a rebuild cannot carry that over; "
-            "nothing was changed",
-            hint="drop it, apply the change, then create it again",
-            blockers=found,
-        )
-
-
 def restore(
-    conn: psycopg.Connection, log: StatementLog, relation: Relation, target: QualifiedName, *, columns: set[str] | None
+    conn: psycopg.Connection,
+    log: StatementLog,
+    relation: Relation,
+    target: QualifiedName,
+    *,
+    columns: set[str] | None,
+    options: bool = False,
 ) -> list[str]:
-    """Give ``target`` the owner, grants and comments ``relation`` had. ``columns``: the
-    columns ``target`` has (None: all of the captured ones); a column grant or comment on a
-    column it no longer has is not restored and is named in the returned warnings."""
-    warnings: list[str] = []
-    kind = sql.SQL("MATERIALIZED VIEW" if relation.kind == "materialized view" else "VIEW")
+    """Give ``target`` the owner, grants, comments and column settings ``relation`` had (and
+    its storage options with ``options``; a recreated dependent gets them at ``CREATE``).
+    ``columns``: the columns ``target`` has (None: all the captured ones); a grant, comment or
+    setting on a column it no longer has is not restored, and warnings name it."""
     quoted = target.identifier.as_string(conn)
-    owner = conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass", (quoted,))
-    if owner.fetchone() != (relation.owner,):
-        log.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(kind, target.identifier, sql.Identifier(relation.owner)))
-    present = conn.execute(
-        """SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
-           FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
-           WHERE c.oid = %s::regclass ORDER BY 1""",
-        (quoted,),
-    ).fetchall()
-    for (role,) in present:
-        log.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(target.identifier, _grantee(role)))
-    grouped: dict[tuple[str, bool, str | None], list[str]] = {}
-    for grant in relation.grants:
-        if grant.privilege not in _PRIVILEGES:
-            continue
-        if grant.column is not None and columns is not None and grant.column not in columns:
-            warnings.append(
-                f"{grant.privilege} ({grant.column}) for {grant.grantee} not kept: no column {grant.column}"
-            )
-            continue
-        grouped.setdefault((grant.grantee, grant.grantable, grant.column), []).append(grant.privilege)
-    for (role, grantable, column), privileges in sorted(grouped.items(), key=lambda item: str(item[0])):
-        on = sql.SQL(", ").join(
-            sql.SQL("{} ({})").format(sql.SQL(p), sql.Identifier(column)) if column else sql.SQL(p) for p in privileges
-        )
+    found = conn.execute("SELECT oid, pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass", (quoted,))
+    oid_row = found.fetchone()
+    assert oid_row is not None
+    oid, owner = oid_row
+    if owner != relation.owner:
+        alter = sql.SQL("ALTER {} {} OWNER TO {}")
+        log.execute(alter.format(relation.keyword, target.identifier, sql.Identifier(relation.owner)))
+    if options and relation.options:
         log.execute(
-            sql.SQL("GRANT {} ON {} TO {}{}").format(
-                on, target.identifier, _grantee(role), sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL("")
+            sql.SQL("ALTER {} {} SET ({})").format(
+                relation.keyword, target.identifier, sql.SQL(", ").join(map(sql.SQL, relation.options))
             )
         )
+    warnings = restore_grants(conn, log, relation.grants, relation.owner, target, oid, columns)
     if relation.comment is not None:
-        log.execute(sql.SQL("COMMENT ON {} {} IS {}").format(kind, target.identifier, sql.Literal(relation.comment)))
-    for column, text in relation.column_comments.items():
-        if columns is not None and column not in columns:
-            warnings.append(f"comment on column {column} not kept: no column {column} in the new query")
-            continue
         log.execute(
-            sql.SQL("COMMENT ON COLUMN {} IS {}").format(
-                sql.Identifier(target.schema, target.name, column), sql.Literal(text)
-            )
+            sql.SQL("COMMENT ON {} {} IS {}").format(relation.keyword, target.identifier, sql.Literal(relation.comment))
         )
+    gone = set() if columns is None else set(relation.column_comments) - columns
+    warnings += [f"comment on column {column} not kept: no column {column} in the new query" for column in sorted(gone)]
+    for column, text in relation.column_comments.items():
+        if column not in gone:
+            log.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(_column(target, column), sql.Literal(text)))
+    for column, setting in relation.column_settings:
+        if columns is None or column in columns:
+            log.execute(
+                sql.SQL("ALTER {} {} ALTER COLUMN {} {}").format(
+                    relation.keyword,
+                    target.identifier,
+                    sql.Identifier(column),
+                    sql.SQL(setting),  # type: ignore[arg-type]
+                )
+            )
     return warnings
-
-
-def _grantee(role: str) -> sql.Composable:
-    return sql.SQL("PUBLIC") if role == "PUBLIC" else sql.Identifier(role)
 
 
 def set_comments(log: StatementLog, target: QualifiedName, description: str | None, columns: dict[str, str]) -> None:
@@ -230,8 +225,8 @@ def set_comments(log: StatementLog, target: QualifiedName, description: str | No
             sql.SQL("COMMENT ON MATERIALIZED VIEW {} IS {}").format(target.identifier, sql.Literal(description))
         )
     for column, text in columns.items():
-        log.execute(
-            sql.SQL("COMMENT ON COLUMN {} IS {}").format(
-                sql.Identifier(target.schema, target.name, column), sql.Literal(text)
-            )
-        )
+        log.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(_column(target, column), sql.Literal(text)))
+
+
+def _column(target: QualifiedName, column: str) -> sql.Identifier:
+    return sql.Identifier(target.schema, target.name, column)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import psycopg
 
@@ -26,6 +26,7 @@ def create_view(
     expected_reads: Collection[QualifiedName] | None = None,
     upstream: Collection[QualifiedName] = (),
     previously_declared: Collection[str] = (),
+    definitions: Mapping[str, MatViewDefinition] | None = None,
     lock_policy: LockPolicy | None = None,
     log: StatementLog,
 ) -> ServiceResponse:
@@ -44,7 +45,13 @@ def create_view(
     if force and matview_state(conn, name) is not None:
         policy = lock_policy or LockPolicy()
         replaced = change_view(
-            conn, definition, previously_declared=previously_declared, rebuild_always=True, lock_policy=policy, log=log
+            conn,
+            definition,
+            previously_declared=previously_declared,
+            rebuild_always=True,
+            definitions=definitions,
+            lock_policy=policy,
+            log=log,
         )
         return ServiceResponse("created", payload=replaced.payload, meta={**meta, **replaced.meta})
     try:

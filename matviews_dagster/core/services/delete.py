@@ -7,7 +7,7 @@ from psycopg import sql
 
 from ..catalog import dependent_relations, described, matview_state
 from ..names import QualifiedName
-from .response import ServiceError, ServiceResponse, StatementLog, returns_errors
+from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, returns_errors
 
 
 @returns_errors
@@ -30,5 +30,12 @@ def delete_view(
                 dependents=[name_ for name_, _ in dependents],
             )
         mode = sql.SQL("CASCADE" if cascade else "RESTRICT")
-        log.execute(sql.SQL("DROP MATERIALIZED VIEW {} {}").format(name.identifier, mode))
+        try:
+            log.execute(sql.SQL("DROP MATERIALIZED VIEW {} {}").format(name.identifier, mode))
+        except psycopg.errors.DependentObjectsStillExist as exc:  # not a view: a function, a column of its type
+            detail = " ".join((exc.diag.message_detail or "").split())
+            raise ServiceError(
+                f"cannot delete {name}: {detail or describe_db_error(exc)}",
+                hint="drop those objects first, or delete with cascade=True, which drops them too",
+            ) from None
     return ServiceResponse("deleted", payload={"dropped_dependents": [list(d) for d in dependents]}, meta=meta)

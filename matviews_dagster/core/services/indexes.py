@@ -14,7 +14,7 @@ from psycopg import sql
 
 from ..definition import MatViewDefinition
 from ..names import MAX_IDENTIFIER_BYTES, QualifiedName
-from .response import ServiceError
+from .response import ServiceError, StatementLog
 
 Declared = tuple[tuple[str, ...], bool]
 """A declared index: its columns and whether it is unique."""
@@ -31,11 +31,21 @@ class IndexShape:
     partial: bool
     key_columns: tuple[str | None, ...]  # None for an expression
     include: bool
+    default_order: bool = True  # no DESC, NULLS FIRST, collation or operator class of its own
+    tablespace: str | None = None
+    comment: str | None = None
 
     def is_declared(self, declared: Declared) -> bool:
         columns, unique = declared
-        plain = self.method == "btree" and not self.partial  # INCLUDE columns do not change what it serves
+        plain = self.method == "btree" and not self.partial and self.default_order  # INCLUDE is fine
         return plain and self.unique == unique and self.key_columns == columns
+
+    def build(self, log: StatementLog, name: str, table: QualifiedName) -> None:
+        """Build this index as ``name`` on ``table``, in its tablespace, with its comment."""
+        log.execute(sql.SQL(retarget_index(self.definition, name, table, self.tablespace)))  # type: ignore[arg-type]
+        if self.comment is not None:
+            comment = sql.SQL("COMMENT ON INDEX {} IS {}")
+            log.execute(comment.format(table.sibling(name).identifier, sql.Literal(self.comment)))
 
     def describe(self) -> str:
         return f"{self.name} ({self.definition.split(' USING ', 1)[-1]})"
@@ -73,12 +83,20 @@ def index_shapes(conn: psycopg.Connection, oid: int) -> list[IndexShape]:
                   ARRAY(SELECT a.attname FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(attnum, n)
                         LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                         ORDER BY k.n),
-                  i.indnatts > i.indnkeyatts
+                  i.indnatts > i.indnkeyatts,
+                  (SELECT bool_and(o = 0) FROM unnest(i.indoption::int2[]) o)
+                    AND (SELECT bool_and(k = 0 OR k = a.attcollation)
+                         FROM unnest(i.indcollation::oid[]) WITH ORDINALITY x(k, n)
+                         LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[x.n - 1])
+                    AND (SELECT bool_and(op.opcdefault) FROM unnest(i.indclass::oid[]) y(oc)
+                         JOIN pg_opclass op ON op.oid = y.oc),
+                  (SELECT spcname FROM pg_tablespace WHERE oid = c.reltablespace),
+                  obj_description(i.indexrelid, 'pg_class')
            FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
            WHERE i.indrelid = %s ORDER BY c.relname""",
         (oid,),
     ).fetchall()
-    return [IndexShape(r[0], r[1], r[2], r[3], r[4], tuple(r[5]), r[6]) for r in rows]
+    return [IndexShape(r[0], r[1], r[2], r[3], r[4], tuple(r[5]), r[6], bool(r[7]), r[8], r[9]) for r in rows]
 
 
 def declared_index_names(conn: psycopg.Connection, oid: int, definition: MatViewDefinition) -> list[str]:
@@ -117,8 +135,9 @@ def free_index_name(conn: psycopg.Connection, table: QualifiedName, columns: tup
     raise ServiceError(f"no free index name for {table} ({', '.join(columns)})")
 
 
-def retarget_index(definition: str, index_name: str, table: QualifiedName) -> str:
-    """Rewrite a ``pg_get_indexdef`` statement to build ``index_name`` on ``table``.
+def retarget_index(definition: str, index_name: str, table: QualifiedName, tablespace: str | None = None) -> str:
+    """Rewrite a ``pg_get_indexdef`` statement to build ``index_name`` on ``table`` (in
+    ``tablespace``, which ``pg_get_indexdef`` leaves out).
 
     The statement is parsed and re-emitted with pglast, so no text is spliced by hand.
     """
@@ -129,4 +148,6 @@ def retarget_index(definition: str, index_name: str, table: QualifiedName) -> st
     stmt.idxname = index_name
     stmt.relation.schemaname = table.schema
     stmt.relation.relname = table.name
+    if tablespace is not None:
+        stmt.tableSpace = tablespace
     return RawStream()(stmt)

@@ -78,7 +78,7 @@ def with_lock_retries(
             with _isolation(conn, isolation), _pipeline(conn, pipeline), conn.transaction():
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{policy.timeout_ms}ms",))
                 return work(), attempt
-        except psycopg.errors.LockNotAvailable:
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
             holders = lock_holders(conn, oids)
             if attempt < policy.attempts:
                 time.sleep(policy.backoff_ms * attempt / 1000)

@@ -11,7 +11,8 @@ transaction, so its commit cost never sits inside the window readers wait on.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import contextlib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,15 +23,13 @@ from ..catalog import MatViewState, column_names, matview_state
 from ..definition import MatViewDefinition
 from ..names import QualifiedName, derived_name
 from . import carry_over, dependents
-from .binding import bind_search_path, create_statement
+from .binding import bind_search_path
 from .indexes import (
     IndexShape,
     check_index_columns,
     declared_indexes,
     free_index_name,
-    index_shapes,
     index_statement,
-    retarget_index,
 )
 from .locking import LockPolicy, with_lock_retries
 from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error
@@ -55,7 +54,14 @@ def drop_swap_leftovers(conn: psycopg.Connection, name: QualifiedName) -> list[s
     ).fetchall()
     dropped = []
     for (relname,) in found:
-        conn.execute(sql.SQL("DROP MATERIALIZED VIEW IF EXISTS {}").format(temps[relname].identifier))
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("DROP MATERIALIZED VIEW IF EXISTS {}").format(temps[relname].identifier))
+        except psycopg.Error as exc:  # something else now depends on it: the swap that needs the name says so
+            raise ServiceError(
+                f"an interrupted swap left {temps[relname]}, and it cannot be dropped: {describe_db_error(exc)}",
+                hint=f"drop what depends on {temps[relname]}, then DROP MATERIALIZED VIEW {temps[relname]}",
+            ) from None
         dropped.append(str(temps[relname]))
     return dropped
 
@@ -79,13 +85,15 @@ def rebuild(
     query: str | None = None,
     indexes: Literal["copy", "declared"] = "copy",
     drop_indexes: Collection[str] = (),
+    definitions: Mapping[str, MatViewDefinition] | None = None,
 ) -> Rebuilt:
     """Rebuild the view with ``query`` (None: the definition's, bound with its search path).
 
     ``indexes="copy"`` copies every index as it is (a failure names the index);
     ``"declared"`` builds the definition's indexes (keeping the names of those that exist),
     drops ``drop_indexes`` (declared before, not any more) and copies the others, except those
-    whose columns are gone, which are named in the warnings. Raises ``ServiceError``.
+    whose columns are gone, which are named in the warnings. A view built on this one that is
+    in ``definitions`` (by name) is recreated from its definition. Raises ``ServiceError``.
     """
     name = definition.qualified
     new, backup = swap_names(name)  # an interrupted swap's copies were dropped before the operation began
@@ -94,34 +102,40 @@ def rebuild(
         with conn.transaction():
             old = carry_over.capture(conn, state.oid)
             bind_search_path(conn, definition)
-            result.rows = _build(conn, log, definition, new, query)
-            new_oid = _oid(conn, new)
-            columns = column_names(conn, new_oid)
-            result.warnings += carry_over.restore(conn, log, old, new, columns=set(columns))
+            result.rows = _build(conn, log, definition, new, query, old.tablespace)
+            columns = column_names(conn, _oid(conn, new))
+            result.warnings += carry_over.restore(conn, log, old, new, columns=set(columns), options=True)
             if indexes == "declared":
                 check_index_columns(definition, columns)
-            renames = _build_indexes(conn, log, definition, state.oid, new, indexes, set(drop_indexes), result)
+            renames = _build_indexes(conn, log, definition, old, new, indexes, set(drop_indexes), result)
+            temporary = {final: temp for final, temp, _ in renames}
+            if old.clustered_on in temporary:
+                cluster = sql.SQL("ALTER MATERIALIZED VIEW {} CLUSTER ON {}")
+                log.execute(cluster.format(new.identifier, sql.Identifier(temporary[old.clustered_on])))
 
         def swap() -> list[carry_over.Relation]:
-            dependents.lock_exclusively(conn, name, "materialized view")
-            built_on = dependents.built_on(conn, state.oid)
+            built_on = dependents.lock_and_capture(conn, name, state.oid)
             for relation in reversed(built_on):
                 dependents.drop(log, relation)
+            for statistics, _ in old.statistics:  # they hang on the old copy; made again on the new one
+                log.execute(sql.SQL("DROP STATISTICS {}").format(sql.SQL(statistics)))  # type: ignore[arg-type]
             _rename(log, name, backup.name)
             _rename(log, new, name.name)
             for final, temp, old_name in renames:
                 if old_name:
                     log.execute(_rename_index(name.sibling(final), derived_name(final, "mvold")))
                 log.execute(_rename_index(name.sibling(temp), final))
+            _statistics(conn, log, old, result)
             for relation in built_on:
-                dependents.recreate(conn, log, relation)
+                result.warnings += dependents.recreate(conn, log, relation, definitions or {})
             return built_on
 
         built_on, attempts = with_lock_retries(
             conn, lock_policy, swap, what=str(name), oids=[state.oid], pipeline=False
         )
     except BaseException:
-        drop_swap_leftovers(conn, name)
+        with contextlib.suppress(ServiceError):  # the original error says what went wrong
+            drop_swap_leftovers(conn, name)
         raise
     result.meta.update(lock_attempts=attempts, indexes=[final for final, _, _ in renames])
     if built_on:
@@ -133,6 +147,17 @@ def rebuild(
     except psycopg.Error as exc:
         result.meta["backup_left"] = f"{backup} ({exc.diag.message_primary}); the next operation drops it"
     return result
+
+
+def _statistics(conn: psycopg.Connection, log: StatementLog, old: carry_over.Relation, result: Rebuilt) -> None:
+    """The old copy's statistics objects, made again on the new one; one whose column is gone
+    is left out and named in the warnings."""
+    for statistics, text in old.statistics:
+        try:
+            with conn.transaction():
+                log.execute(sql.SQL(text))  # type: ignore[arg-type]  # the catalog's own text
+        except psycopg.errors.UndefinedColumn as exc:
+            result.warnings.append(f"statistics {statistics} not recreated: {describe_db_error(exc)} in the new query")
 
 
 def swap_refresh(
@@ -159,13 +184,21 @@ def swap_refresh(
 
 
 def _build(
-    conn: psycopg.Connection, log: StatementLog, definition: MatViewDefinition, new: QualifiedName, query: str | None
+    conn: psycopg.Connection,
+    log: StatementLog,
+    definition: MatViewDefinition,
+    new: QualifiedName,
+    query: str | None,
+    tablespace: str | None,
 ) -> int:
-    """The new copy, populated; a role that may not create it is told what a rebuild needs."""
-    statement = create_statement(new, definition)
-    if query is not None:
-        text = query.strip().rstrip(";")  # the catalog's text ends its statement
-        statement = sql.SQL("CREATE MATERIALIZED VIEW {} AS {}\nWITH DATA").format(new.identifier, sql.SQL(text))  # type: ignore[arg-type]
+    """The new copy, populated, in the old one's tablespace; a role that may not create it is
+    told what a rebuild needs."""
+    text = definition.sql if query is None else query.strip().rstrip(";")  # the catalog's text ends its statement
+    statement = sql.SQL("CREATE MATERIALIZED VIEW {}{} AS {}\nWITH DATA").format(
+        new.identifier,
+        sql.SQL(" TABLESPACE {}").format(sql.Identifier(tablespace)) if tablespace else sql.SQL(""),
+        sql.SQL(text),  # type: ignore[arg-type]
+    )
     try:
         return log.execute(statement).rowcount
     except psycopg.errors.InsufficientPrivilege as exc:
@@ -183,7 +216,7 @@ def _build_indexes(
     conn: psycopg.Connection,
     log: StatementLog,
     definition: MatViewDefinition,
-    old_oid: int,
+    old: carry_over.Relation,
     new: QualifiedName,
     mode: Literal["copy", "declared"],
     drop: set[str],
@@ -191,7 +224,7 @@ def _build_indexes(
 ) -> list[tuple[str, str, bool]]:
     """Build the new copy's indexes under temporary names; returns ``(final name, temporary
     name, an old index has the final name)`` for the renames."""
-    existing = index_shapes(conn, old_oid)
+    existing = list(old.indexes)
     renames: list[tuple[str, str, bool]] = []
     copies = existing
     if mode == "declared":
@@ -202,6 +235,9 @@ def _build_indexes(
             taken.add(final)
             temp = derived_name(final, "mvnew")
             log.execute(index_statement(declared, new, temp))
+            if same is not None and same.comment is not None:
+                comment = sql.SQL("COMMENT ON INDEX {} IS {}")
+                log.execute(comment.format(new.sibling(temp).identifier, sql.Literal(same.comment)))
             renames.append((final, temp, same is not None))
         declared_names = {final for final, _, _ in renames}
         dropped = [shape.name for shape in existing if shape.name in drop and shape.name not in declared_names]
@@ -230,7 +266,7 @@ def _copy_index(
     ``lenient`` it is left out and named in the warnings, else the error names the index."""
     try:
         with conn.transaction():
-            log.execute(sql.SQL(retarget_index(index.definition, temp_name, new)))  # type: ignore[arg-type]
+            index.build(log, temp_name, new)
         return True
     except psycopg.errors.UndefinedColumn as exc:
         if lenient:
