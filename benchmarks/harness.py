@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
@@ -172,3 +173,16 @@ def libpq_params(dsn: str) -> dict[str, str]:
     """Host, port, user, password and database of a DSN (the socket directory when on one)."""
     params = conninfo_to_dict(dsn)
     return {key: str(value) for key, value in params.items() if value is not None}
+
+
+def url_for(dsn: str) -> str:
+    """A SQLAlchemy URL (for dagster-postgres, psycopg2 driver) for a libpq DSN, sockets included."""
+    params = libpq_params(dsn)
+    user = quote(params.get("user", "postgres"))
+    password = f":{quote(params['password'])}" if params.get("password") else ""
+    host = params.get("host", "localhost")
+    query = f"?host={quote(host)}" if host.startswith("/") else ""
+    netloc = "" if query else host + (f":{params['port']}" if params.get("port") else "")
+    if query and params.get("port"):
+        query += f"&port={params['port']}"
+    return f"postgresql+psycopg2://{user}{password}@{netloc}/{params['dbname']}{query}"

@@ -28,7 +28,8 @@ from .core.matviews import MatViews
 from .core.settings import DEFAULTS, MatViewsSettings
 from .core.store.requests import RunRequestQueue
 from .core.vocabulary import CreateViewJob
-from .ops import JobPlan, ViewTargets, parse_request, plan_run
+from .core.wording import shown
+from .ops import JobPlan, Request, ViewTargets, parse_request, plan_run
 from .resources import config_value
 from .translator import definitions_of
 
@@ -66,7 +67,7 @@ class EnqueuedRun:
 
 def validate_queue(queue: object) -> str:
     if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
-        raise ValueError(f"queue {queue!r} is invalid: use 1-63 letters, digits, '_', '.' or '-'")
+        raise ValueError(f"queue {shown(queue)} is invalid: use 1-63 letters, digits, '_', '.' or '-'")
     return queue
 
 
@@ -113,7 +114,7 @@ class MatViewsAdapter(dg.ConfigurableResource):
                 "no adapter backend configured: set MATVIEWS_ADAPTER (or backend=) to inline, queue or graphql"
             )
         if backend not in BACKENDS:
-            raise ValueError(f"adapter backend {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
+            raise ValueError(f"adapter backend {shown(backend)} is unknown; use one of {', '.join(BACKENDS)}")
         return backend
 
     def resolved_queue(self, queue: str | None) -> str:
@@ -153,11 +154,7 @@ class MatViewsAdapter(dg.ConfigurableResource):
         with self.matviews() as mv:
             request = parse_request(job, args, mv)
             if backend == "queue":
-                args_ = [request.view, request.option] if request.option else [request.view]
-                request_id = RunRequestQueue(mv.runs).enqueue(request.job, args_, queue_name)
-                return EnqueuedRun(
-                    backend, request.job, queue_name, request.view, request_id=request_id, status="pending"
-                )
+                return _enqueue_request(RunRequestQueue(mv.runs), request, queue_name)
             defs = self.code_location_definitions()
             if defs is None:
                 raise ValueError(
@@ -190,7 +187,7 @@ class MatViewsAdapter(dg.ConfigurableResource):
         url = self.graphql_url or os.environ.get("MATVIEWS_GRAPHQL_URL") or "http://localhost:3000"
         parts = urlsplit(url)
         if not parts.hostname:
-            raise ValueError(f"graphql_url {url!r} is invalid; use e.g. http://localhost:3000")
+            raise ValueError(f"graphql_url {shown(url)} is invalid; use e.g. http://localhost:3000")
         client = DagsterGraphQLClient(
             parts.hostname,
             port_number=parts.port,
@@ -219,6 +216,25 @@ class MatViewsAdapter(dg.ConfigurableResource):
                 f"could not submit {plan.job_name} to the Dagster webserver at {url}: {detail}"
             ) from None
         return EnqueuedRun("graphql", plan.job_name, queue, plan.view, None, run_id, "submitted")
+
+
+CONSUMERS_SEEN_WITHIN_SECONDS = 600.0
+"""A queue sensor seen this recently counts as serving its views when a request is enqueued."""
+
+
+def _enqueue_request(queue: RunRequestQueue, request: Request, queue_name: str) -> EnqueuedRun:
+    """Insert the request (its view and normalized option, nothing else from the caller);
+    refused when queue sensors are running and none of them serves the view."""
+    consumers = queue.consumers(CONSUMERS_SEEN_WITHIN_SECONDS)
+    if consumers and not any(request.view in views for views in consumers.values()):
+        locations = ", ".join(sorted(consumer.split("#")[0] for consumer in consumers))
+        raise ValueError(
+            f"no code location serving this queue defines view {request.view} (running queue sensors: "
+            f"{locations}); add the view to a code location's definitions, or enqueue a view one has"
+        )
+    args = [request.view, request.option] if request.option else [request.view]
+    request_id = queue.enqueue(request.job, args, queue_name, request.view)
+    return EnqueuedRun("queue", request.job, queue_name, request.view, request_id=request_id, status="pending")
 
 
 def _connection_error(exc: BaseException) -> BaseException | None:
@@ -263,7 +279,7 @@ def _load_code_location(path: str) -> dg.Definitions:
     """The ``Definitions`` a Python file defines (its ``defs``, or its only ``Definitions``)."""
     file = Path(path)
     if not file.is_file():
-        raise ValueError(f"code location {path!r} is not a file; point MATVIEWS_CODE_LOCATION at definitions.py")
+        raise ValueError(f"code location {shown(path)} is not a file; point MATVIEWS_CODE_LOCATION at definitions.py")
     namespace = runpy.run_path(str(file))
     found = [value for value in namespace.values() if isinstance(value, dg.Definitions)]
     if isinstance(namespace.get("defs"), dg.Definitions):

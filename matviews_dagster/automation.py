@@ -1,14 +1,16 @@
 """Schedules: one per definition with ``schedule_cron``, and a nightly refresh of everything."""
 
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+import hashlib
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
 
 from .core.definition import MatViewDefinition
-from .core.store.requests import RunRequestQueue
-from .ops import REQUEST_TAG, ViewTargets, parse_request, plan_run
+from .core.matviews import MatViews
+from .core.store.requests import Claim, RunRequestQueue, RunRequestRow
+from .core.vocabulary import JOB_KINDS
+from .ops import RUN_KEY_TAG, Request, ViewTargets, coalesce, parse_request, plan_run
 from .resources import MatViewsResource
 
 
@@ -49,7 +51,12 @@ def nightly_refresh_schedule(
 
 
 QUEUE_SENSOR = "matviews_queue_sensor"
-_RESUBMIT_AFTER_SECONDS = 120
+RELAUNCH_AFTER_SECONDS = 10.0
+"""A claim still without a Dagster run this long after it was made is launched again (the
+tick that made it died before its run was created); its run key stays, so Dagster never
+creates a second run for it."""
+UNSERVED_AFTER_SECONDS = 300.0
+"""A pending request for a view no code location's sensor has served for this long fails."""
 
 
 def build_queue_sensor(
@@ -58,51 +65,151 @@ def build_queue_sensor(
     jobs: Sequence[Any],
     *,
     minimum_interval_seconds: int = 10,
-    batch_size: int = 25,
+    batch_size: int = 1000,
 ) -> dg.SensorDefinition:
-    """``matviews_queue_sensor``: turns ``pending`` rows of ``mat_view_run_requests`` into runs.
+    """``matviews_queue_sensor``: turns ``pending`` rows of ``mat_view_run_requests`` for this
+    code location's views into as few Dagster runs as their options allow, and settles each
+    request when its run has finished.
 
-    Each tick records the Dagster run id of requests submitted earlier, then claims pending
-    requests (``FOR UPDATE SKIP LOCKED``) and yields one ``RunRequest`` each, with
-    ``run_key`` = request id (Dagster never launches a run key twice) and the tag
-    ``matviews/queue``. ``targets`` (``{view: (asset key, op name)}``) are the code
-    location's views as translated. A request that cannot become a run is marked ``failed``
-    with the reason.
+    Each tick (``minimum_interval_seconds`` apart, under ``dagster-daemon``):
+
+    1. records the Dagster run of each claim made earlier, and when that run has finished
+       marks each of its requests ``success`` or ``failed`` (with the reason) from the run
+       rows it wrote for the request's views;
+    2. launches again, under the same run key, a claim still without a run
+       ``RELAUNCH_AFTER_SECONDS`` after it was made (its tick died);
+    3. claims up to ``batch_size`` pending requests for ``targets`` (``{view: (asset key, op
+       name)}``, the location's views as translated) and coalesces them: requests with the
+       same job, queue and options become one ``RunRequest`` selecting the union of their
+       views, each view once, with a new random run key (``matviews-<24 hex digits>``) and
+       the tags ``matviews/queue`` and ``matviews/run_key``;
+    4. fails pending requests for views no code location has served for
+       ``UNSERVED_AFTER_SECONDS``.
+
+    A request that cannot become a run is marked ``failed`` with the reason.
     """
+    views = sorted(targets)
+    consumer = hashlib.sha256("\n".join(views).encode()).hexdigest()[:12]
 
     @dg.sensor(
         name=QUEUE_SENSOR,
         jobs=list(jobs),
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Runs the requests enqueued with the adapter's queue backend.",
+        description="Runs the requests enqueued with the adapter's queue backend, coalesced.",
     )
     def matviews_queue_sensor(
         context: dg.SensorEvaluationContext, matviews: MatViewsResource
     ) -> Iterator[dg.RunRequest]:
         with matviews.matviews(definitions) as mv:
             queue = RunRequestQueue(mv.runs)
-            now = datetime.now(UTC)
-            resubmit = []
-            for request in queue.awaiting_run_id():
-                runs = context.instance.get_runs(filters=dg.RunsFilter(tags={REQUEST_TAG: str(request.id)}), limit=1)
-                if runs:
-                    queue.attach_run(request.id, runs[0].run_id)
-                elif request.submitted_at and (now - request.submitted_at).total_seconds() > _RESUBMIT_AFTER_SECONDS:
-                    resubmit.append(request)  # claimed but never launched (the tick died): same run key again
-            for request in [*resubmit, *queue.claim(batch_size)]:
-                try:
-                    plan = plan_run(parse_request(request.job, request.args, mv), targets)
-                except ValueError as exc:
-                    queue.fail(request.id, str(exc))
-                    context.log.warning(f"request #{request.id} failed: {exc}")
-                    continue
-                yield dg.RunRequest(
-                    run_key=f"matviews-request-{request.id}",
-                    job_name=plan.job_name,
-                    run_config=plan.run_config,
-                    asset_selection=plan.asset_selection,
-                    tags=plan.tags(request.queue, request.id),
-                )
+            queue.register_consumer(f"{_location(context)}#{consumer}", views)
+            for claim in queue.awaiting_outcome(views):
+                _follow(context.instance, queue, claim, mv)
+            for claim in queue.unlaunched(views, RELAUNCH_AFTER_SECONDS):
+                yield from _launch(context, queue, claim, mv, targets)
+            assignments = {row.id: _assignment(row, mv, targets) for row in queue.pending(views, batch_size)}
+            for claim in queue.claim(assignments):
+                yield from _launch(context, queue, claim, mv, targets)
+            for request_id, reason in assignments.items():
+                if isinstance(reason, str):
+                    context.log.warning(f"request #{request_id} failed: {reason}")
+            _fail_unserved(queue)
 
     return matviews_queue_sensor
+
+
+def _location(context: dg.SensorEvaluationContext) -> str:
+    origin = context.code_location_origin
+    return getattr(origin, "location_name", None) or context.repository_name or "location"
+
+
+def _request(row: RunRequestRow, mv: MatViews) -> Request:
+    return parse_request(row.job, row.args, mv)
+
+
+def _assignment(row: RunRequestRow, mv: MatViews, targets: ViewTargets) -> tuple[Hashable, list[str]] | str:
+    """How a pending request joins a run: ``(queue and options, views)``, or why it cannot."""
+    try:
+        request = _request(row, mv)
+        plan_run(request, targets)
+    except ValueError as exc:
+        return str(exc)
+    return (row.queue, request.run_options()), list(request.views)
+
+
+def _launch(
+    context: dg.SensorEvaluationContext, queue: RunRequestQueue, claim: Claim, mv: MatViews, targets: ViewTargets
+) -> Iterator[dg.RunRequest]:
+    """The one run serving ``claim``'s requests (or, when they no longer plan, their failure)."""
+    try:
+        request = coalesce([_request(row, mv) for row in claim.requests])
+        plan = plan_run(request, targets)
+    except ValueError as exc:
+        queue.settle({row.id: str(exc) for row in claim.requests})
+        context.log.warning(f"requests {_ids(claim)} failed: {exc}")
+        return
+    context.log.info(f"requests {_ids(claim)}: one {plan.job_name} run of {len(plan.views)} view(s), {claim.run_key}")
+    yield dg.RunRequest(
+        run_key=claim.run_key,
+        job_name=plan.job_name,
+        run_config=plan.run_config,
+        asset_selection=plan.asset_selection,
+        tags=plan.tags(claim.requests[0].queue, claim.run_key, len(claim.requests)),
+    )
+
+
+def _follow(instance: dg.DagsterInstance, queue: RunRequestQueue, claim: Claim, mv: MatViews) -> None:
+    """Record the run serving ``claim`` and, once it has finished, settle its requests."""
+    run_id = claim.requests[0].dagster_run_id
+    if run_id is None:
+        found = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: claim.run_key}), limit=1)
+        if not found:
+            return  # not created yet, or its tick died: unlaunched() takes it again
+        run_id = found[0].run_id
+        queue.attach_run(claim.run_key, run_id)
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        queue.settle(
+            {row.id: f"Dagster run {run_id} no longer exists (deleted); enqueue again" for row in claim.requests}
+        )
+        return
+    if not run.is_finished:
+        return
+    rows = mv.runs.for_dagster_run(run_id)
+    queue.settle({row.id: _outcome(row, run, rows, instance) for row in claim.requests})
+
+
+def _outcome(
+    request: RunRequestRow, run: dg.DagsterRun, rows: list[dict[str, Any]], instance: dg.DagsterInstance
+) -> str | None:
+    """``None`` when the run did the request's job on each of its views, else why not."""
+    kind = JOB_KINDS.get(request.job)
+    done = {row["view_name"]: row for row in rows if row["kind"] == kind}
+    problems = []
+    for view in request.views or [request.view_name or "?"]:
+        row = done.get(view)
+        if row is None:
+            problems.append(f"{view}: no {kind} by Dagster run {run.run_id} ({run.status.value.lower()})")
+        elif row["status"] != "success":
+            problems.append(f"{view}: {row['error'] or row['status']}")
+    if problems and run.status != dg.DagsterRunStatus.SUCCESS:
+        reason = _failure_message(instance, run.run_id)
+        if reason:
+            problems.append(f"run: {reason}")
+    return "; ".join(problems) or None
+
+
+def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE, limit=1).records
+    return " ".join(records[0].event_log_entry.message.split())[:300] if records else None
+
+
+def _fail_unserved(queue: RunRequestQueue) -> None:
+    served = {view for views in queue.consumers(UNSERVED_AFTER_SECONDS).values() for view in views}
+    queue.fail_unserved(served, UNSERVED_AFTER_SECONDS)
+
+
+def _ids(claim: Claim) -> str:
+    ids = [row.id for row in claim.requests]
+    return f"#{ids[0]}" if len(ids) == 1 else f"#{ids[0]}..#{ids[-1]} ({len(ids)})"

@@ -84,7 +84,10 @@ def test_queue_backend_inserts_a_pending_request(adapter, db, monkeypatch) -> No
 def test_sensor_claims_once_and_fails_unrunnable_requests(adapter, dsn, db) -> None:
     queued = adapter.model_copy(update={"backend": "queue"})
     good = queued.enqueue(RefreshViewJob, queue="heavy", args=["mv_users", "exact"]).request_id
-    db.execute("INSERT INTO mat_view_run_requests (job, args, queue) VALUES ('refresh_mat_views', '[\"gone\"]', 'q')")
+    db.execute(  # written by hand, past the adapter's checks
+        "INSERT INTO mat_view_run_requests (job, args, queue, view_name) "
+        "VALUES ('refresh_mat_views', '[\"public.mv_users\", \"sometimes\"]', 'q', 'public.mv_users')"
+    )
     defs = build_definitions([USERS], dsn=dsn)
     sensor = defs.resolve_sensor_def(QUEUE_SENSOR)
     with dg.instance_for_test() as instance:
@@ -92,13 +95,15 @@ def test_sensor_claims_once_and_fails_unrunnable_requests(adapter, dsn, db) -> N
             requests = list(sensor(context))
         with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
             again = list(sensor(context))
-    assert [r.run_key for r in requests] == [f"matviews-request-{good}"]
+    key = scalar(db, "SELECT run_key FROM mat_view_run_requests WHERE id = %s", (good,))
+    assert [r.run_key for r in requests] == [key]
     assert requests[0].tags["matviews/queue"] == "heavy" and requests[0].job_name == RefreshViewJob
+    assert requests[0].tags["matviews/run_key"] == key
     assert requests[0].asset_selection == [dg.AssetKey(["public", "mv_users"])]
     assert again == []
     statuses = db.execute("SELECT status, error FROM mat_view_run_requests ORDER BY id").fetchall()
     assert statuses[0] == ("submitted", None)
-    assert statuses[1][0] == "failed" and "unknown view 'gone'" in statuses[1][1]
+    assert statuses[1][0] == "failed" and "row count option 'sometimes' is invalid" in statuses[1][1]
 
 
 def test_plan_for_each_job(adapter) -> None:

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,13 +16,12 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
 from conftest import new_database, scalar
-from psycopg.conninfo import conninfo_to_dict
 
+from benchmarks.harness import url_for
 from matviews_dagster import MatViewDefinition, MatViews, MatViewsAdapter, RefreshViewJob, build_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,19 +39,6 @@ DEFS_PY = textwrap.dedent(
     )
     """
 ).format(sql=SLOW_SQL)
-
-
-def url_for(dsn: str) -> str:
-    """A SQLAlchemy URL (for dagster-postgres) for a libpq DSN, sockets included."""
-    params = conninfo_to_dict(dsn)
-    user = quote(params.get("user", "postgres"))
-    password = f":{quote(params['password'])}" if params.get("password") else ""
-    host = params.get("host", "localhost")
-    query = f"?host={quote(host)}" if host.startswith("/") else ""
-    netloc = "" if query else host + (f":{params['port']}" if params.get("port") else "")
-    if query and params.get("port"):
-        query += f"&port={params['port']}"
-    return f"postgresql+psycopg2://{user}{password}@{netloc}/{params['dbname']}{query}"
 
 
 def free_port() -> int:
@@ -127,42 +114,138 @@ def test_queue_backend_with_a_real_daemon(project, dsn, storage_dsn, db) -> None
         request_ids = [int(line) for line in done.stdout.split()]
         assert len(request_ids) == 3
 
-        def all_refreshed() -> bool:
-            return scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'success'") == 3
+        def settled() -> bool:
+            return scalar(db, "SELECT count(*) FROM mat_view_run_requests WHERE status IN ('success', 'failed')") == 3
 
-        wait_for(all_refreshed, 240, "three refreshes run by the daemon")
-        wait_for(
-            lambda: scalar(db, "SELECT count(*) FROM mat_view_run_requests WHERE dagster_run_id IS NOT NULL") == 3,
-            60,
-            "the Dagster run ids on the requests",
+        wait_for(settled, 240, "the three requests to follow their run to the end")
+        requests = db.execute("SELECT status, dagster_run_id, run_key FROM mat_view_run_requests").fetchall()
+        assert {r[0] for r in requests} == {"success"}
+        assert len({r[1] for r in requests}) == 1, "same job, queue and options: one run for the three"
+        runs = db.execute("SELECT dagster_run_id, rows_count FROM mat_view_refresh_runs").fetchall()
+        assert runs == [(requests[0][1], 10)] * 3
+
+        # the claim taken again under its run key (as after a tick that died): Dagster skips it
+        db.execute(
+            "UPDATE mat_view_run_requests SET status = 'submitted', dagster_run_id = NULL, "
+            "submitted_at = now() - interval '1 minute' WHERE id = %s",
+            (request_ids[0],),
         )
-        requests = db.execute("SELECT id, status, dagster_run_id FROM mat_view_run_requests ORDER BY id").fetchall()
-        assert [r[1] for r in requests] == ["submitted"] * 3
-        runs = db.execute(
-            "SELECT dagster_run_id, rows_count, started_at, finished_at FROM mat_view_refresh_runs ORDER BY started_at"
-        ).fetchall()
-        assert {r[0] for r in runs} == {r[2] for r in requests}
-        assert [r[1] for r in runs] == [10, 10, 10]
-        for earlier, later in itertools.pairwise(runs):
-            assert later[2] >= earlier[3], "queue 'heavy' allows one run at a time"
-
-        # a duplicate claim of an already-run request (a second tick, another process): no second run
-        db.execute("UPDATE mat_view_run_requests SET status = 'pending' WHERE id = %s", (request_ids[0],))
         wait_for(
             lambda: (
-                scalar(db, "SELECT status FROM mat_view_run_requests WHERE id = %s", (request_ids[0],)) == "submitted"
+                scalar(db, "SELECT status FROM mat_view_run_requests WHERE id = %s", (request_ids[0],)) == "success"
             ),
             60,
-            "the sensor to claim the request again",
+            "the relaunched claim to find its run",
         )
-        time.sleep(5)
-        assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs") == 3
+        time.sleep(3)
+        assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs") == 3, "no second run for one run key"
         with psycopg.connect(storage_dsn) as storage:
             tagged = storage.execute(
-                "SELECT count(*) FROM run_tags WHERE key = 'matviews/request_id' AND value = %s",
-                (str(request_ids[0]),),
+                "SELECT count(*) FROM run_tags WHERE key = 'matviews/run_key' AND value = %s", (requests[0][2],)
             ).fetchone()
         assert tagged == (1,)
+
+
+LOCATION_PY = """
+from matviews_dagster import build_definitions, load_definitions
+defs = build_definitions(load_definitions("{name}.yaml"), queue_sensor_interval=1)
+"""
+ENQUEUE_PY = """
+import sys
+from matviews_dagster import MatViewsAdapter, RefreshViewJob
+adapter = MatViewsAdapter(backend="queue", definitions_path="all.yaml")
+names = sys.argv[1].split(",")
+for i in range(int(sys.argv[2])):
+    option = ["exact"] if i % 5 == 0 else []
+    adapter.enqueue(RefreshViewJob, queue="default", args=[names[i % len(names)], *option])
+"""
+
+
+def _views_yaml(names: list[str]) -> str:
+    return "views:\n" + "".join(f"  - name: {n}\n    sql: SELECT id, plan FROM users\n" for n in names)
+
+
+@pytest.mark.slow
+def test_the_queue_under_faults(tmp_path, dsn, storage_dsn, db, users) -> None:
+    """Two code locations share the run tables; two daemons serve one instance; one daemon's
+    process group is killed (-9) mid-drain and restarted. Every request ends ``success``,
+    served by the one run its run key names, which refreshed its view; no run key ran twice;
+    each location's runs touched only its own views."""
+    users(10)
+    locations = {"loc_a": [f"mv_a{i}" for i in range(5)], "loc_b": [f"mv_b{i}" for i in range(5)]}
+    everything = [name for names in locations.values() for name in names]
+    for name, views in locations.items():
+        (tmp_path / f"{name}.yaml").write_text(_views_yaml(views))
+        (tmp_path / f"{name}.py").write_text(LOCATION_PY.format(name=name))
+    (tmp_path / "all.yaml").write_text(_views_yaml(everything))
+    (tmp_path / "enqueue.py").write_text(ENQUEUE_PY)
+    (tmp_path / "workspace.yaml").write_text(
+        "load_from:\n" + "".join(f"  - python_file: {{relative_path: {n}.py, location_name: {n}}}\n" for n in locations)
+    )
+    with MatViews(
+        dsn=dsn, definitions=[MatViewDefinition(name=n, sql="SELECT id, plan FROM users") for n in everything]
+    ) as mv:
+        assert all(r.ok for r in mv.create_many(None))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "examples" / "dagster.yaml", home / "dagster.yaml")
+    env = environment(dsn, home, DAGSTER_PG_URL=url_for(storage_dsn))
+    daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
+    with background(daemon, tmp_path, env, "daemon2.log"):
+        first = subprocess.Popen(
+            daemon, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            consumers = "SELECT count(*) FROM mat_view_queue_consumers"
+            wait_for(lambda: scalar(db, consumers) == 2, 180, "both locations' sensors")
+            writers = [
+                subprocess.Popen(
+                    [sys.executable, "enqueue.py", ",".join(everything[i::2]), "30"], cwd=tmp_path, env=env
+                )
+                for i in range(2)
+            ]
+            time.sleep(6)
+            os.killpg(first.pid, signal.SIGKILL)  # the daemon and its code servers, mid-drain
+            unfinished = "SELECT count(*) FROM mat_view_run_requests WHERE status IN ('pending', 'submitted')"
+            assert scalar(db, unfinished) > 0, "killed while requests were still draining"
+            first.wait()
+            for writer in writers:
+                assert writer.wait(120) == 0
+            first = subprocess.Popen(
+                daemon,
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            wait_for(
+                lambda: scalar(db, unfinished) == 0,
+                300,
+                "every request to end",
+            )
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(first.pid, signal.SIGTERM)
+            first.wait(60)
+    rows = db.execute("SELECT view_name, status, error, run_key, dagster_run_id FROM mat_view_run_requests").fetchall()
+    assert len(rows) == 60
+    assert [r for r in rows if r[1] != "success"] == []
+    refreshed = set(
+        db.execute("SELECT dagster_run_id, view_name FROM mat_view_refresh_runs WHERE status = 'success'").fetchall()
+    )
+    assert all((r[4], r[0]) in refreshed for r in rows), "each request's view refreshed by its own run"
+    with psycopg.connect(storage_dsn) as storage:
+        keys = storage.execute(
+            "SELECT value, count(*) FROM run_tags WHERE key = 'matviews/run_key' GROUP BY value"
+        ).fetchall()
+        run_keys = dict(storage.execute("SELECT run_id, value FROM run_tags WHERE key = 'matviews/run_key'").fetchall())
+    assert all(count == 1 for _, count in keys), "no run key launched twice"
+    assert all(run_keys[r[4]] == r[3] for r in rows), "served by the run of its own run key"
+    per_run = {}
+    for run_id, view in refreshed:
+        per_run.setdefault(run_id, set()).add(view[len("public.mv_") :][0])
+    assert all(len(letters) == 1 for letters in per_run.values()), "a location's run refreshes only its views"
 
 
 @pytest.mark.slow

@@ -8,10 +8,36 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from .vocabulary import REFRESH_STRATEGIES, ROW_COUNT_STRATEGIES
+from .wording import shown
+
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
+MAX_DEFINITION_ID = 2**63 - 1
+"""Definition ids are ``bigserial``: Postgres' ``bigint`` holds at most this."""
+
+
+def definition_id(value: object) -> int | None:
+    """The definition id ``value`` names (an ``int``, or a string of ASCII digits ``0-9``),
+    ``None`` when it is not an id (a view name). Other Unicode digits (``"\\u0663"``,
+    ``"\\u00b2"``) are not ids; an id beyond ``bigint`` raises ``ValueError``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        if not value.isascii() or not value.isdigit():
+            return None
+        if not _ASCII_DIGITS.fullmatch(value):
+            raise ValueError(f"definition id {shown(value)} is out of range (at most {MAX_DEFINITION_ID})")
+        value = int(value)
+    if isinstance(value, int):
+        if not 0 < value <= MAX_DEFINITION_ID:
+            raise ValueError(f"definition id {shown(value)} is out of range (1 to {MAX_DEFINITION_ID})")
+        return value
+    return None
+
 
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
@@ -30,7 +56,7 @@ def normalize_flag(value: object, key: str) -> bool:
     accepted = f"True/False, {{{key!r}: bool}}, None, or 'true'/'false'/'yes'/'no'/'1'/'0'"
     if isinstance(value, Mapping):
         if set(value) != {key}:
-            raise ValueError(f"{key} option {dict(value)!r} is invalid; accepted: {accepted}")
+            raise ValueError(f"{key} option {shown(dict(value))} is invalid; accepted: {accepted}")
         value = value[key]
     if value is None:
         return False
@@ -38,7 +64,7 @@ def normalize_flag(value: object, key: str) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise ValueError(f"{key} option {value!r} is invalid; accepted: {accepted}")
+    raise ValueError(f"{key} option {shown(value)} is invalid; accepted: {accepted}")
 
 
 def normalize_row_count(value: object, default: str) -> str:
@@ -48,13 +74,13 @@ def normalize_row_count(value: object, default: str) -> str:
         return default
     if isinstance(value, Mapping):
         if set(value) != {"row_count_strategy"}:
-            raise ValueError(f"row count option {dict(value)!r} is invalid; accepted: {accepted}")
+            raise ValueError(f"row count option {shown(dict(value))} is invalid; accepted: {accepted}")
         value = value["row_count_strategy"]
     if value is None:
         return "none"
     if isinstance(value, str) and value.strip().lower() in ROW_COUNT_STRATEGIES:
         return value.strip().lower()
-    raise ValueError(f"row count option {value!r} is invalid; accepted: {accepted}")
+    raise ValueError(f"row count option {shown(value)} is invalid; accepted: {accepted}")
 
 
 def normalize_strategy(value: object) -> str | None:
@@ -63,4 +89,4 @@ def normalize_strategy(value: object) -> str | None:
         return None
     if isinstance(value, str) and value in REFRESH_STRATEGIES:
         return value
-    raise ValueError(f"strategy {value!r} is invalid; accepted: None, {', '.join(REFRESH_STRATEGIES)}")
+    raise ValueError(f"strategy {shown(value)} is invalid; accepted: None, {', '.join(REFRESH_STRATEGIES)}")

@@ -17,6 +17,7 @@ from .result import OperationResult
 from .scheduler import run_in_dependency_order
 from .services.response import describe_db_error
 from .vocabulary import RunKind
+from .wording import shown
 
 if TYPE_CHECKING:
     from .checks import CheckOutcome
@@ -27,7 +28,7 @@ One = Callable[[MatViewDefinition, psycopg.Connection], OperationResult]
 
 def check_parallel(max_parallel: object) -> None:
     if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
-        raise ValueError(f"max_parallel must be a positive integer, got {max_parallel!r}")
+        raise ValueError(f"max_parallel must be a positive integer, got {shown(max_parallel)}")
 
 
 def run_batch(

@@ -14,6 +14,7 @@ from . import definition_cache
 from .analysis import facts_as_json, remember, statement_text, validate_query
 from .names import DEFAULT_SCHEMA, QualifiedName, validate_identifier
 from .vocabulary import DefinitionChangePolicy, RefreshStrategy, RowCountStrategy
+from .wording import shown
 
 _DOCUMENT_KEYS = {"views", "search_path"}
 
@@ -102,7 +103,7 @@ class MatViewDefinition(BaseModel):
     @classmethod
     def _check_cron(cls, value: str | None) -> str | None:
         if value is not None and len(value.split()) not in (5, 6):
-            raise ValueError(f"schedule_cron {value!r} must be a cron expression like '0 3 * * *'")
+            raise ValueError(f"schedule_cron {shown(value)} must be a cron expression like '0 3 * * *'")
         return value
 
     @model_validator(mode="after")

@@ -28,6 +28,7 @@ from .services.locking import LockPolicy
 from .settings import DEFAULTS
 from .store import RunStore
 from .vocabulary import DEFAULT_MAX_PARALLEL, RunKind
+from .wording import shown
 
 if TYPE_CHECKING:
     from .checks import CheckOutcome
@@ -253,7 +254,7 @@ class MatViews(DefinedViews):
     def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Run rows newest first, each with ``kind``; ``view`` may omit the ``public.`` schema."""
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+            raise ValueError(f"limit must be a positive integer, got {shown(limit)}")
         name = None
         if view is not None:
             known = self._known(view)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from .wording import shown
+
 DEFAULT_SCHEMA = "public"
 MAX_IDENTIFIER_BYTES = 63
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -24,12 +26,12 @@ def validate_identifier(value: object, what: str = "identifier") -> str:
         raise ValueError(f"{what} must not be empty")
     if not _IDENTIFIER.fullmatch(value):
         raise ValueError(
-            f"{what} {value!r} is invalid: use letters, digits and underscores, "
+            f"{what} {shown(value)} is invalid: use letters, digits and underscores, "
             "starting with a letter or underscore ([A-Za-z_][A-Za-z0-9_]*)"
         )
     if len(value.encode()) > MAX_IDENTIFIER_BYTES:
         raise ValueError(
-            f"{what} {value!r} is {len(value.encode())} bytes; "
+            f"{what} {shown(value)} is {len(value.encode())} bytes; "
             f"Postgres identifiers are at most {MAX_IDENTIFIER_BYTES} bytes"
         )
     return value
@@ -55,7 +57,7 @@ class QualifiedName:
         if len(parts) == 2:
             schema = validate_identifier(parts[0], f"schema of {what}")
             return cls(schema, validate_identifier(parts[1], what))
-        raise ValueError(f"{what} {value!r} is invalid: write 'view' or 'schema.view'")
+        raise ValueError(f"{what} {shown(value)} is invalid: write 'view' or 'schema.view'")
 
     @property
     def identifier(self) -> sql.Identifier:

@@ -6,9 +6,11 @@ from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from .arguments import definition_id
 from .definition import MatViewDefinition
 from .graph import ViewGraph
 from .names import QualifiedName
+from .wording import shown
 
 if TYPE_CHECKING:
     from .store import RunStore
@@ -46,15 +48,14 @@ class DefinedViews:
         ``public`` finds the one defined view of that name) or a definition id."""
         if isinstance(view, MatViewDefinition):
             return view
-        if isinstance(view, int) and not isinstance(view, bool):
-            return self._by_id(view)
-        if isinstance(view, str) and view.isdigit():
-            return self._by_id(int(view))
+        number = definition_id(view)
+        if number is not None:
+            return self._by_id(number)
         if not isinstance(view, str):
-            raise ValueError(f"view must be a name, a definition id or a MatViewDefinition, got {view!r}")
+            raise ValueError(f"view must be a name, a definition id or a MatViewDefinition, got {shown(view)}")
         found = self._known(view)
         if found is None:
-            raise ValueError(f"unknown view {view!r}; defined views: {self._names()}")
+            raise ValueError(f"unknown view {shown(view)}; defined views: {self._names()}")
         return found
 
     def select(self, views: Iterable[ViewRef] | None) -> list[MatViewDefinition]:
@@ -63,9 +64,11 @@ class DefinedViews:
         if views is None:
             return self.definitions
         chosen: dict[str, MatViewDefinition] = {}
-        unknown = [v for v in views if isinstance(v, str) and not v.isdigit() and self._known(v) is None]
+        unknown = [v for v in views if isinstance(v, str) and definition_id(v) is None and self._known(v) is None]
         if unknown:
-            names = ", ".join(repr(name) for name in unknown)
+            names = ", ".join(shown(name) for name in unknown[:5]) + (
+                f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            )
             raise ValueError(f"unknown view{'s' if len(unknown) > 1 else ''} {names}; defined views: {self._names()}")
         for view in views:
             definition = self.definition(view)
@@ -99,7 +102,9 @@ class DefinedViews:
             return found
         matches = [d for d in self._definitions.values() if d.qualified.name == view]
         if len(matches) > 1:
-            raise ValueError(f"view {view!r} is ambiguous: {', '.join(d.name for d in matches)}; write schema.view")
+            raise ValueError(
+                f"view {shown(view)} is ambiguous: {', '.join(d.name for d in matches)}; write schema.view"
+            )
         return matches[0] if matches else None
 
     def _names(self) -> str:

@@ -24,3 +24,18 @@ def in_words(text: str, words: Mapping[str, str]) -> str:
         if term in words:
             text = pattern.sub(words[term], text)
     return text
+
+
+SHOWN_CHARACTERS = 60
+"""At most this many characters of a value from outside are quoted in a message."""
+
+
+def shown(value: object, limit: int = SHOWN_CHARACTERS) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters with its full length
+    said: a bad input of 10 MB is named by its first characters, never echoed whole."""
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    if len(text) > limit:
+        return f"{text[:limit]}... ({type(value).__name__}, {len(text):,} characters as text)"
+    return text

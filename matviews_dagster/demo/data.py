@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import psycopg
 
+from ..core.wording import shown
+
 USERS_PER_SCALE = 500
 TABLES = ("users", "accounts", "events", "sessions")
 
@@ -47,7 +49,7 @@ _LOAD = [
 def seed_demo_data(conn: psycopg.Connection, scale: int = 1) -> dict[str, int]:
     """(Re)load the demo tables in one transaction; returns rows per table."""
     if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+        raise ValueError(f"scale must be a positive integer, got {shown(scale)}")
     with conn.transaction():
         for statement in _SCHEMA:
             conn.execute(statement)

@@ -7,6 +7,7 @@ from typing import Any
 from psycopg import sql
 
 from ..vocabulary import RUN_KINDS, RunKind
+from ..wording import shown
 from .migrations import RESULT_COLUMNS, RUN_TABLES, Migrations
 
 
@@ -70,9 +71,9 @@ class RunHistory(Migrations):
         ]
 
     def for_dagster_run(self, dagster_run_id: str) -> list[dict[str, Any]]:
-        """``{kind, id, view_name, status}`` of every run row written by one Dagster run."""
+        """``{kind, id, view_name, status, error}`` of every run row written by one Dagster run."""
         self.ensure_migrated()
-        query = self._all_kinds("id, view_name, status", "dagster_run_id = %(run)s") + sql.SQL(" ORDER BY id")
+        query = self._all_kinds("id, view_name, status, error", "dagster_run_id = %(run)s") + sql.SQL(" ORDER BY id")
         return self.run(lambda conn: conn.execute(query, {"run": dagster_run_id}).fetchall())
 
     def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
@@ -80,7 +81,7 @@ class RunHistory(Migrations):
         self.ensure_migrated()
         kinds = RUN_KINDS if kind is None else (kind,)
         if any(k not in RUN_KINDS for k in kinds):
-            raise ValueError(f"kind must be one of {', '.join(RUN_KINDS)}, got {kind!r}")
+            raise ValueError(f"kind must be one of {', '.join(RUN_KINDS)}, got {shown(kind)}")
         columns = (
             "id, mat_view_definition_id, view_name, database_name, status, started_at, finished_at, "
             "duration_ms, {results}, error, meta, dagster_run_id"

@@ -110,6 +110,24 @@ MIGRATIONS: list[list[str]] = [
     [  # per database: the fingerprint of the definition last created or applied, and its declared indexes
         "ALTER TABLE {definitions} ADD COLUMN IF NOT EXISTS applied jsonb NOT NULL DEFAULT '{{}}'",
     ],
+    [  # the queue: a request's view (each code location claims its own), the run key shared by the
+        # requests one run serves, the views it selected, and the outcome of that run
+        "ALTER TABLE {run_requests} ADD COLUMN IF NOT EXISTS view_name text",
+        "ALTER TABLE {run_requests} ADD COLUMN IF NOT EXISTS views text[]",
+        "ALTER TABLE {run_requests} ADD COLUMN IF NOT EXISTS run_key text",
+        "ALTER TABLE {run_requests} ADD COLUMN IF NOT EXISTS finished_at timestamptz",
+        "UPDATE {run_requests} SET view_name = args ->> 0 WHERE view_name IS NULL",
+        "ALTER TABLE {run_requests} DROP CONSTRAINT IF EXISTS mat_view_run_requests_status_check",
+        "ALTER TABLE {run_requests} ADD CONSTRAINT mat_view_run_requests_status_check "
+        "CHECK (status IN ('pending', 'submitted', 'success', 'failed'))",
+        "CREATE INDEX IF NOT EXISTS {run_requests_submitted_idx} ON {run_requests} (run_key) "
+        "WHERE status = 'submitted'",
+        """CREATE TABLE IF NOT EXISTS {queue_consumers} (
+            consumer text PRIMARY KEY,
+            views text[] NOT NULL,
+            seen_at timestamptz NOT NULL DEFAULT now()
+        )""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -122,6 +140,8 @@ class Migrations(StoreConnection):
             "definitions": self.table("mat_view_definitions"),
             "run_requests": self.table("mat_view_run_requests"),
             "run_requests_pending_idx": sql.Identifier("mat_view_run_requests_pending_idx"),
+            "run_requests_submitted_idx": sql.Identifier("mat_view_run_requests_submitted_idx"),
+            "queue_consumers": self.table("mat_view_queue_consumers"),
         }
         for kind in RUN_KINDS:
             names[f"{kind}_runs"] = self.table(RUN_TABLES[kind])

@@ -1,15 +1,22 @@
 """``mat_view_run_requests``: the durable queue behind the adapter's ``queue`` backend.
 
-Requests are inserted ``pending``; a sensor claims them (``FOR UPDATE SKIP LOCKED``, so two
-ticks or processes never claim one request twice), marks them ``submitted`` and later records
-the Dagster run id, or marks them ``failed`` with the reason.
+A request's life: ``pending`` (inserted by ``enqueue``) -> ``submitted`` (claimed by a code
+location's sensor, which gives it a run key; the requests one run serves share the key) ->
+``success`` or ``failed`` (when that run has finished, from what it did to the request's
+views). A request that cannot become a run is ``failed`` at once, with the reason.
+
+Claims take rows ``FOR UPDATE SKIP LOCKED``, so two ticks, two daemons or two code locations
+never claim one request twice; each location claims only requests for its own views and
+records which views it serves in ``mat_view_queue_consumers``.
 """
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -19,6 +26,12 @@ if TYPE_CHECKING:
     from . import RunStore
 
 TABLE = "mat_view_run_requests"
+CONSUMERS = "mat_view_queue_consumers"
+REQUEST_STATUSES = ("pending", "submitted", "success", "failed")
+MAX_ERROR_CHARACTERS = 2000
+"""A request's ``error`` is cut to this length (several views' errors joined can be long)."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,24 @@ class RunRequestRow:
     submitted_at: datetime | None
     dagster_run_id: str | None
     error: str | None
+    view_name: str | None = None
+    views: list[str] | None = None
+    run_key: str | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Requests one run will serve: the run key they share and the views it selects."""
+
+    run_key: str
+    requests: tuple[RunRequestRow, ...]
+
+
+def new_run_key() -> str:
+    """A run key no other claim has had, in any queue table: ``matviews-`` and 24 random hex
+    digits (a request id alone repeats when the table is recreated or restored)."""
+    return f"matviews-{secrets.token_hex(12)}"
 
 
 class RunRequestQueue:
@@ -40,46 +71,162 @@ class RunRequestQueue:
     def __init__(self, store: RunStore) -> None:
         self.store = store
 
-    def _select(self, where: str) -> sql.Composed:
-        return sql.SQL("SELECT * FROM {} WHERE " + where + " ORDER BY id").format(self.store.table(TABLE))
+    def _table(self) -> sql.Composable:
+        return self.store.table(TABLE)
 
-    def enqueue(self, job: str, args: list[Any], queue: str) -> int:
-        """Insert a ``pending`` request, committed at once; returns its id."""
+    def _run(self, work: Callable[[psycopg.Connection], T]) -> T:
         self.store.ensure_migrated()
-        query = sql.SQL("INSERT INTO {} (job, args, queue) VALUES (%s, %s, %s) RETURNING id").format(
-            self.store.table(TABLE)
+        return self.store.run(work)
+
+    def enqueue(self, job: str, args: list[Any], queue: str, view: str) -> int:
+        """Insert a ``pending`` request for ``view``, committed at once; returns its id."""
+        query = sql.SQL("INSERT INTO {} (job, args, queue, view_name) VALUES (%s, %s, %s, %s) RETURNING id").format(
+            self._table()
         )
-        row = self.store.run(lambda conn: conn.execute(query, (job, Jsonb(args), queue)).fetchone())
+        row = self._run(lambda conn: conn.execute(query, (job, Jsonb(args), queue, view)).fetchone())
         assert row is not None
         return int(row["id"])
 
-    def claim(self, limit: int = 25) -> list[RunRequestRow]:
-        """Take up to ``limit`` pending requests and mark them ``submitted``, atomically."""
-        self.store.ensure_migrated()
+    def get(self, request_id: int) -> RunRequestRow | None:
+        query = sql.SQL("SELECT * FROM {} WHERE id = %s").format(self._table())
+        row = self._run(lambda conn: conn.execute(query, (request_id,)).fetchone())
+        return RunRequestRow(**row) if row else None
+
+    def recent(self, *, status: str | None = None, limit: int = 20) -> list[RunRequestRow]:
+        """Requests newest first, optionally of one status."""
+        where = sql.SQL("WHERE status = %(status)s") if status else sql.SQL("")
+        query = sql.SQL("SELECT * FROM {} {} ORDER BY id DESC LIMIT %(limit)s").format(self._table(), where)
+        rows = self._run(lambda conn: conn.execute(query, {"status": status, "limit": limit}).fetchall())
+        return [RunRequestRow(**row) for row in rows]
+
+    def register_consumer(self, consumer: str, views: Sequence[str]) -> None:
+        """Record that ``consumer`` (a code location's sensor) serves ``views``, now."""
         query = sql.SQL(
-            """UPDATE {table} SET status = 'submitted', submitted_at = now()
-               WHERE id IN (SELECT id FROM {table} WHERE status = 'pending' ORDER BY id
-                            LIMIT %s FOR UPDATE SKIP LOCKED)
-               RETURNING *"""
-        ).format(table=self.store.table(TABLE))
+            "INSERT INTO {} (consumer, views, seen_at) VALUES (%s, %s, now()) "
+            "ON CONFLICT (consumer) DO UPDATE SET views = excluded.views, seen_at = now()"
+        ).format(self.store.table(CONSUMERS))
+        self._run(lambda conn: conn.execute(query, (consumer, list(views))))
 
-        def work(conn: psycopg.Connection) -> list[RunRequestRow]:
+    def consumers(self, within_seconds: float) -> dict[str, list[str]]:
+        """``{consumer: views}`` of the sensors seen in the last ``within_seconds``."""
+        query = sql.SQL("SELECT consumer, views FROM {} WHERE seen_at > now() - make_interval(secs => %s)").format(
+            self.store.table(CONSUMERS)
+        )
+        rows = self._run(lambda conn: conn.execute(query, (within_seconds,)).fetchall())
+        return {row["consumer"]: list(row["views"]) for row in rows}
+
+    def pending(self, views: Sequence[str], limit: int = 1000) -> list[RunRequestRow]:
+        """Up to ``limit`` pending requests for ``views``, oldest first (not yet claimed)."""
+        query = sql.SQL(
+            "SELECT * FROM {} WHERE status = 'pending' AND view_name = ANY(%s) ORDER BY id LIMIT %s"
+        ).format(self._table())
+        return [RunRequestRow(**row) for row in self._run(lambda conn: conn.execute(query, (list(views), limit)))]
+
+    def claim(self, assignments: Mapping[int, tuple[Hashable, Sequence[str]] | str]) -> list[Claim]:
+        """Claim pending requests as planned: ``{id: (group, views selected)}`` or ``{id:
+        reason}`` for one that cannot run. Requests still pending are locked (``FOR UPDATE SKIP
+        LOCKED``: one another sensor holds, or has taken, are left to it); those of one group
+        share a new run key and become ``submitted``, the others ``failed`` with the reason, in
+        one transaction. Returns the claims made."""
+        lock = sql.SQL("SELECT * FROM {} WHERE id = ANY(%s) AND status = 'pending' FOR UPDATE SKIP LOCKED").format(
+            self._table()
+        )
+        submit = sql.SQL(
+            "UPDATE {} SET status = 'submitted', submitted_at = now(), run_key = %s, views = %s WHERE id = %s"
+        ).format(self._table())
+        fail = sql.SQL("UPDATE {} SET status = 'failed', finished_at = now(), error = %s WHERE id = %s").format(
+            self._table()
+        )
+
+        def work(conn: psycopg.Connection) -> list[Claim]:
+            groups: dict[Hashable, tuple[str, list[RunRequestRow]]] = {}
+            submitted: list[tuple[str, list[str], int]] = []
+            failed: list[tuple[str, int]] = []
             with conn.transaction():
-                rows = conn.execute(query, (limit,)).fetchall()
-            return sorted((RunRequestRow(**row) for row in rows), key=lambda r: r.id)
+                for row in (RunRequestRow(**r) for r in conn.execute(lock, (list(assignments),)).fetchall()):
+                    plan = assignments[row.id]
+                    if isinstance(plan, str):
+                        failed.append((plan[:MAX_ERROR_CHARACTERS], row.id))
+                        continue
+                    run_key, members = groups.setdefault(plan[0], (new_run_key(), []))
+                    members.append(row)
+                    submitted.append((run_key, list(plan[1]), row.id))
+                with conn.cursor() as cur:
+                    if submitted:
+                        cur.executemany(submit, submitted)
+                    if failed:
+                        cur.executemany(fail, failed)
+            return [Claim(run_key, tuple(members)) for run_key, members in groups.values()]
 
-        return self.store.run(work)
+        return self._run(work)
 
-    def awaiting_run_id(self) -> list[RunRequestRow]:
-        """Submitted requests whose Dagster run id is not recorded yet."""
-        self.store.ensure_migrated()
-        query = self._select("status = 'submitted' AND dagster_run_id IS NULL")
-        return [RunRequestRow(**row) for row in self.store.run(lambda conn: conn.execute(query).fetchall())]
+    def unlaunched(self, views: Sequence[str], older_than_seconds: float) -> list[Claim]:
+        """Claims for ``views`` still without a Dagster run ``older_than_seconds`` after they
+        were made (the tick that made them died before the run was created), taken again:
+        their ``submitted_at`` moves to now in the same statement, so of two sensors looking
+        at once only one gets each claim back."""
+        query = sql.SQL(
+            """UPDATE {table} SET submitted_at = now()
+               WHERE id IN (SELECT id FROM {table}
+                            WHERE status = 'submitted' AND dagster_run_id IS NULL AND view_name = ANY(%s)
+                              AND submitted_at < now() - make_interval(secs => %s)
+                            FOR UPDATE SKIP LOCKED)
+               RETURNING *"""
+        ).format(table=self._table())
 
-    def attach_run(self, request_id: int, dagster_run_id: str) -> None:
-        query = sql.SQL("UPDATE {} SET dagster_run_id = %s WHERE id = %s").format(self.store.table(TABLE))
-        self.store.run(lambda conn: conn.execute(query, (dagster_run_id, request_id)))
+        def work(conn: psycopg.Connection) -> list[Claim]:
+            with conn.transaction():
+                rows = [RunRequestRow(**row) for row in conn.execute(query, (list(views), older_than_seconds))]
+            return _by_run_key(rows)
+
+        return self._run(work)
+
+    def awaiting_outcome(self, views: Sequence[str]) -> list[Claim]:
+        """Submitted requests for ``views``, by run key (with or without a run id yet)."""
+        query = sql.SQL("SELECT * FROM {} WHERE status = 'submitted' AND view_name = ANY(%s) ORDER BY id").format(
+            self._table()
+        )
+        return _by_run_key([RunRequestRow(**row) for row in self._run(lambda c: c.execute(query, (list(views),)))])
+
+    def attach_run(self, run_key: str, dagster_run_id: str) -> None:
+        """Record the Dagster run that serves every request of ``run_key``."""
+        query = sql.SQL(
+            "UPDATE {} SET dagster_run_id = %s WHERE run_key = %s AND status = 'submitted' AND dagster_run_id IS NULL"
+        ).format(self._table())
+        self._run(lambda conn: conn.execute(query, (dagster_run_id, run_key)))
+
+    def settle(self, outcomes: Mapping[int, str | None]) -> None:
+        """End requests: ``{id: None}`` succeeded, ``{id: reason}`` failed. Only ``submitted``
+        (or ``pending``) requests change, so a request is settled once."""
+        query = sql.SQL(
+            "UPDATE {} SET status = CASE WHEN %(error)s::text IS NULL THEN 'success' ELSE 'failed' END, "
+            "error = %(error)s, finished_at = now() WHERE id = %(id)s AND status IN ('pending', 'submitted')"
+        ).format(self._table())
+        params = [
+            {"id": request_id, "error": None if error is None else error[:MAX_ERROR_CHARACTERS]}
+            for request_id, error in outcomes.items()
+        ]
+        if params:
+            self._run(lambda conn: conn.cursor().executemany(query, params))
+
+    def fail_unserved(self, served: Iterable[str], older_than_seconds: float) -> None:
+        """Fail pending requests older than ``older_than_seconds`` whose view is not in
+        ``served`` (the views of every sensor seen that recently)."""
+        query = sql.SQL(
+            "UPDATE {} SET status = 'failed', finished_at = now(), "
+            "error = 'no code location served view ' || view_name || ' for ' || %s::text || ' s: "
+            "add it to the definitions of a code location whose queue sensor is running, or enqueue a view one has' "
+            "WHERE status = 'pending' AND NOT (view_name = ANY(%s)) "
+            "AND enqueued_at < now() - make_interval(secs => %s)"
+        ).format(self._table())
+        self._run(lambda conn: conn.execute(query, (int(older_than_seconds), list(served), older_than_seconds)))
 
     def fail(self, request_id: int, error: str) -> None:
-        query = sql.SQL("UPDATE {} SET status = 'failed', error = %s WHERE id = %s").format(self.store.table(TABLE))
-        self.store.run(lambda conn: conn.execute(query, (error, request_id)))
+        self.settle({request_id: error})
+
+
+def _by_run_key(rows: Iterable[RunRequestRow]) -> list[Claim]:
+    groups: dict[str, list[RunRequestRow]] = {}
+    for row in rows:
+        groups.setdefault(row.run_key or f"request-{row.id}", []).append(row)
+    return [Claim(key, tuple(members)) for key, members in groups.items()]
