@@ -8,9 +8,9 @@ import dagster as dg
 
 from .core.definition import MatViewDefinition
 from .core.matviews import MatViews
-from .core.store.requests import Claim, RunRequestQueue, RunRequestRow
-from .core.vocabulary import JOB_KINDS
-from .ops import RUN_KEY_TAG, Request, ViewTargets, coalesce, parse_request, plan_run
+from .core.store.requests import Claim, RunRequestQueue, RunRequestRow, outcome_of
+from .core.vocabulary import JOB_KINDS, RUN_KEY_TAG
+from .ops import Request, ViewTargets, coalesce, parse_request, plan_run
 from .resources import MatViewsResource
 
 
@@ -185,19 +185,17 @@ def _outcome(
 ) -> str | None:
     """``None`` when the run did the request's job on each of its views, else why not."""
     kind = JOB_KINDS.get(request.job)
-    done = {row["view_name"]: row for row in rows if row["kind"] == kind}
-    problems = []
-    for view in request.views or [request.view_name or "?"]:
-        row = done.get(view)
-        if row is None:
-            problems.append(f"{view}: no {kind} by Dagster run {run.run_id} ({run.status.value.lower()})")
-        elif row["status"] != "success":
-            problems.append(f"{view}: {row['error'] or row['status']}")
-    if problems and run.status != dg.DagsterRunStatus.SUCCESS:
+    done = {
+        row["view_name"]: None if row["status"] == "success" else row["error"] or row["status"]
+        for row in rows
+        if row["kind"] == kind
+    }
+    problem = outcome_of(request, done, f"no {kind} by Dagster run {run.run_id} ({run.status.value.lower()})")
+    if problem and run.status != dg.DagsterRunStatus.SUCCESS:
         reason = _failure_message(instance, run.run_id)
         if reason:
-            problems.append(f"run: {reason}")
-    return "; ".join(problems) or None
+            problem += f"; run: {reason}"
+    return problem
 
 
 def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None:

@@ -4,7 +4,7 @@ The step of a ``@matview_assets`` definition streams these as each view finishes
 dagster-dbt's ``DbtEventIterator`` does for models.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +14,12 @@ from .core.arguments import UNSET
 from .core.catalog import ViewDescription
 from .core.checks import CheckOutcome
 from .core.result import OperationResult
+from .core.vocabulary import RUN_KEY_TAG
 from .core.wording import in_words
 from .translator import definitions_of
 
 if TYPE_CHECKING:
+    from .core.matviews import MatViews
     from .resources import MatViewsResource
 
 RefreshEvent = dg.MaterializeResult | dg.AssetCheckResult
@@ -121,12 +123,41 @@ def refresh_events(
                 continue
             yield materialize_result(key, result, chosen or mv.definition(result.view).refresh_strategy)
             yield from (check_result(key, outcome) for outcome in result.checks)
+        settle_requests(context, mv, {r.view: failure_reason(r) for r in failures}, [*refresh, *done])
         checks_only = {name: names_ for name, names_ in checks.items() if name not in refresh and name not in done}
         if checks_only:
             for definition, outcomes in mv.check_many(checks_only, max_parallel=resource.max_parallel):
                 yield from (check_result(keys[definition.name], outcome) for outcome in outcomes)
     if failures:
         raise _step_failure(failures)
+
+
+def failure_reason(result: OperationResult) -> str:
+    """Why a view's operation did not succeed, in Dagster config words (a skip names its upstream)."""
+    if result.status == "skipped":
+        return f"skipped: upstream {', '.join(result.skipped_because)} failed"
+    return config_words(result.error or result.status)
+
+
+def settle_requests(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
+    mv: "MatViews",
+    failed: Mapping[str, str],
+    views: Iterable[str],
+) -> None:
+    """In a run the queue sensor launched (tag ``matviews/run_key``), end the queued requests
+    it served as soon as its views are done, instead of on the sensor's next tick: each
+    request whose views all lie in ``views`` is ``success``, or ``failed`` with the reasons in
+    ``failed`` (``{view: reason}``)."""
+    run_key = context.run.tags.get(RUN_KEY_TAG)
+    if not run_key:
+        return
+    from .core.store.requests import RunRequestQueue
+
+    scope = list(views)
+    done = {view: failed.get(view) for view in scope}
+    settled = RunRequestQueue(mv.runs).settle_run(run_key, context.run.run_id, done, scope)
+    context.log.info(f"{settled} queued request(s) of {run_key} settled")
 
 
 def _step_failure(failures: list[OperationResult]) -> dg.Failure:

@@ -17,18 +17,18 @@ from .core.vocabulary import (
     FLAG_OF,
     JOB_KINDS,
     OP_NAMES,
+    RUN_KEY_TAG,
     CreateViewJob,
     DeleteViewJob,
     RefreshViewJob,
     RunKind,
 )
 from .core.wording import shown
-from .events import config_words
+from .events import config_words, failure_reason, settle_requests
 from .resources import MatViewsResource
 
 QUEUE_TAG = "matviews/queue"
-RUN_KEY_TAG = "matviews/run_key"
-"""The tag of a queued run: the run key its requests share in ``mat_view_run_requests``."""
+
 _SUMMARY_COLUMNS = ("view", "status", "outcome", "duration_ms", "run_id", "error")
 ViewTargets = Mapping[str, tuple[dg.AssetKey, str]]
 """``{view name: (asset key, op name)}``: where each view lives in a code location."""
@@ -94,6 +94,8 @@ def _build_job(
                 )
         summary = dg.MetadataValue.md(_summary(results))
         failed = [r for r in results if not r.ok]
+        with matviews.matviews(definitions) as mv:
+            settle_requests(context, mv, {r.view: failure_reason(r) for r in failed}, [r.view for r in results])
         if failed:
             raise dg.Failure(
                 description="; ".join(

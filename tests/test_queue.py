@@ -4,6 +4,7 @@ run, relaunch of a claim whose tick died, and bad input refused at enqueue."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -96,7 +97,7 @@ def test_requests_with_the_same_job_queue_and_options_share_one_run(dsn, db, def
 
     for request in launched:
         assert launch(defs, instance, request).success
-    assert tick(defs, instance) == []
+    # each run ended its requests itself, without waiting for the sensor's next tick
     assert [row[1:2] + row[4:6] for row in requests(db)] == [("success", True, None)] * 6
     refreshed = db.execute("SELECT view_name, count(*) FROM mat_view_refresh_runs GROUP BY 1 ORDER BY 1").fetchall()
     assert refreshed == [("public.mv_a", 3), ("public.mv_b", 1), ("public.mv_c", 1)], "each view once per run"
@@ -113,11 +114,17 @@ def test_a_request_ends_failed_with_the_reason_when_its_view_fails(dsn, db, defs
     [request] = tick(defs, instance)
     db.execute("CREATE OR REPLACE FUNCTION plan_weight(text) RETURNS int LANGUAGE sql AS 'SELECT 1 / 0'")
     assert not launch(defs, instance, request).success
-    assert tick(defs, instance) == []
     rows = {row[0]: row for row in requests(db)}
     assert rows[good][1:2] + rows[good][5:] == ("success", None), "its view refreshed in the same run"
     assert rows[bad][1] == "failed" and rows[bad][4]
     assert rows[bad][5].startswith("public.mv_weighted:") and "division by zero" in rows[bad][5], rows[bad][5]
+
+    # a run that died before its end (no settling of its own): the sensor reads what it did
+    db.execute("UPDATE mat_view_run_requests SET status = 'submitted', error = NULL, finished_at = NULL")
+    assert tick(defs, instance) == []
+    after = {row[0]: row for row in requests(db)}
+    assert after[good][1] == "success" and after[bad][1] == "failed"
+    assert "division by zero" in after[bad][5] and "run:" in after[bad][5], after[bad][5]
 
 
 def test_each_code_location_claims_only_its_own_views(dsn, db, defs, instance) -> None:
@@ -163,7 +170,7 @@ def test_a_request_whose_run_was_deleted_fails(dsn, db, defs, instance) -> None:
     queued(dsn, defs).enqueue(RefreshViewJob, args=["mv_a"])
     [request] = tick(defs, instance)
     run_id = launch(defs, instance, request).run_id
-    db.execute("UPDATE mat_view_run_requests SET dagster_run_id = %s", (run_id,))
+    db.execute("UPDATE mat_view_run_requests SET status = 'submitted'")  # as if the run died before its end
     instance.delete_run(run_id)
     tick(defs, instance)
     status, error = db.execute("SELECT status, error FROM mat_view_run_requests").fetchone()
@@ -207,3 +214,26 @@ def test_a_view_no_running_sensor_serves_is_refused_then_failed(dsn, db, defs, i
     tick(only_b, instance)
     status, error = db.execute("SELECT status, error FROM mat_view_run_requests").fetchone()
     assert status == "failed" and "no code location served view public.mv_a" in error
+
+
+def test_matviews_requests_shows_what_became_of_each_request(dsn, db, defs, instance, tmp_path) -> None:
+    from test_cli import matviews
+
+    adapter = queued(dsn, defs)
+    adapter.enqueue(RefreshViewJob, args=["mv_a"])
+    adapter.enqueue(RefreshViewJob, queue="slow", args=["mv_b", "exact"])
+    for request in tick(defs, instance):
+        if request.tags["matviews/queue"] == "default":
+            assert launch(defs, instance, request).success
+    tick(defs, instance)
+    db.execute("UPDATE mat_view_run_requests SET status = 'failed', error = 'cancelled by hand' WHERE queue = 'slow'")
+    listed = matviews(tmp_path, dsn, "requests", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(r["view_name"], r["status"], r["error"]) for r in rows] == [
+        ("public.mv_b", "failed", "cancelled by hand"),
+        ("public.mv_a", "success", None),
+    ]
+    assert rows[1]["dagster_run_id"] and rows[1]["views"] == ["public.mv_a"]
+    shown = matviews(tmp_path, dsn, "requests", "--status", "failed")
+    assert shown.returncode == 0 and "cancelled by hand" in shown.stdout and "mv_a" not in shown.stdout

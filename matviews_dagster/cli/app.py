@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from ..core.settings import DEFAULTS
-from . import changes, commands
+from . import changes, commands, queue
 from .context import EXIT_FAILED, EXIT_USAGE, Settings
 
 
@@ -55,7 +55,7 @@ def cli(ctx: click.Context, dsn: str | None, definitions_path: Path, demo: bool,
     ctx.obj = Settings(dsn=dsn, definitions_path=definitions_path, runs_schema=runs_schema, debug=debug)
 
 
-for _command in [*commands.COMMANDS, *changes.COMMANDS]:
+for _command in [*commands.COMMANDS, *changes.COMMANDS, *queue.COMMANDS]:
     cli.add_command(_command)
 
 

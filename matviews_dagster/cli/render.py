@@ -146,6 +146,27 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
     _console().print(table)
 
 
+def print_requests(rows: list[dict[str, Any]]) -> None:
+    """``matviews requests``: one row per queued request, newest first."""
+    from rich.table import Table
+
+    table = Table("request", "job", "view(s)", "queue", "status", "enqueued", "finished", "Dagster run", "error")
+    for row in rows:
+        views = row["views"] or [row["view_name"] or "-"]
+        table.add_row(
+            f"#{row['id']}",
+            row["job"],
+            ", ".join(views),
+            row["queue"],
+            row["status"],
+            _when(row["enqueued_at"]),
+            _when(row["finished_at"]),
+            row["dagster_run_id"] or "-",
+            row["error"] or "",
+        )
+    _console().print(table)
+
+
 def print_validation(results: list[ValidationResult]) -> None:
     """``matviews validate``: rows and timings (ms) of the query and of reading the view."""
     from rich.table import Table

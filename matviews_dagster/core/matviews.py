@@ -27,12 +27,13 @@ from .result import OperationResult
 from .services.locking import LockPolicy
 from .settings import DEFAULTS
 from .store import RunStore
-from .vocabulary import DEFAULT_MAX_PARALLEL, RunKind
+from .vocabulary import DEFAULT_MAX_PARALLEL, REQUEST_STATUSES, RunKind
 from .wording import shown
 
 if TYPE_CHECKING:
     from .checks import CheckOutcome
     from .drift import ViewPlan
+    from .store.requests import RunRequestRow
 
 
 class MatViews(DefinedViews):
@@ -260,6 +261,17 @@ class MatViews(DefinedViews):
             known = self._known(view)
             name = known.name if known is not None else str(QualifiedName.parse(view, "view name"))
         return self.runs.history(kind=kind, view=name, limit=limit)
+
+    def requests(self, *, status: str | None = None, limit: int = 20) -> list[RunRequestRow]:
+        """The adapter's queued requests newest first (``pending``, ``submitted``, ``success``
+        or ``failed``), each with the Dagster run that served it and why it failed."""
+        from .store.requests import RunRequestQueue
+
+        if status is not None and status not in REQUEST_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(REQUEST_STATUSES)}, got {shown(status)}")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, got {shown(limit)}")
+        return RunRequestQueue(self.runs).recent(status=status, limit=limit)
 
     # -- what operations share ----------------------------------------------------------
 

@@ -35,3 +35,9 @@ FLAG_OF: dict[RunKind, str] = {"create": "force", "delete": "cascade"}
 DEFAULT_MAX_PARALLEL = 4
 """Views in flight at once (one connection each). Four keeps two cores busy while round trips
 wait on the network; raise it when the database has cores to spare."""
+
+REQUEST_STATUSES = ("pending", "submitted", "success", "failed")
+"""States of a queued request in ``mat_view_run_requests``: waiting, claimed by a code
+location's sensor (run key given), and the end of the run that served it."""
+RUN_KEY_TAG = "matviews/run_key"
+"""The Dagster run tag naming the run key that the queued requests a run serves share."""

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 TABLE = "mat_view_run_requests"
 CONSUMERS = "mat_view_queue_consumers"
-REQUEST_STATUSES = ("pending", "submitted", "success", "failed")
 MAX_ERROR_CHARACTERS = 2000
 """A request's ``error`` is cut to this length (several views' errors joined can be long)."""
 
@@ -209,6 +208,25 @@ class RunRequestQueue:
         if params:
             self._run(lambda conn: conn.cursor().executemany(query, params))
 
+    def settle_run(
+        self, run_key: str, dagster_run_id: str, done: Mapping[str, str | None], scope: Iterable[str]
+    ) -> int:
+        """Settle, from inside the run that serves them, the requests of ``run_key`` whose
+        views all lie in ``scope`` (the views this step ran): ``done`` is ``{view: None}`` for a
+        view the run did, ``{view: reason}`` for one it did not. Records the run on every
+        request of the key; returns how many requests were settled."""
+        query = sql.SQL("SELECT * FROM {} WHERE run_key = %s AND status = 'submitted'").format(self._table())
+        rows = [RunRequestRow(**row) for row in self._run(lambda conn: conn.execute(query, (run_key,)).fetchall())]
+        self.attach_run(run_key, dagster_run_id)
+        covered = set(scope)
+        outcomes = {
+            row.id: outcome_of(row, done, "not run by this run")
+            for row in rows
+            if set(row.views or [row.view_name]) <= covered
+        }
+        self.settle(outcomes)
+        return len(outcomes)
+
     def fail_unserved(self, served: Iterable[str], older_than_seconds: float) -> None:
         """Fail pending requests older than ``older_than_seconds`` whose view is not in
         ``served`` (the views of every sensor seen that recently)."""
@@ -223,6 +241,18 @@ class RunRequestQueue:
 
     def fail(self, request_id: int, error: str) -> None:
         self.settle({request_id: error})
+
+
+def outcome_of(request: RunRequestRow, done: Mapping[str, str | None], missing: str) -> str | None:
+    """``None`` when the run did the request's job on each of its views, else why not: each
+    view's reason from ``done`` (``{view: None | reason}``), ``missing`` for a view it lacks."""
+    problems = []
+    for view in request.views or [request.view_name or "?"]:
+        if view not in done:
+            problems.append(f"{view}: {missing}")
+        elif done[view] is not None:
+            problems.append(f"{view}: {done[view]}")
+    return "; ".join(problems) or None
 
 
 def _by_run_key(rows: Iterable[RunRequestRow]) -> list[Claim]:
