@@ -4,7 +4,8 @@ The step of a ``@matview_assets`` definition streams these as each view finishes
 dagster-dbt's ``DbtEventIterator`` does for models.
 """
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -104,7 +105,10 @@ def refresh_events(
     chosen = strategy or config.get("strategy")
     rows = row_count if row_count is not UNSET else config.get("row_count_strategy", UNSET)
     failures: list[OperationResult] = []
-    with resource.matviews(definitions.values()) as mv:
+    with (
+        resource.matviews(definitions.values()) as mv,
+        serving_requests(context, mv, [*refresh, *done]) as settle,
+    ):
         for result in mv.refresh_many(
             refresh,
             rows,
@@ -123,7 +127,7 @@ def refresh_events(
                 continue
             yield materialize_result(key, result, chosen or mv.definition(result.view).refresh_strategy)
             yield from (check_result(key, outcome) for outcome in result.checks)
-        settle_requests(context, mv, {r.view: failure_reason(r) for r in failures}, [*refresh, *done])
+        settle({r.view: failure_reason(r) for r in failures})
         checks_only = {name: names_ for name, names_ in checks.items() if name not in refresh and name not in done}
         if checks_only:
             for definition, outcomes in mv.check_many(checks_only, max_parallel=resource.max_parallel):
@@ -139,25 +143,32 @@ def failure_reason(result: OperationResult) -> str:
     return config_words(result.error or result.status)
 
 
-def settle_requests(
-    context: dg.OpExecutionContext | dg.AssetExecutionContext,
-    mv: "MatViews",
-    failed: Mapping[str, str],
-    views: Iterable[str],
-) -> None:
-    """In a run the queue sensor launched (tag ``matviews/run_key``), end the queued requests
-    it served as soon as its views are done, instead of on the sensor's next tick: each
-    request whose views all lie in ``views`` is ``success``, or ``failed`` with the reasons in
-    ``failed`` (``{view: reason}``)."""
+@contextmanager
+def serving_requests(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext, mv: "MatViews", views: Iterable[str]
+) -> Iterator[Callable[[Mapping[str, str]], None]]:
+    """In a run the queue sensor launched (tag ``matviews/run_key``): hold the run key's
+    liveness lock while the step works on ``views`` (the sensor fails the requests of a run
+    whose worker died holding it), and yield ``settle(failed)``, which ends the requests whose
+    views all lie in ``views`` as soon as the step is done instead of on the sensor's next
+    tick: ``success``, or ``failed`` with the reasons in ``failed`` (``{view: reason}``).
+    Outside such a run, ``settle`` does nothing."""
     run_key = context.run.tags.get(RUN_KEY_TAG)
     if not run_key:
+        yield lambda failed: None
         return
     from .core.store.requests import RunRequestQueue
 
+    queue = RunRequestQueue(mv.runs)
     scope = list(views)
-    done = {view: failed.get(view) for view in scope}
-    settled = RunRequestQueue(mv.runs).settle_run(run_key, context.run.run_id, done, scope)
-    context.log.info(f"{settled} queued request(s) of {run_key} settled")
+
+    def settle(failed: Mapping[str, str]) -> None:
+        done = {view: failed.get(view) for view in scope}
+        settled = queue.settle_run(run_key, context.run.run_id, done, scope)
+        context.log.info(f"{settled} queued request(s) of {run_key} settled")
+
+    with queue.serving(run_key, context.run.run_id, scope):
+        yield settle
 
 
 def _step_failure(failures: list[OperationResult]) -> dg.Failure:

@@ -24,7 +24,7 @@ from .core.vocabulary import (
     RunKind,
 )
 from .core.wording import shown
-from .events import config_words, failure_reason, settle_requests
+from .events import config_words, failure_reason, serving_requests
 from .resources import MatViewsResource
 
 QUEUE_TAG = "matviews/queue"
@@ -52,6 +52,23 @@ def _summary(results: list[OperationResult]) -> str:
     return "\n".join(["| view | status | outcome | ms | run | error |", "|---|---|---|---|---|---|", *rows])
 
 
+def _names(mv: MatViews, views: Sequence[str]) -> list[str]:
+    return [definition.name for definition in mv.select(list(views) or None)]
+
+
+def _created(key: dg.AssetKey, result: OperationResult) -> dg.AssetMaterialization:
+    """A view the create job made, as a materialization of its asset."""
+    return dg.AssetMaterialization(
+        asset_key=key,
+        metadata={
+            "run_record_id": dg.MetadataValue.text(str(result.run_id)),
+            "outcome": "created",
+            "duration_ms": dg.MetadataValue.int(result.duration_ms or 0),
+            **({"dagster/row_count": result.rows_count} if result.rows_count is not None else {}),
+        },
+    )
+
+
 def _build_job(
     definitions: Sequence[MatViewDefinition], kind: RunKind, description: str, keys: Mapping[str, dg.AssetKey]
 ) -> dg.JobDefinition:
@@ -75,27 +92,19 @@ def _build_job(
         except ValueError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         results = []
-        for result in stream:
-            results.append(result)
-            log = context.log.info if result.ok else context.log.error
-            log(
-                f"{result.view}: {result.outcome} ({result.duration_ms} ms)"
-                + (f": {result.error}" if result.error else "")
-            )
-            if result.outcome == "created" and result.view in keys:
-                yield dg.AssetMaterialization(
-                    asset_key=keys[result.view],
-                    metadata={
-                        "run_record_id": dg.MetadataValue.text(str(result.run_id)),
-                        "outcome": "created",
-                        "duration_ms": dg.MetadataValue.int(result.duration_ms or 0),
-                        **({"dagster/row_count": result.rows_count} if result.rows_count is not None else {}),
-                    },
+        with matviews.matviews(definitions) as mv, serving_requests(context, mv, _names(mv, config.views)) as settle:
+            for result in stream:
+                results.append(result)
+                log = context.log.info if result.ok else context.log.error
+                log(
+                    f"{result.view}: {result.outcome} ({result.duration_ms} ms)"
+                    + (f": {result.error}" if result.error else "")
                 )
+                if result.outcome == "created" and result.view in keys:
+                    yield _created(keys[result.view], result)
+            failed = [r for r in results if not r.ok]
+            settle({r.view: failure_reason(r) for r in failed})
         summary = dg.MetadataValue.md(_summary(results))
-        failed = [r for r in results if not r.ok]
-        with matviews.matviews(definitions) as mv:
-            settle_requests(context, mv, {r.view: failure_reason(r) for r in failed}, [r.view for r in results])
         if failed:
             raise dg.Failure(
                 description="; ".join(

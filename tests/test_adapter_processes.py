@@ -161,15 +161,27 @@ for i in range(int(sys.argv[2])):
 """
 
 
+SLEEPY_SQL = "SELECT id, plan FROM users CROSS JOIN (SELECT pg_sleep(0.5)) z"
+
+
 def _views_yaml(names: list[str]) -> str:
-    return "views:\n" + "".join(f"  - name: {n}\n    sql: SELECT id, plan FROM users\n" for n in names)
+    return "views:\n" + "".join(f"  - name: {n}\n    sql: {SLEEPY_SQL}\n" for n in names)
+
+
+def _daemon(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """A daemon in a process group of its own, so ``kill -9`` takes its code servers and run
+    workers with it, as when its machine or container dies."""
+    return subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 @pytest.mark.slow
 def test_the_queue_under_faults(tmp_path, dsn, storage_dsn, db, users) -> None:
-    """Two code locations share the run tables; two daemons serve one instance; one daemon's
-    process group is killed (-9) mid-drain and restarted. Every request ends ``success``,
-    served by the one run its run key names, which refreshed its view; no run key ran twice;
+    """Two code locations share the run tables. One daemon drains until a run is in the middle
+    of its step, then its process group is killed (-9); it comes back next to a second daemon
+    on the same instance. Every request ends: ``success``, served by the one run its run key
+    names, which refreshed its view; or ``failed`` saying its run died. No run key ran twice;
     each location's runs touched only its own views."""
     users(10)
     locations = {"loc_a": [f"mv_a{i}" for i in range(5)], "loc_b": [f"mv_b{i}" for i in range(5)]}
@@ -182,67 +194,70 @@ def test_the_queue_under_faults(tmp_path, dsn, storage_dsn, db, users) -> None:
     (tmp_path / "workspace.yaml").write_text(
         "load_from:\n" + "".join(f"  - python_file: {{relative_path: {n}.py, location_name: {n}}}\n" for n in locations)
     )
-    with MatViews(
-        dsn=dsn, definitions=[MatViewDefinition(name=n, sql="SELECT id, plan FROM users") for n in everything]
-    ) as mv:
+    with MatViews(dsn=dsn, definitions=[MatViewDefinition(name=n, sql=SLEEPY_SQL) for n in everything]) as mv:
         assert all(r.ok for r in mv.create_many(None))
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(ROOT / "examples" / "dagster.yaml", home / "dagster.yaml")
+    instance_yaml = (ROOT / "examples" / "dagster.yaml").read_text()
+    assert "start_timeout_seconds: 180" in instance_yaml
+    (home / "dagster.yaml").write_text(instance_yaml.replace("start_timeout_seconds: 180", "start_timeout_seconds: 20"))
     env = environment(dsn, home, DAGSTER_PG_URL=url_for(storage_dsn))
     daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
-    with background(daemon, tmp_path, env, "daemon2.log"):
-        first = subprocess.Popen(
-            daemon, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        try:
-            consumers = "SELECT count(*) FROM mat_view_queue_consumers"
-            wait_for(lambda: scalar(db, consumers) == 2, 180, "both locations' sensors")
-            writers = [
-                subprocess.Popen(
-                    [sys.executable, "enqueue.py", ",".join(everything[i::2]), "30"], cwd=tmp_path, env=env
-                )
-                for i in range(2)
-            ]
-            time.sleep(6)
-            os.killpg(first.pid, signal.SIGKILL)  # the daemon and its code servers, mid-drain
-            unfinished = "SELECT count(*) FROM mat_view_run_requests WHERE status IN ('pending', 'submitted')"
-            assert scalar(db, unfinished) > 0, "killed while requests were still draining"
-            first.wait()
-            for writer in writers:
-                assert writer.wait(120) == 0
-            first = subprocess.Popen(
-                daemon,
-                cwd=tmp_path,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            wait_for(
-                lambda: scalar(db, unfinished) == 0,
-                300,
-                "every request to end",
-            )
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(first.pid, signal.SIGTERM)
-            first.wait(60)
-    rows = db.execute("SELECT view_name, status, error, run_key, dagster_run_id FROM mat_view_run_requests").fetchall()
-    assert len(rows) == 60
-    assert [r for r in rows if r[1] != "success"] == []
+    unfinished = "SELECT count(*) FROM mat_view_run_requests WHERE status IN ('pending', 'submitted')"
+    in_step = "SELECT count(*) FROM mat_view_run_requests WHERE status = 'submitted' AND running_since IS NOT NULL"
+    first = _daemon(daemon, tmp_path, env)
+    second = None
+    try:
+        wait_for(lambda: scalar(db, "SELECT count(*) FROM mat_view_queue_consumers") == 2, 180, "both sensors")
+        writers = [
+            subprocess.Popen([sys.executable, "enqueue.py", ",".join(everything[i::2]), "30"], cwd=tmp_path, env=env)
+            for i in range(2)
+        ]
+        wait_for(lambda: scalar(db, in_step) > 0, 180, "a run in the middle of its step")
+        os.killpg(first.pid, signal.SIGKILL)  # the daemon, its code servers and its run workers
+        first.wait()
+        assert scalar(db, unfinished) > 0, "killed while requests were still draining"
+        for writer in writers:
+            assert writer.wait(120) == 0
+        first = _daemon(daemon, tmp_path, env)
+        second = _daemon(daemon, tmp_path, env)
+        wait_for(lambda: scalar(db, unfinished) == 0, 150, "every request to end")
+        # the same queue afterwards, two daemons serving the instance: every request succeeds
+        later = scalar(db, "SELECT max(id) FROM mat_view_run_requests")
+        writers = [
+            subprocess.Popen([sys.executable, "enqueue.py", ",".join(everything[i::2]), "20"], cwd=tmp_path, env=env)
+            for i in range(2)
+        ]
+        for writer in writers:
+            assert writer.wait(120) == 0
+        wait_for(lambda: scalar(db, unfinished) == 0, 150, "the later requests to end")
+    finally:
+        for process in (first, second):
+            if process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+                process.wait(60)
+    rows = db.execute(
+        "SELECT view_name, status, error, run_key, dagster_run_id, id FROM mat_view_run_requests"
+    ).fetchall()
+    assert len(rows) == 100
+    died = [r for r in rows if r[1] == "failed"]
+    assert died, "the requests of the run killed in its step end failed"
+    assert all("died before it finished" in r[2] or "no refresh by Dagster run" in r[2] for r in died), died[:3]
+    served = [r for r in rows if r[1] == "success"]
+    assert [r for r in rows if r[5] > later and r[1] != "success"] == [], "after the kill, every request served"
     refreshed = set(
         db.execute("SELECT dagster_run_id, view_name FROM mat_view_refresh_runs WHERE status = 'success'").fetchall()
     )
-    assert all((r[4], r[0]) in refreshed for r in rows), "each request's view refreshed by its own run"
+    assert all((r[4], r[0]) in refreshed for r in served), "each request's view refreshed by its own run"
     with psycopg.connect(storage_dsn) as storage:
         keys = storage.execute(
             "SELECT value, count(*) FROM run_tags WHERE key = 'matviews/run_key' GROUP BY value"
         ).fetchall()
         run_keys = dict(storage.execute("SELECT run_id, value FROM run_tags WHERE key = 'matviews/run_key'").fetchall())
     assert all(count == 1 for _, count in keys), "no run key launched twice"
-    assert all(run_keys[r[4]] == r[3] for r in rows), "served by the run of its own run key"
-    per_run = {}
+    assert all(run_keys[r[4]] == r[3] for r in served), "served by the run of its own run key"
+    per_run: dict[str, set[str]] = {}
     for run_id, view in refreshed:
         per_run.setdefault(run_id, set()).add(view[len("public.mv_") :][0])
     assert all(len(letters) == 1 for letters in per_run.values()), "a location's run refreshes only its views"

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import dagster as dg
@@ -237,3 +240,42 @@ def test_matviews_requests_shows_what_became_of_each_request(dsn, db, defs, inst
     assert rows[1]["dagster_run_id"] and rows[1]["views"] == ["public.mv_a"]
     shown = matviews(tmp_path, dsn, "requests", "--status", "failed")
     assert shown.returncode == 0 and "cancelled by hand" in shown.stdout and "mv_a" not in shown.stdout
+
+
+WORKER = """
+import sys, time
+from matviews_dagster.core.store import RunStore
+from matviews_dagster.core.store.requests import RunRequestQueue
+
+dsn, run_key, run_id = sys.argv[1:4]
+with RunRequestQueue(RunStore(dsn)).serving(run_key, run_id, ["public.mv_a"]):
+    print("serving", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_the_requests_of_a_run_whose_worker_died_fail_and_dagster_is_told(dsn, db, defs, instance) -> None:
+    from dagster._core.test_utils import create_run_for_test
+
+    queued(dsn, defs).enqueue(RefreshViewJob, args=["mv_a"])
+    [request] = tick(defs, instance)
+    run = create_run_for_test(
+        instance, job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED, tags={"matviews/run_key": request.run_key}
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, dsn, request.run_key, run.run_id], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "serving"
+        assert tick(defs, instance) == []
+        assert [row[1] for row in requests(db)] == ["submitted"], "a live worker's requests wait for it"
+    finally:
+        worker.kill()  # as kill -9: no cleanup runs, the server drops the session and its lock
+        worker.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and requests(db)[0][1] == "submitted":
+        tick(defs, instance)
+        time.sleep(0.2)
+    [(_, status, _, _, _, error)] = requests(db)
+    assert status == "failed" and "died before it finished" in error and "enqueue the request again" in error
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE

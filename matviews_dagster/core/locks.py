@@ -11,7 +11,8 @@ import psycopg
 from .names import QualifiedName
 
 LOCK_NAMESPACE = 0x4D56  # "MV": the first key of every advisory lock this package takes
-_LOCK_ARGS = "%s, hashtext(%s)"
+LOCK_ARGS = "%s, hashtext(%s)"
+"""The arguments of every advisory lock call: the namespace, then ``hashtext`` of a name."""
 
 
 class ViewLockTimeout(Exception):
@@ -45,7 +46,7 @@ def view_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float
     holder. The lock is tied to the session, so it is released if the process dies.
     """
     started = time.monotonic()
-    row = conn.execute(f"SELECT pg_try_advisory_lock({_LOCK_ARGS})", (LOCK_NAMESPACE, str(name))).fetchone()
+    row = conn.execute(f"SELECT pg_try_advisory_lock({LOCK_ARGS})", (LOCK_NAMESPACE, str(name))).fetchone()
     if not (row and row[0]):
         _wait_for_lock(conn, name, wait_seconds, started)
     waited_ms = int((time.monotonic() - started) * 1000)
@@ -53,13 +54,13 @@ def view_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float
         yield waited_ms
     finally:
         if not conn.broken and not conn.closed:
-            conn.execute(f"SELECT pg_advisory_unlock({_LOCK_ARGS})", (LOCK_NAMESPACE, str(name)))
+            conn.execute(f"SELECT pg_advisory_unlock({LOCK_ARGS})", (LOCK_NAMESPACE, str(name)))
 
 
 def _wait_for_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float, started: float) -> None:
     try:
         conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(int(wait_seconds * 1000), 1)}ms",))
-        conn.execute(f"SELECT pg_advisory_lock({_LOCK_ARGS})", (LOCK_NAMESPACE, str(name)))
+        conn.execute(f"SELECT pg_advisory_lock({LOCK_ARGS})", (LOCK_NAMESPACE, str(name)))
     except psycopg.errors.LockNotAvailable:
         waited = int((time.monotonic() - started) * 1000)
         holder = None if conn.broken else lock_holder(conn, name)

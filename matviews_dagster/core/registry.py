@@ -107,12 +107,23 @@ class DefinedViews:
             )
         return matches[0] if matches else None
 
-    def _names(self) -> str:
-        return ", ".join(sorted(self._definitions)) or "none"
+    def _names(self, most: int = 10) -> str:
+        """The defined views for a message: the first ``most`` by name, then how many more."""
+        names = sorted(self._definitions)
+        more = f" and {len(names) - most} more" if len(names) > most else ""
+        return (", ".join(names[:most]) or "none") + more
 
     def _by_id(self, definition_id: int) -> MatViewDefinition:
-        """A definition rebuilt from its id in the run store's definitions mirror."""
-        definition = self.runs.get_definition(definition_id)
-        if definition is None:
+        """The defined view whose id (in the run store's definitions mirror) is
+        ``definition_id``; an id of a view mirrored by another program but not defined here is
+        refused like an unknown name."""
+        mirrored = self.runs.get_definition(definition_id)
+        if mirrored is None:
             raise ValueError(f"unknown definition id {definition_id}")
+        definition = self._definitions.get(mirrored.name)
+        if definition is None:
+            raise ValueError(
+                f"definition id {definition_id} is {mirrored.name}, which is not among the defined views "
+                f"({self._names()}); add it to the definitions or name a defined view"
+            )
         return definition

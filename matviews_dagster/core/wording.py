@@ -35,6 +35,8 @@ def shown(value: object, limit: int = SHOWN_CHARACTERS) -> str:
     said: a bad input of 10 MB is named by its first characters, never echoed whole."""
     if isinstance(value, (str, bytes)) and len(value) > limit:
         return f"{value[:limit]!r}... ({len(value):,} characters)"
+    if isinstance(value, int) and value.bit_length() > 4 * limit:  # repr() of a huge int is slow, or refused
+        return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
     text = repr(value)
     if len(text) > limit:
         return f"{text[:limit]}... ({type(value).__name__}, {len(text):,} characters as text)"

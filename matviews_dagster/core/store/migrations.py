@@ -116,6 +116,7 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE {run_requests} ADD COLUMN IF NOT EXISTS views text[]",
         "ALTER TABLE {run_requests} ADD COLUMN IF NOT EXISTS run_key text",
         "ALTER TABLE {run_requests} ADD COLUMN IF NOT EXISTS finished_at timestamptz",
+        "ALTER TABLE {run_requests} ADD COLUMN IF NOT EXISTS running_since timestamptz",
         "UPDATE {run_requests} SET view_name = args ->> 0 WHERE view_name IS NULL",
         "ALTER TABLE {run_requests} DROP CONSTRAINT IF EXISTS mat_view_run_requests_status_check",
         "ALTER TABLE {run_requests} ADD CONSTRAINT mat_view_run_requests_status_check "

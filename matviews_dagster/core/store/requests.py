@@ -13,14 +13,19 @@ records which views it serves in ``mat_view_queue_consumers``.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+from ..connection import connect
+from ..locks import LOCK_ARGS, LOCK_NAMESPACE
 
 if TYPE_CHECKING:
     from . import RunStore
@@ -48,6 +53,7 @@ class RunRequestRow:
     views: list[str] | None = None
     run_key: str | None = None
     finished_at: datetime | None = None
+    running_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -85,11 +91,6 @@ class RunRequestQueue:
         row = self._run(lambda conn: conn.execute(query, (job, Jsonb(args), queue, view)).fetchone())
         assert row is not None
         return int(row["id"])
-
-    def get(self, request_id: int) -> RunRequestRow | None:
-        query = sql.SQL("SELECT * FROM {} WHERE id = %s").format(self._table())
-        row = self._run(lambda conn: conn.execute(query, (request_id,)).fetchone())
-        return RunRequestRow(**row) if row else None
 
     def recent(self, *, status: str | None = None, limit: int = 20) -> list[RunRequestRow]:
         """Requests newest first, optionally of one status."""
@@ -194,9 +195,9 @@ class RunRequestQueue:
         ).format(self._table())
         self._run(lambda conn: conn.execute(query, (dagster_run_id, run_key)))
 
-    def settle(self, outcomes: Mapping[int, str | None]) -> None:
+    def settle(self, outcomes: Mapping[int, str | None]) -> int:
         """End requests: ``{id: None}`` succeeded, ``{id: reason}`` failed. Only ``submitted``
-        (or ``pending``) requests change, so a request is settled once."""
+        (or ``pending``) requests change, so a request is settled once; returns how many did."""
         query = sql.SQL(
             "UPDATE {} SET status = CASE WHEN %(error)s::text IS NULL THEN 'success' ELSE 'failed' END, "
             "error = %(error)s, finished_at = now() WHERE id = %(id)s AND status IN ('pending', 'submitted')"
@@ -205,8 +206,46 @@ class RunRequestQueue:
             {"id": request_id, "error": None if error is None else error[:MAX_ERROR_CHARACTERS]}
             for request_id, error in outcomes.items()
         ]
-        if params:
-            self._run(lambda conn: conn.cursor().executemany(query, params))
+        if not params:
+            return 0
+
+        def work(conn: psycopg.Connection) -> int:
+            with conn.cursor() as cur:
+                cur.executemany(query, params)
+                return cur.rowcount
+
+        return self._run(work)
+
+    @contextmanager
+    def serving(self, run_key: str, dagster_run_id: str, views: Iterable[str]) -> Iterator[None]:
+        """Held by the run that serves ``run_key`` while it works on ``views``: a shared
+        advisory lock on a connection of its own (so it ends with the worker's process, however
+        that ends), and ``running_since`` on the requests whose views all lie in ``views``.
+        ``worker_alive`` tells a sensor whether such a lock is still held."""
+        scope = set(views)
+        query = sql.SQL("SELECT * FROM {} WHERE run_key = %s AND status = 'submitted'").format(self._table())
+        mark = sql.SQL("UPDATE {} SET running_since = now(), dagster_run_id = %s WHERE id = ANY(%s)").format(
+            self._table()
+        )
+        self.store.ensure_migrated()
+        with connect(self.store.dsn, "matviews-queue-run", row_factory=dict_row) as conn:
+            conn.execute(f"SELECT pg_advisory_lock_shared({LOCK_ARGS})", (LOCK_NAMESPACE, f"queue:{run_key}"))
+            rows = [RunRequestRow(**row) for row in conn.execute(query, (run_key,))]
+            ids = [row.id for row in rows if set(row.views or [row.view_name]) <= scope]
+            conn.execute(mark, (dagster_run_id, ids))
+            yield
+
+    def worker_alive(self, run_key: str) -> bool:
+        """Whether a run still holds ``serving(run_key)``: its worker is alive (or its
+        connection has not yet been seen to drop by the server)."""
+
+        lock = f"{LOCK_ARGS}"
+        query = (
+            f"SELECT CASE WHEN pg_try_advisory_lock({lock}) THEN NOT pg_advisory_unlock({lock}) ELSE true END AS alive"
+        )
+        key = f"queue:{run_key}"
+        row = self._run(lambda conn: conn.execute(query, (LOCK_NAMESPACE, key, LOCK_NAMESPACE, key)).fetchone())
+        return bool(row and row["alive"])
 
     def settle_run(
         self, run_key: str, dagster_run_id: str, done: Mapping[str, str | None], scope: Iterable[str]
@@ -238,9 +277,6 @@ class RunRequestQueue:
             "AND enqueued_at < now() - make_interval(secs => %s)"
         ).format(self._table())
         self._run(lambda conn: conn.execute(query, (int(older_than_seconds), list(served), older_than_seconds)))
-
-    def fail(self, request_id: int, error: str) -> None:
-        self.settle({request_id: error})
 
 
 def outcome_of(request: RunRequestRow, done: Mapping[str, str | None], missing: str) -> str | None:
