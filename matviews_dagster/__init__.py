@@ -51,6 +51,7 @@ _LAZY = {
     "MatViewsResource": "resources",
     "RunStoreResource": "resources",
     "DagsterMatViewTranslator": "translator",
+    "MatViewsComponent": "component",
 }
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "MatViewDefinition",
     "MatViews",
     "MatViewsAdapter",
+    "MatViewsComponent",
     "MatViewsResource",
     "MatViewsSettings",
     "OperationResult",
@@ -91,3 +93,8 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names too (``dg`` finds ``MatViewsComponent`` by listing the package)."""
+    return sorted({*globals(), *__all__})

@@ -22,7 +22,7 @@ from .core.graph import ViewGraph
 from .core.settings import DEFAULTS
 from .core.vocabulary import DEFAULT_MAX_PARALLEL, RefreshViewJob
 from .ops import build_create_job, build_delete_job
-from .resources import MatViewsResource, RunStoreResource
+from .resources import MatViewsResource, RunStoreResource, quiet_dagster_warnings
 from .translator import DagsterMatViewTranslator
 
 
@@ -51,6 +51,7 @@ def build_definitions(
     ``nightly_cron`` adds a schedule refreshing every view. Raises ``ValueError`` for an
     invalid definitions file, a duplicate view or a cycle.
     """
+    quiet_dagster_warnings()
     if isinstance(definitions_or_yaml_path, (str, Path)):
         definitions = load_definitions(definitions_or_yaml_path)
     else:

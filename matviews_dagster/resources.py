@@ -5,6 +5,7 @@ resource runs the selected views of a ``@matview_assets`` step and streams one e
 as it finishes.
 """
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,25 @@ from .events import RefreshEvent, refresh_events
 from .version import __version__
 
 dg.DagsterLibraryRegistry.register("matviews-dagster", __version__, is_dagster_package=False)
+
+
+def quiet_dagster_warnings() -> None:
+    """Silence, by exact message only, two warnings Dagster 1.13 raises from its own code about
+    arguments nobody passed: binding resources to a sensor's jobs copies the sensor passing its
+    stored ``owners=[]`` (a beta parameter), once per copy; initializing a nested resource
+    (``run_store``) reads the deprecated ``InitResourceContext.dagster_run``, once per run.
+    Called on import and by ``build_definitions``. (``dg`` loads components inside a
+    ``warnings.catch_warnings`` block, which drops filters added there: under ``dg launch``
+    Dagster's sensor warning still shows.)"""
+    warnings.filterwarnings(
+        "ignore", message=r"Parameter `owners` of initializer `SensorDefinition.__init__`", category=dg.BetaWarning
+    )
+    warnings.filterwarnings(
+        "ignore", message=r"InitResourceContext\.dagster_run is deprecated", category=DeprecationWarning
+    )
+
+
+quiet_dagster_warnings()
 
 
 def config_value(value: str | None) -> str | None:

@@ -13,6 +13,7 @@ dependency on another defined view is that view's own translated spec's key, so 
 
 import hashlib
 import weakref
+from datetime import timedelta
 
 import dagster as dg
 
@@ -50,12 +51,37 @@ class DagsterMatViewTranslator:
             tags=definition.tags,
             kinds={"postgres"},
             code_version=self.get_code_version(definition),
+            automation_condition=self.get_automation_condition(definition),
+            freshness_policy=self.get_freshness_policy(definition),
             metadata={
                 "dagster/table_name": definition.name,
                 "strategy": definition.refresh_strategy,
                 "sql": dg.MetadataValue.md(f"```sql\n{definition.sql}\n```"),
                 DEFINITION_METADATA_KEY: _stored(definition),
             },
+        )
+
+    def get_automation_condition(self, definition: MatViewDefinition) -> dg.AutomationCondition | None:
+        """``automation: eager`` -> ``AutomationCondition.eager()`` (refresh once its upstream
+        views or sources update); ``{on_cron: C}`` -> ``AutomationCondition.on_cron(C)``; none
+        -> ``None``. Dagster evaluates them in the ``default_automation_condition_sensor``,
+        which must be running (``dagster-daemon``)."""
+        if definition.automation == "eager":
+            return dg.AutomationCondition.eager()
+        if definition.automation is not None:
+            return dg.AutomationCondition.on_cron(definition.automation.on_cron)
+        return None
+
+    def get_freshness_policy(self, definition: MatViewDefinition) -> dg.FreshnessPolicy | None:
+        """``freshness: {warn_after, fail_after}`` -> ``FreshnessPolicy.time_window``: the UI
+        shows the view late (warn, then fail) that long after its last materialization."""
+        freshness = definition.freshness
+        if freshness is None:
+            return None
+        warn = freshness.warn_after_seconds
+        return dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(seconds=freshness.fail_after_seconds),
+            warn_window=None if warn is None else timedelta(seconds=warn),
         )
 
     def get_source_asset_key(self, relation: QualifiedName) -> dg.AssetKey:

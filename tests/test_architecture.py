@@ -107,6 +107,8 @@ def test_every_definition_field_survives_the_mirror(dsn) -> None:
         "search_path": ["reporting", "public"],
         "column_descriptions": {"email": "Primary email"},
         "on_definition_change": "fail",
+        "automation": {"on_cron": "0 4 * * *"},
+        "freshness": {"warn_after": "1h", "fail_after": "6h"},
     }
     untested = set(MatViewDefinition.model_fields) - {"name", "sql"} - set(values)
     assert untested == set(), "give the new field a non-default value here"

@@ -99,3 +99,19 @@ def test_the_key_covers_the_validation_code(tmp_path) -> None:
     finally:
         os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         definition_cache._fingerprint.cache_clear()
+
+
+def test_a_hit_gives_the_same_definitions_nested_settings_included(tmp_path) -> None:
+    path = tmp_path / "matviews.yaml"
+    path.write_text(
+        YAML
+        + "    automation: {on_cron: '0 3 * * *'}\n"
+        + "    freshness: {warn_after: 1h, fail_after: 6h}\n"
+        + "  - name: reporting.mv_eager\n    sql: SELECT 1 AS x\n    automation: eager\n"
+    )
+    missed = load_definitions(path)
+    hit = load_definitions(path)
+    assert hit == missed
+    weekly = next(d for d in hit if d.name == "reporting.mv_weekly")
+    assert weekly.automation is not None and weekly.automation.on_cron == "0 3 * * *"
+    assert weekly.freshness is not None and weekly.freshness.fail_after_seconds == 6 * 3600

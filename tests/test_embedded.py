@@ -55,3 +55,18 @@ def test_embedded_server_is_shared_and_survives_restarts(tmp_path: Path) -> None
         assert third["runs"] == 3
     finally:
         stop(home)
+
+
+@pytest.mark.slow
+def test_the_cli_on_the_embedded_server_prints_no_python_warning(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("MATVIEWS_DSN", "DATABASE_URL", "XDG_RUNTIME_DIR")}
+    env["MATVIEWS_HOME"] = str(tmp_path / "home")
+    matviews = str(Path(sys.executable).with_name("matviews"))
+    try:
+        done = subprocess.run(
+            [matviews, "--demo", "list"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Warning" not in done.stderr and "warn" not in done.stderr.lower(), done.stderr
+    finally:
+        stop(tmp_path / "home")

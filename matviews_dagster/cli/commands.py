@@ -95,6 +95,7 @@ def create(settings: Settings, names: tuple[str, ...], all_views: bool, force: b
 @click.option("--rows", type=click.Choice(ROW_COUNT_STRATEGIES), help="Row count strategy (default: each view's).")
 @click.option("--strategy", type=click.Choice(REFRESH_STRATEGIES), help="Strategy, this time only.")
 @click.option("--downstream", is_flag=True, help="Also refresh every view built on the named ones, after them.")
+@click.option("--if-changed", is_flag=True, help="Skip views whose sources are unchanged since their last refresh.")
 @_operation_options
 @pass_settings
 def refresh(
@@ -104,6 +105,7 @@ def refresh(
     rows: str | None,
     strategy: str | None,
     downstream: bool,
+    if_changed: bool,
     **out: Any,
 ) -> int:
     """Refresh views with their strategies, upstream views first, several at once."""
@@ -112,8 +114,9 @@ def refresh(
     mv = settings.matviews()
     selected = [d.name for d in settings.select(names, all_views)]
     if out["enqueue"]:
-        if strategy:
-            raise InputError("--strategy cannot be enqueued; set refresh_strategy in the definitions")
+        if strategy or if_changed:
+            flag = "--strategy" if strategy else "--if-changed"
+            raise InputError(f"{flag} cannot be enqueued; run the refresh here, without --enqueue")
         option: dict[str, Any] = {"row_count_strategy": rows} if rows else {}
         if downstream:  # one request, one run: the views built on it refresh after it, in that run
             option["downstream"] = True
@@ -121,7 +124,11 @@ def refresh(
         return _enqueue_all(settings, RefreshViewJob, definitions, option or None, out["queue"])
     definitions = mv.graph.order(mv.graph.with_downstream(selected) if downstream else selected)
     results = mv.refresh_many(
-        definitions, rows if rows is not None else UNSET, strategy=strategy, max_parallel=out["parallel"]
+        definitions,
+        rows if rows is not None else UNSET,
+        strategy=strategy,
+        max_parallel=out["parallel"],
+        if_changed=if_changed,
     )
     return _stream(results, definitions, out, "refreshing")
 

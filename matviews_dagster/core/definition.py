@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -17,6 +18,61 @@ from .vocabulary import DefinitionChangePolicy, RefreshStrategy, RowCountStrateg
 from .wording import shown
 
 _DOCUMENT_KEYS = {"views", "search_path"}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(value: object, field: str) -> float:
+    """A duration as seconds: a number of seconds, or text like ``30m``, ``1h``, ``2d``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"{field} {shown(value)} must be a positive duration: seconds, or e.g. 30m, 1h, 2d")
+    return float(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def _check_cron_expression(value: str, field: str) -> str:
+    if len(value.split()) not in (5, 6):
+        raise ValueError(f"{field} {shown(value)} must be a cron expression like '0 3 * * *'")
+    return value
+
+
+class OnCron(BaseModel):
+    """``automation: {on_cron: "0 3 * * *"}``: refresh on a cron schedule once the upstream
+    views and sources have updated since the last tick (Dagster's ``AutomationCondition.on_cron``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    on_cron: str
+
+    @field_validator("on_cron")
+    @classmethod
+    def _check(cls, value: str) -> str:
+        return _check_cron_expression(value, "automation on_cron")
+
+
+class Freshness(BaseModel):
+    """``freshness: {warn_after: 1h, fail_after: 6h}``: how long after its last refresh a view
+    is late (Dagster's time-window freshness policy). Durations are seconds or ``30m``/``1h``/``2d``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    fail_after: str | float
+    warn_after: str | float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Freshness:
+        fail = duration_seconds(self.fail_after, "freshness fail_after")
+        if self.warn_after is not None and duration_seconds(self.warn_after, "freshness warn_after") >= fail:
+            raise ValueError("freshness warn_after must be shorter than fail_after")
+        return self
+
+    @property
+    def fail_after_seconds(self) -> float:
+        return duration_seconds(self.fail_after, "freshness fail_after")
+
+    @property
+    def warn_after_seconds(self) -> float | None:
+        return None if self.warn_after is None else duration_seconds(self.warn_after, "freshness warn_after")
 
 
 class MatViewDefinition(BaseModel):
@@ -45,6 +101,8 @@ class MatViewDefinition(BaseModel):
     search_path: list[str] | None = None
     column_descriptions: dict[str, str] = Field(default_factory=dict)
     on_definition_change: DefinitionChangePolicy = "apply"
+    automation: Literal["eager"] | OnCron | None = None
+    freshness: Freshness | None = None
 
     @field_validator("name")
     @classmethod
@@ -102,9 +160,7 @@ class MatViewDefinition(BaseModel):
     @field_validator("schedule_cron")
     @classmethod
     def _check_cron(cls, value: str | None) -> str | None:
-        if value is not None and len(value.split()) not in (5, 6):
-            raise ValueError(f"schedule_cron {shown(value)} must be a cron expression like '0 3 * * *'")
-        return value
+        return value if value is None else _check_cron_expression(value, "schedule_cron")
 
     @model_validator(mode="after")
     def _check_strategy(self) -> MatViewDefinition:
@@ -189,6 +245,15 @@ def definitions_from_mapping(document: Mapping[str, Any], source: str = "<mappin
     return definitions
 
 
+def _constructed(fields: dict[str, Any]) -> MatViewDefinition:
+    """A definition from fields validated before (the cache): no validation, nested models too."""
+    nested = {"automation": OnCron, "freshness": Freshness}
+    for key, model in nested.items():
+        if isinstance(fields.get(key), dict):
+            fields = {**fields, key: model.model_construct(**fields[key])}
+    return MatViewDefinition.model_construct(**fields)
+
+
 def load_definitions(path: str | Path) -> list[MatViewDefinition]:
     """Load and validate the ``views:`` list of a YAML file; raises ``ValueError`` naming the
     file, the view and the field. A file validated before, unchanged, comes from the
@@ -202,7 +267,7 @@ def load_definitions(path: str | Path) -> list[MatViewDefinition]:
     if cached is not None:
         for entry in cached:
             remember(entry["fields"]["sql"], entry["facts"])
-        return [MatViewDefinition.model_construct(**entry["fields"]) for entry in cached]
+        return [_constructed(entry["fields"]) for entry in cached]
     import yaml  # only for a file not in the cache
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader, ~8x faster

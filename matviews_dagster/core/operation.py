@@ -41,6 +41,8 @@ class Operation:
         self.database = conn.info.dbname
         self.lock_wait_ms = 0
         self.leftovers: list[str] = []
+        self.recorded: dict[str, Any] = {}
+        """More for the run row's ``meta`` (e.g. ``source_versions``), set before ``run``."""
         self.not_started: OperationResult | None = None
         self.warnings: list[str] = []  # added to the next run's warnings
         self.payload: dict[str, Any] = {}  # the last run's service payload
@@ -60,6 +62,7 @@ class Operation:
         }
         if self.leftovers:
             meta["dropped_swap_leftovers"] = self.leftovers
+        meta.update(self.recorded)
         run_id = store.start(
             kind,
             view_name=view,

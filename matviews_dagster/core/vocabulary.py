@@ -41,3 +41,6 @@ REQUEST_STATUSES = ("pending", "submitted", "success", "failed")
 location's sensor (run key given), and the end of the run that served it."""
 RUN_KEY_TAG = "matviews/run_key"
 """The Dagster run tag naming the run key that the queued requests a run serves share."""
+SOURCES_UNCHANGED = "skipped (sources unchanged)"
+"""The outcome of a view ``refresh --if-changed`` did not refresh: its sources are as its last
+refresh read them (``core.source_versions``)."""

@@ -60,6 +60,18 @@ class RunHistory(Migrations):
         rows = self.run(lambda conn: conn.execute(query, (database_name, view_names)).fetchall())
         return {row["view_name"]: int(row["rows_count"]) for row in rows}
 
+    def last_source_versions(self, *, database_name: str, view_names: list[str]) -> dict[str, Any]:
+        """The source versions (``core.source_versions``) each view's newest successful refresh
+        that recorded them read before it ran."""
+        self.ensure_migrated()
+        query = sql.SQL(
+            """SELECT DISTINCT ON (view_name) view_name, meta -> 'source_versions' AS versions FROM {}
+               WHERE database_name = %s AND view_name = ANY(%s) AND status = 'success'
+                 AND meta ? 'source_versions' ORDER BY view_name, started_at DESC"""
+        ).format(self.table(RUN_TABLES["refresh"]))
+        rows = self.run(lambda conn: conn.execute(query, (database_name, view_names)).fetchall())
+        return {row["view_name"]: row["versions"] for row in rows}
+
     def views_with_runs(self, *, database_name: str) -> list[str]:
         """Every view name with a run row in ``database_name``, sorted."""
         self.ensure_migrated()

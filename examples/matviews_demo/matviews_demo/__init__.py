@@ -1,0 +1,1 @@
+"""The matviews-dagster demo as a dg project."""

@@ -1,0 +1,143 @@
+"""What a view read, as versions from Postgres's own counters: did any source change since?
+
+A source relation's version is ``relfilenode:inserted:updated:deleted:stats_reset`` from
+``pg_class`` and ``pg_stat_all_tables``: an ``INSERT``, ``UPDATE`` or ``DELETE`` moves the
+counters; ``TRUNCATE``, ``VACUUM FULL``, ``CLUSTER`` and a regular or swap refresh of an upstream
+view give the relation a new file node. The sources are the deployed view's own dependencies
+in ``pg_depend`` (what Postgres resolved, whatever the search path), plus the definition's
+declared ``dependencies``.
+
+Doubt counts as changed, so a refresh that was needed is never skipped: a source that is not a
+table or materialized view (a plain view, a foreign table), a view that calls a function
+outside ``pg_catalog`` (its body may read anything), a table without counters (all zero:
+never written, counters reset or ``track_counts`` off), or counters that went backwards (a
+statistics reset). A materialized view read by another is known by its file node, which each
+regular or swap refresh changes (a concurrent refresh moves its counters instead). A
+rolled-back write still moves the counters: the next check sees a change and refreshes once,
+needlessly but safely.
+
+The counters are the cumulative statistics system's: a committed write reaches them when its
+session flushes its statistics, about a second after the commit on PostgreSQL 15+ (at most 60
+s when the statistics lock is contended). A write committed in that window before a check is
+not seen by that check; the next one sees it. A refresh flushes its own session's statistics
+at once, so the views refreshed after it in the same batch read settled versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+if TYPE_CHECKING:
+    from .definition import MatViewDefinition
+    from .graph import ViewGraph
+    from .store import RunStore
+
+_QUERY = """
+WITH view AS (SELECT %(view)s::regclass AS oid),
+rule_deps AS (
+    SELECT d.refclassid, d.refobjid
+    FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid, view
+    WHERE r.ev_class = view.oid
+),
+sources AS (
+    SELECT refobjid AS oid FROM rule_deps, view WHERE refclassid = 'pg_class'::regclass AND refobjid <> view.oid
+    UNION
+    SELECT to_regclass(name) FROM unnest(%(declared)s::text[]) AS name
+),
+functions AS (
+    SELECT count(*) AS n FROM rule_deps JOIN pg_proc p ON rule_deps.refclassid = 'pg_proc'::regclass
+                                                      AND rule_deps.refobjid = p.oid
+    WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+)
+SELECT r.relation, r.relkind, r.relfilenode, r.n_tup_ins, r.n_tup_upd, r.n_tup_del, functions.n AS user_functions,
+       (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()) AS stats_reset
+FROM functions LEFT JOIN (
+    SELECT n.nspname || '.' || c.relname AS relation, c.relkind, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del
+    FROM sources JOIN pg_class c ON c.oid = sources.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+) r ON true
+ORDER BY 1
+"""
+
+
+def source_versions(conn: psycopg.Connection, view: str, declared: Sequence[str] = ()) -> dict[str, Any]:
+    """``{"relations": {relation: version or None}, "functions": n}`` for the deployed view
+    ``view`` (``schema.name``); ``declared`` are the definition's extra ``dependencies``. One
+    catalog query, no table scanned. A relation's version is ``None`` when it cannot be known."""
+    quoted = ".".join(f'"{part}"' for part in view.split(".", 1))  # regclass input: quoted identifiers
+    rows = conn.execute(_QUERY, {"view": quoted, "declared": list(declared)}).fetchall()
+    relations: dict[str, str | None] = {}
+    functions = 0
+    for relation, kind, filenode, inserted, updated, deleted, user_functions, reset in rows:
+        functions = int(user_functions or 0)
+        if relation is None:
+            continue  # no relation read (a function or constants only)
+        counters = (inserted or 0, updated or 0, deleted or 0)
+        # a table never written (or whose counters were reset) cannot be told apart: doubt; a
+        # materialized view's refreshes give it a new file node (concurrent ones move counters)
+        known = inserted is not None and (kind == "m" or (kind == "r" and any(counters)))
+        relations[relation] = f"{filenode}:{counters[0]}:{counters[1]}:{counters[2]}:{reset}" if known else None
+    return {"relations": relations, "functions": functions}
+
+
+def unchanged(current: Mapping[str, Any] | None, previous: Mapping[str, Any] | None) -> bool:
+    """Whether every source is known now and had the same version at the previous refresh:
+    only then may a refresh be skipped."""
+    if not current or not previous or current.get("functions") or previous.get("functions"):
+        return False
+    now, then = current.get("relations") or {}, previous.get("relations") or {}
+    if not now or any(version is None for version in now.values()):
+        return False
+    return now == then
+
+
+def flush_statistics(conn: psycopg.Connection) -> None:
+    """Make this session's pending statistics (a refresh's row counts) reach the shared counters
+    before its next statement returns (``pg_stat_force_next_flush``, PostgreSQL 15+), so the
+    views refreshed after it read settled versions; nothing on older servers or on error."""
+    if conn.info.server_version >= 150000 and not conn.closed:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_stat_force_next_flush()")
+
+
+def read_versions(conn: psycopg.Connection, definition: MatViewDefinition) -> dict[str, Any] | None:
+    """``source_versions`` of a defined view, ``None`` when they cannot be read (no view yet,
+    no privilege on the catalog): read before a refresh, so a write committed meanwhile
+    counts as a change at the next check."""
+    try:
+        return source_versions(conn, definition.name, definition.dependencies)
+    except psycopg.Error:
+        return None
+
+
+class SourceGate:
+    """For one ``refresh --if-changed`` batch: which views may be skipped. A view is skipped
+    when its sources are ``unchanged`` since its newest successful refresh that recorded them
+    and no upstream view in the batch was refreshed (the counters of a view refreshed a moment
+    ago may not show it yet). Thread-safe: the batch's workers share one gate."""
+
+    def __init__(self, runs: RunStore, graph: ViewGraph, names: Sequence[str]) -> None:
+        self.runs, self.graph, self.names = runs, graph, list(names)
+        self._previous: dict[str, Any] | None = None
+        self._refreshed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def unchanged(self, definition: MatViewDefinition, conn: psycopg.Connection) -> bool:
+        with self._lock:
+            if self._refreshed.intersection(self.graph.upstream(definition.name)):
+                self._refreshed.add(definition.name)
+                return False
+            if self._previous is None:  # read once, by the first worker
+                database = conn.info.dbname
+                self._previous = self.runs.last_source_versions(database_name=database, view_names=self.names)
+            previous = self._previous.get(definition.name)
+        if unchanged(read_versions(conn, definition), previous):
+            return True
+        with self._lock:
+            self._refreshed.add(definition.name)
+        return False

@@ -1,0 +1,121 @@
+"""``MatViewsComponent`` through ``dg`` (check, list, launch, scaffold) in subprocesses, loaded
+from ``defs.yaml``; declarative automation and freshness on the views' assets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from conftest import scalar
+
+from matviews_dagster import MatViewDefinition, build_definitions
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "matviews_demo"
+DG = str(Path(sys.executable).with_name("dg"))
+
+
+def dg_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MATVIEWS_DSN", "DAGSTER_HOME")}
+    environment.update(env, COLUMNS="250")
+    return subprocess.run([DG, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the example dg project, so a run writes nothing into the repository."""
+    copy = tmp_path / "matviews_demo"
+    shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("__pycache__", ".matviews"))
+    return copy
+
+
+@pytest.mark.slow
+def test_the_example_project_checks_lists_and_launches(project, dsn, db) -> None:
+    checked = dg_cli(["check", "defs"], project, MATVIEWS_DSN=dsn)
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+    listed = dg_cli(["list", "defs"], project, MATVIEWS_DSN=dsn)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    for key in ("public/mv_users", "public/mv_engaged_users", "public/users"):
+        assert key in listed.stdout
+    launched = dg_cli(["launch", "--assets", "*"], project, MATVIEWS_DSN=dsn)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert scalar(db, "SELECT count(*) FROM pg_matviews WHERE ispopulated") == 5
+    assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'success'") == 5
+
+
+@pytest.mark.slow
+def test_dg_scaffold_writes_a_component_that_loads_and_runs(project, dsn, db) -> None:
+    shutil.rmtree(project / "matviews_demo" / "defs" / "views")  # one MatViewsComponent per code location
+    scaffolded = dg_cli(["scaffold", "defs", "matviews_dagster.MatViewsComponent", "warehouse"], project)
+    assert scaffolded.returncode == 0, scaffolded.stderr[-2000:]
+    folder = project / "matviews_demo" / "defs" / "warehouse"
+    assert "type: matviews_dagster.MatViewsComponent" in (folder / "defs.yaml").read_text()
+    assert "mv_example" in (folder / "matviews.yaml").read_text()
+    assert dg_cli(["check", "defs"], project, DATABASE_URL=dsn).returncode == 0
+    launched = dg_cli(["launch", "--assets", "*"], project, DATABASE_URL=dsn)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert scalar(db, "SELECT count(*) FROM public.mv_example") == 1
+
+
+def test_inline_views_translation_automation_and_freshness_from_defs_yaml(project, dsn, db, users, monkeypatch) -> None:
+    folder = project / "matviews_demo" / "defs" / "views"
+    (folder / "defs.yaml").write_text(
+        textwrap.dedent(
+            """
+            type: matviews_dagster.MatViewsComponent
+            attributes:
+              dsn: "{{ env.APP_DSN }}"
+              max_parallel: 2
+              run_store: {schema_name: matviews_ops}
+              translation: {group_name: warehouse, key_prefix: [pg], tags: {team: data}}
+              views:
+                - name: mv_plans
+                  sql: SELECT plan, count(*) AS n FROM users GROUP BY plan
+                  freshness: {warn_after: 1h, fail_after: 6h}
+                - name: mv_pro
+                  sql: SELECT * FROM mv_plans WHERE plan = 'pro'
+                  automation: eager
+                - name: mv_nightly
+                  sql: SELECT count(*) AS n FROM users
+                  automation: {on_cron: "0 3 * * *"}
+            """
+        )
+    )
+    monkeypatch.setenv("APP_DSN", dsn)
+    monkeypatch.syspath_prepend(str(project))  # the project's package, as `pip install -e .` would
+    defs = dg.load_from_defs_folder(project_root=project)
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    plans, pro, nightly = (dg.AssetKey(["pg", "public", name]) for name in ("mv_plans", "mv_pro", "mv_nightly"))
+    assert {plans, pro, nightly} <= set(specs)
+    assert specs[pro].deps[0].asset_key == plans, "the prefix reaches lineage"
+    assert specs[plans].group_name == "warehouse" and specs[plans].tags["team"] == "data"
+    assert specs[pro].automation_condition is not None and specs[pro].automation_condition.get_label() == "eager"
+    assert "on_cron(0 3 * * *" in (specs[nightly].automation_condition.get_label() or "")
+    assert specs[plans].automation_condition is None
+    policy = specs[plans].freshness_policy
+    assert policy is not None and policy.fail_window.to_timedelta().total_seconds() == 6 * 3600
+    assert policy.warn_window is not None and policy.warn_window.to_timedelta().total_seconds() == 3600
+    assert defs.resolve_implicit_global_asset_job_def().execute_in_process().success
+    assert scalar(db, "SELECT count(*) FROM matviews_ops.mat_view_refresh_runs WHERE status = 'success'") == 3
+
+
+def test_one_real_automation_tick_refreshes_the_eager_view_after_its_upstream(dsn, db, users) -> None:
+    base = MatViewDefinition(name="mv_base", sql="SELECT id, plan FROM users")
+    eager = MatViewDefinition(name="mv_eager", sql="SELECT id FROM mv_base", automation="eager")
+    defs = build_definitions([base, eager], dsn=dsn)
+    base_key, eager_key = dg.AssetKey(["public", "mv_base"]), dg.AssetKey(["public", "mv_eager"])
+    with dg.instance_for_test() as instance:
+        job = defs.resolve_implicit_global_asset_job_def()
+        assert job.execute_in_process(instance=instance).success  # both exist and are fresh
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert job.execute_in_process(instance=instance, asset_selection=[base_key]).success
+        second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert second.get_num_requested(eager_key) == 1, "eager: its upstream view was refreshed"
+    assert second.get_num_requested(base_key) == 0
+    assert first.total_requested == 0, "nothing changed since both were refreshed"

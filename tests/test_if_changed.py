@@ -1,0 +1,127 @@
+"""``refresh --if-changed``: a view is skipped only when Postgres's own counters show that none
+of its sources changed since its last refresh; every kind of write, and every doubt, refreshes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import psycopg
+import pytest
+from test_cli import matviews
+
+from matviews_dagster import MatViewDefinition, MatViews
+from matviews_dagster.core.source_versions import source_versions
+from matviews_dagster.core.vocabulary import SOURCES_UNCHANGED
+
+VIEWS = [
+    MatViewDefinition(name="mv_src", sql="SELECT id, val FROM src"),
+    MatViewDefinition(name="mv_on_view", sql="SELECT id FROM mv_src WHERE val > 0"),
+    MatViewDefinition(name="mv_other", sql="SELECT count(*) AS n FROM other"),
+    MatViewDefinition(name="mv_plain", sql="SELECT id FROM plain_view"),
+    MatViewDefinition(name="mv_function", sql="SELECT src_total() AS total"),
+]
+YAML = "views:\n" + "".join(f"  - name: {v.name}\n    sql: {v.sql}\n" for v in VIEWS)
+
+
+def counters(db: psycopg.Connection, table: str) -> tuple:
+    db.execute("SELECT pg_stat_clear_snapshot()")
+    return db.execute(
+        "SELECT n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_all_tables WHERE relid = %s::regclass", (table,)
+    ).fetchone()
+
+
+def write(db: psycopg.Connection, statement: str, table: str = "src") -> float:
+    """Run ``statement`` and wait until the statistics show it; returns how long that took (s)."""
+    before = counters(db, table)
+    started = time.monotonic()
+    db.execute(statement)
+    while counters(db, table) == before and time.monotonic() - started < 70:
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def mv(dsn: str, db: psycopg.Connection) -> Callable[[], dict[str, str]]:
+    db.execute("CREATE TABLE src (id int PRIMARY KEY, val int)")
+    db.execute("INSERT INTO src SELECT g, g FROM generate_series(1, 10) g")
+    db.execute("CREATE TABLE other AS SELECT 1 AS id")
+    db.execute("CREATE VIEW plain_view AS SELECT id FROM src")
+    db.execute("CREATE FUNCTION src_total() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT sum(val) FROM src'")
+    with MatViews(dsn=dsn, definitions=VIEWS) as created:
+        assert all(r.ok for r in created.create_many(None))
+    for table in ("src", "other"):  # this session's writes reach the shared counters
+        while not any(counters(db, table)):
+            time.sleep(0.05)
+
+    def refresh() -> dict[str, str]:
+        with MatViews(dsn=dsn, definitions=VIEWS) as views:
+            results = list(views.refresh_many(None, if_changed=True))
+        assert all(r.ok for r in results), [r.error for r in results]
+        return {r.view.split(".")[1]: r.outcome for r in results}
+
+    refresh()  # the first refresh records what each view read
+    time.sleep(1.2)
+    return refresh
+
+
+def skipped(outcomes: dict[str, str]) -> set[str]:
+    return {view for view, outcome in outcomes.items() if outcome == SOURCES_UNCHANGED}
+
+
+def test_nothing_changed_skips_what_can_be_known_and_refreshes_every_doubt(mv) -> None:
+    assert skipped(mv()) == {"mv_src", "mv_on_view", "mv_other"}, "a plain view or a function is a doubt"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO src VALUES (11, 11)",
+        "UPDATE src SET val = val + 1 WHERE id = 1",
+        "DELETE FROM src WHERE id = 2",
+        "TRUNCATE src",
+    ],
+)
+def test_each_kind_of_write_refreshes_the_view_and_the_views_built_on_it(mv, db, statement) -> None:
+    if statement.startswith("TRUNCATE"):
+        db.execute(statement)  # a new file node, no counter needed
+    else:
+        write(db, statement)
+    assert skipped(mv()) == {"mv_other"}
+    time.sleep(1.2)
+    assert skipped(mv()) == {"mv_src", "mv_on_view", "mv_other"}, "refreshed once, then quiet again"
+
+
+def test_a_rolled_back_write_refreshes_once_needlessly_but_safely(mv, db) -> None:
+    before = counters(db, "src")
+    with db.transaction(force_rollback=True):
+        db.execute("INSERT INTO src VALUES (99, 99)")
+    while counters(db, "src") == before:
+        time.sleep(0.05)
+    assert "mv_src" not in skipped(mv())
+
+
+def test_a_statistics_reset_counts_as_changed(mv, db) -> None:
+    db.execute("SELECT pg_stat_reset()")
+    time.sleep(0.2)
+    assert skipped(mv()) == set(), "counters at zero cannot be told from 'never written'"
+
+
+def test_versions_come_from_the_deployed_views_dependencies(dsn, mv, db) -> None:
+    found = source_versions(db, "public.mv_on_view")
+    assert list(found["relations"]) == ["public.mv_src"] and found["functions"] == 0
+    assert source_versions(db, "public.mv_plain")["relations"] == {"public.plain_view": None}
+    assert source_versions(db, "public.mv_function")["functions"] == 1
+
+
+def test_the_cli_reports_skipped_views_and_refuses_to_enqueue_the_flag(mv, dsn, tmp_path) -> None:
+    (tmp_path / "matviews.yaml").write_text(YAML)
+    done = matviews(tmp_path, dsn, "refresh", "--all", "--if-changed", "--json")
+    assert done.returncode == 0, done.stderr
+    outcomes = {json.loads(line)["view"]: json.loads(line)["outcome"] for line in done.stdout.splitlines()}
+    assert outcomes["public.mv_src"] == SOURCES_UNCHANGED and outcomes["public.mv_plain"] != SOURCES_UNCHANGED
+    text = matviews(tmp_path, dsn, "refresh", "mv_src", "--if-changed")
+    assert text.returncode == 0 and "public.mv_src: skipped (sources unchanged)" in text.stdout
+    enqueued = matviews(tmp_path, dsn, "refresh", "mv_src", "--if-changed", "--enqueue", MATVIEWS_ADAPTER="queue")
+    assert enqueued.returncode == 2 and "--if-changed cannot be enqueued" in enqueued.stderr
