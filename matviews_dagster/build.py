@@ -19,10 +19,12 @@ from .assets import (
 from .automation import build_matview_schedules, build_queue_sensor, nightly_refresh_schedule
 from .core.definition import MatViewDefinition, load_definitions
 from .core.graph import ViewGraph
+from .core.names import QualifiedName
 from .core.settings import DEFAULTS
 from .core.vocabulary import DEFAULT_MAX_PARALLEL, RefreshViewJob
 from .ops import build_create_job, build_delete_job
 from .resources import MatViewsResource, RunStoreResource, quiet_dagster_warnings
+from .sources import DEFAULT_OBSERVE_CRON, observable_sources
 from .translator import DagsterMatViewTranslator
 
 
@@ -39,6 +41,7 @@ def build_definitions(
     nightly_cron: str | None = None,
     queue_sensor_interval: int = 10,
     extra_assets: Sequence[dg.AssetsDefinition | dg.AssetSpec] = (),
+    observe_cron: str | None = DEFAULT_OBSERVE_CRON,
 ) -> dg.Definitions:
     """The views' assets and checks (one ``@matview_assets`` step), create/refresh/delete jobs,
     schedules, the queue sensor and the resources, in one ``Definitions``.
@@ -48,8 +51,10 @@ def build_definitions(
     ``matviews`` replaces the ``MatViewsResource`` built from ``dsn``, ``runs_dsn``,
     ``runs_schema`` and ``max_parallel``. ``extra_assets`` (e.g. the assets that load the
     source tables) take the place of the external source assets with the same keys.
-    ``nightly_cron`` adds a schedule refreshing every view. Raises ``ValueError`` for an
-    invalid definitions file, a duplicate view or a cycle.
+    ``nightly_cron`` adds a schedule refreshing every view. The tables the views read are
+    observable source assets (``matviews_sources``, data versions from Postgres's counters);
+    when a view uses ``automation``, the automation sensor observes them on ``observe_cron``.
+    Raises ``ValueError`` for an invalid definitions file, a duplicate view or a cycle.
     """
     quiet_dagster_warnings()
     if isinstance(definitions_or_yaml_path, (str, Path)):
@@ -62,7 +67,7 @@ def build_definitions(
     targets = view_keys([views])
     keys = {name: key for name, (key, _) in targets.items()}
     extra_keys = [key for extra in extra_assets for key in _keys(extra)]
-    sources = source_asset_specs([views], also_defined=extra_keys)
+    sources = _sources(graph, translator, source_asset_specs([views], also_defined=extra_keys), observe_cron)
     refresh_job = dg.define_asset_job(
         RefreshViewJob,
         selection=dg.AssetSelection.assets(*keys.values()),
@@ -87,6 +92,21 @@ def build_definitions(
     )
     register_location(location, defs)  # the adapter runs this very code location's jobs (inline, graphql)
     return defs
+
+
+def _sources(
+    graph: ViewGraph, translator: DagsterMatViewTranslator, external: list[dg.AssetSpec], observe_cron: str | None
+) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+    """The source tables as one observable asset (their relation known), the rest as specs."""
+    relations = {
+        translator.get_source_asset_key(relation): str(relation)
+        for definition in graph
+        for relation in (*graph.sources(definition.name), *map(QualifiedName.parse, definition.dependencies))
+    }
+    observed = {spec.key: relations[spec.key] for spec in external if spec.key in relations}
+    cron = observe_cron if any(definition.automation for definition in graph) else None
+    rest = [spec for spec in external if spec.key not in observed]
+    return [observable_sources(observed, observe_cron=cron), *rest] if observed else rest
 
 
 def _location_key(definitions: Sequence[MatViewDefinition], translator: DagsterMatViewTranslator) -> str:

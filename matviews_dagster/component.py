@@ -30,6 +30,7 @@ from .core.definition import MatViewDefinition, definitions_from_mapping, load_d
 from .core.graph import ViewGraph
 from .core.settings import DEFAULTS
 from .core.vocabulary import DEFAULT_MAX_PARALLEL
+from .sources import DEFAULT_OBSERVE_CRON
 from .translator import DagsterMatViewTranslator
 
 EXAMPLE_VIEWS = """\
@@ -106,6 +107,9 @@ class MatViewsComponent(dg.Component, dg.Resolvable, dg.Model):
     run_store: RunStoreModel | None = Field(default=None, description="Where the run tables live.")
     max_parallel: int = Field(default=DEFAULT_MAX_PARALLEL, ge=1, description="Views refreshed at once.")
     queue_sensor_interval: int = Field(default=10, ge=1, description="Seconds between the queue sensor's ticks.")
+    observe_cron: str | None = Field(
+        default=DEFAULT_OBSERVE_CRON, description="When automation observes the source tables (views with automation)."
+    )
     translation: TranslationModel | None = Field(default=None, description="Group, key prefix and tags of the assets.")
     demo: bool = Field(default=False, description="The package's demo views and the asset loading their tables.")
 
@@ -143,5 +147,6 @@ class MatViewsComponent(dg.Component, dg.Resolvable, dg.Model):
             translator=_TranslatedTranslator(self.translation) if self.translation else None,
             max_parallel=self.max_parallel,
             queue_sensor_interval=self.queue_sensor_interval,
+            observe_cron=self.observe_cron,
             extra_assets=extra,
         )

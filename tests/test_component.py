@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -119,3 +120,37 @@ def test_one_real_automation_tick_refreshes_the_eager_view_after_its_upstream(ds
     assert second.get_num_requested(eager_key) == 1, "eager: its upstream view was refreshed"
     assert second.get_num_requested(base_key) == 0
     assert first.total_requested == 0, "nothing changed since both were refreshed"
+
+
+def test_eager_views_refresh_when_an_observed_source_table_changed_and_not_otherwise(dsn, db) -> None:
+    db.execute("CREATE TABLE src AS SELECT g AS id FROM generate_series(1, 5) g")
+    eager = MatViewDefinition(name="mv_eager_src", sql="SELECT id FROM src", automation="eager")
+    defs = build_definitions([eager], dsn=dsn, observe_cron="*/5 * * * *")
+    source, view = dg.AssetKey(["public", "src"]), dg.AssetKey(["public", "mv_eager_src"])
+    spec = next(s for s in defs.resolve_all_asset_specs() if s.key == source)
+    assert getattr(spec.automation_condition, "cron_schedule", None) == "*/5 * * * *"
+    job = defs.resolve_implicit_global_asset_job_def()
+
+    def counters() -> tuple:
+        db.execute("SELECT pg_stat_clear_snapshot()")
+        return db.execute("SELECT n_tup_ins FROM pg_stat_all_tables WHERE relname = 'src'").fetchone()
+
+    def settled(before: tuple) -> None:  # this session's write reaches the shared counters
+        deadline = time.monotonic() + 30
+        while counters() == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    settled((0,))
+    with dg.instance_for_test() as instance:
+        assert job.execute_in_process(instance=instance, asset_selection=[source]).success  # an observation
+        assert job.execute_in_process(instance=instance, asset_selection=[view]).success
+        baseline = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert job.execute_in_process(instance=instance, asset_selection=[source]).success
+        quiet = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=baseline.cursor)
+        assert quiet.get_num_requested(view) == 0, "observed again, same version: nothing to refresh"
+        before = counters()
+        db.execute("INSERT INTO src VALUES (6)")
+        settled(before)
+        assert job.execute_in_process(instance=instance, asset_selection=[source]).success
+        changed = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=quiet.cursor)
+        assert changed.get_num_requested(view) == 1, "the table changed: the eager view is requested"

@@ -108,6 +108,14 @@ def test_a_statistics_reset_counts_as_changed(mv, db) -> None:
     assert skipped(mv()) == set(), "counters at zero cannot be told from 'never written'"
 
 
+def test_each_refresh_records_the_versions_it_read(mv, db) -> None:
+    meta = db.execute(
+        "SELECT meta -> 'source_versions' FROM mat_view_refresh_runs WHERE view_name = 'public.mv_on_view' "
+        "ORDER BY id DESC LIMIT 1"
+    ).fetchone()[0]
+    assert list(meta["relations"]) == ["public.mv_src"] and meta["relations"]["public.mv_src"] is not None
+
+
 def test_versions_come_from_the_deployed_views_dependencies(dsn, mv, db) -> None:
     found = source_versions(db, "public.mv_on_view")
     assert list(found["relations"]) == ["public.mv_src"] and found["functions"] == 0

@@ -75,14 +75,39 @@ def source_versions(conn: psycopg.Connection, view: str, declared: Sequence[str]
     functions = 0
     for relation, kind, filenode, inserted, updated, deleted, user_functions, reset in rows:
         functions = int(user_functions or 0)
-        if relation is None:
-            continue  # no relation read (a function or constants only)
-        counters = (inserted or 0, updated or 0, deleted or 0)
-        # a table never written (or whose counters were reset) cannot be told apart: doubt; a
-        # materialized view's refreshes give it a new file node (concurrent ones move counters)
-        known = inserted is not None and (kind == "m" or (kind == "r" and any(counters)))
-        relations[relation] = f"{filenode}:{counters[0]}:{counters[1]}:{counters[2]}:{reset}" if known else None
+        if relation is not None:  # none: the view reads no relation (a function or constants only)
+            relations[relation] = _version(kind, filenode, (inserted, updated, deleted), reset)
     return {"relations": relations, "functions": functions}
+
+
+_RELATIONS = """
+SELECT r.name, c.relkind, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del,
+       (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database())
+FROM unnest(%s::text[], %s::text[]) AS r(name, quoted)
+LEFT JOIN pg_class c ON c.oid = to_regclass(r.quoted) LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+"""
+
+
+def relation_versions(conn: psycopg.Connection, relations: Sequence[str]) -> dict[str, str | None]:
+    """``{relation: version or None}`` of relations named ``schema.name`` (a missing one is
+    ``None``): what a Dagster observation of source tables reports as their data versions."""
+    quoted = [".".join(f'"{part}"' for part in name.split(".", 1)) for name in relations]
+    rows = conn.execute(_RELATIONS, (list(relations), quoted)).fetchall()
+    return {
+        name: _version(kind, filenode, (ins, upd, dele), reset) for name, kind, filenode, ins, upd, dele, reset in rows
+    }
+
+
+def _version(kind: str | None, filenode: int | None, counters: tuple[Any, Any, Any], reset: object) -> str | None:
+    """A table never written (or whose counters were reset) cannot be told from an unchanged
+    one: ``None``; a materialized view's refreshes give it a new file node (concurrent ones move
+    its counters); anything else (a plain view, a foreign table) is ``None``."""
+    if counters[0] is None or kind not in ("r", "m"):
+        return None
+    ins, upd, dele = (int(c or 0) for c in counters)
+    if kind == "r" and not (ins or upd or dele):
+        return None
+    return f"{filenode}:{ins}:{upd}:{dele}:{reset}"
 
 
 def unchanged(current: Mapping[str, Any] | None, previous: Mapping[str, Any] | None) -> bool:
