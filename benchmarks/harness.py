@@ -186,3 +186,19 @@ def url_for(dsn: str) -> str:
     if query and params.get("port"):
         query += f"&port={params['port']}"
     return f"postgresql+psycopg2://{user}{password}@{netloc}/{params['dbname']}{query}"
+
+
+@contextmanager
+def background(args: Sequence[str], cwd: Path, env: dict[str, str], log: str) -> Iterator[subprocess.Popen]:
+    """A long-running process (``dagster-daemon``, a webserver), its stderr in ``cwd/log``,
+    stopped (killed if need be) afterwards."""
+    with open(cwd / log, "w") as stderr:
+        process = subprocess.Popen(list(args), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()

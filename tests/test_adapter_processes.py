@@ -14,7 +14,6 @@ import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -22,7 +21,7 @@ import pytest
 from conftest import new_database, scalar
 from psycopg.conninfo import make_conninfo
 
-from benchmarks.harness import url_for
+from benchmarks.harness import background, url_for
 from matviews_dagster import MatViewDefinition, MatViews, MatViewsAdapter, RefreshViewJob, build_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,21 +70,6 @@ def project(tmp_path: Path, dsn: str, users) -> Path:
         for view in VIEWS:
             assert mv.create(view).status == "success"
     return tmp_path
-
-
-@contextmanager
-def background(args: list[str], cwd: Path, env: dict[str, str], log: str) -> Iterator[subprocess.Popen]:
-    """A long-running Dagster process for the test, stopped (killed if need be) afterwards."""
-    with open(cwd / log, "w") as stderr:
-        process = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def environment(dsn: str, home: Path, **extra: str) -> dict[str, str]:

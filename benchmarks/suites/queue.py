@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 
 from ..data import load_source
-from ..harness import ROOT, Bench, Sample, Section, table, url_for
+from ..harness import ROOT, Bench, Sample, Section, background, table, url_for
 
 VIEWS = 10
 WRITERS = 4
@@ -58,34 +58,17 @@ def _drain(bench: Bench, directory: Path, dsn: str, storage: str, requests: int,
     home.mkdir()
     shutil.copy(ROOT / "examples" / "dagster.yaml", home / "dagster.yaml")
     env = bench.env(MATVIEWS_DSN=dsn, DAGSTER_HOME=str(home), DAGSTER_PG_URL=url_for(storage))
-    with open(directory / "daemon.log", "w") as log:
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-f", "defs.py"],
-            cwd=directory,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        try:
-            _wait(dsn, "SELECT count(*) FROM mat_view_queue_consumers", 1, 180, "the queue sensor's first tick")
-            share = [requests // WRITERS + (1 if i < requests % WRITERS else 0) for i in range(WRITERS)]
-            writers = [
-                subprocess.Popen(
-                    [sys.executable, "writer.py", str(directory / "views.yaml"), str(n)], cwd=directory, env=env
-                )
-                for n in share
-            ]
-            for writer in writers:
-                if writer.wait(300) != 0:
-                    raise RuntimeError("a writer failed to enqueue")
-            unsettled = "SELECT count(*) FROM mat_view_run_requests WHERE status IN ('pending', 'submitted')"
-            _wait(dsn, unsettled, 0, 900, "the queue to drain")
-        finally:
-            daemon.terminate()
-            try:
-                daemon.wait(60)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+    daemon = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-f", "defs.py"]
+    with background(daemon, directory, env, "daemon.log"):
+        _wait(dsn, "SELECT count(*) FROM mat_view_queue_consumers", 1, 180, "the queue sensor's first tick")
+        share = [requests // WRITERS + (1 if i < requests % WRITERS else 0) for i in range(WRITERS)]
+        writer = [sys.executable, "writer.py", str(directory / "views.yaml")]
+        writers = [subprocess.Popen([*writer, str(n)], cwd=directory, env=env) for n in share]
+        for process in writers:
+            if process.wait(300) != 0:
+                raise RuntimeError("a writer failed to enqueue")
+        unsettled = "SELECT count(*) FROM mat_view_run_requests WHERE status IN ('pending', 'submitted')"
+        _wait(dsn, unsettled, 0, 900, "the queue to drain")
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
             """SELECT extract(epoch FROM max(finished_at) - min(enqueued_at)),
