@@ -13,6 +13,7 @@ from .core.store.requests import Claim, RunRequestQueue, RunRequestRow, outcome_
 from .core.vocabulary import JOB_KINDS, RUN_KEY_TAG
 from .ops import Request, ViewTargets, coalesce, parse_request, plan_run
 from .resources import MatViewsResource
+from .translator import valid_cron
 
 
 def build_matview_schedules(views: Iterable[tuple[MatViewDefinition, dg.AssetKey]]) -> list[dg.ScheduleDefinition]:
@@ -25,7 +26,7 @@ def build_matview_schedules(views: Iterable[tuple[MatViewDefinition, dg.AssetKey
             schedules.append(
                 dg.ScheduleDefinition(
                     name=f"refresh_{name}_schedule",
-                    cron_schedule=definition.schedule_cron,
+                    cron_schedule=valid_cron(definition.schedule_cron, definition, "schedule_cron"),
                     target=dg.AssetSelection.assets(key),
                     description=f"Refresh {definition.name} on {definition.schedule_cron}",
                 )

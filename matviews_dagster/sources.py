@@ -3,6 +3,7 @@
 (``automation: eager``) refreshes a view when a table it reads changed, and not otherwise."""
 
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 
 import dagster as dg
@@ -35,7 +36,6 @@ def observable_sources(
         for key, relation in sorted(relations.items(), key=lambda item: item[0].to_user_string())
     ]
 
-    @dg.multi_observable_source_asset(specs=specs, name=SOURCES_ASSET, can_subset=True)
     def matviews_sources(context: dg.AssetExecutionContext, matviews: MatViewsResource) -> Iterator[dg.ObserveResult]:
         selected = [key for key in relations if key in context.selected_asset_keys]
         with matviews.get_connection() as conn:
@@ -48,4 +48,6 @@ def observable_sources(
                 metadata={"version": version or "unknown (counted as changed)"},
             )
 
-    return matviews_sources
+    with warnings.catch_warnings():  # a beta API of Dagster's, used on purpose: not the user's concern
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.multi_observable_source_asset(specs=specs, name=SOURCES_ASSET, can_subset=True)(matviews_sources)

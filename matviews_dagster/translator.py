@@ -69,7 +69,9 @@ class DagsterMatViewTranslator:
         if definition.automation == "eager":
             return dg.AutomationCondition.eager()
         if definition.automation is not None:
-            return dg.AutomationCondition.on_cron(definition.automation.on_cron)
+            return dg.AutomationCondition.on_cron(
+                valid_cron(definition.automation.on_cron, definition, "automation on_cron")
+            )
         return None
 
     def get_freshness_policy(self, definition: MatViewDefinition) -> dg.FreshnessPolicy | None:
@@ -102,6 +104,15 @@ class DagsterMatViewTranslator:
         if definition.name not in specs:
             specs[definition.name] = self.get_asset_spec(definition, graph)
         return specs[definition.name]
+
+
+def valid_cron(cron: str, definition: MatViewDefinition, field: str) -> str:
+    """``cron`` when Dagster accepts it, else ``ValueError`` naming the view and the field."""
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(cron):
+        raise ValueError(f"{definition.name}: {field} {cron!r} is not a valid cron expression (e.g. '0 3 * * *')")
+    return cron
 
 
 def with_definition(spec: dg.AssetSpec, definition: MatViewDefinition) -> dg.AssetSpec:

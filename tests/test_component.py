@@ -154,3 +154,20 @@ def test_eager_views_refresh_when_an_observed_source_table_changed_and_not_other
         assert job.execute_in_process(instance=instance, asset_selection=[source]).success
         changed = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=quiet.cursor)
         assert changed.get_num_requested(view) == 1, "the table changed: the eager view is requested"
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ({"automation": {"on_cron": "99 * * * *"}}, "automation on_cron '99 \\* \\* \\* \\*' is not a valid cron"),
+        ({"schedule_cron": "99 * * * *"}, "schedule_cron '99 \\* \\* \\* \\*' is not a valid cron"),
+    ],
+)
+def test_a_cron_dagster_refuses_is_refused_at_load_naming_the_view(field, message) -> None:
+    with pytest.raises(ValueError, match=f"public.mv_bad: {message}"):
+        build_definitions([MatViewDefinition(name="mv_bad", sql="SELECT 1 AS x", **field)], dsn="postgresql://x/y")
+
+
+def test_a_freshness_window_dagster_refuses_is_refused_by_the_definition() -> None:
+    with pytest.raises(ValueError, match="fail_after must be at least 1m"):
+        MatViewDefinition(name="mv_bad", sql="SELECT 1 AS x", freshness={"fail_after": "30s"})

@@ -133,3 +133,49 @@ def test_the_cli_reports_skipped_views_and_refuses_to_enqueue_the_flag(mv, dsn, 
     assert text.returncode == 0 and "public.mv_src: skipped (sources unchanged)" in text.stdout
     enqueued = matviews(tmp_path, dsn, "refresh", "mv_src", "--if-changed", "--enqueue", MATVIEWS_ADAPTER="queue")
     assert enqueued.returncode == 2 and "--if-changed cannot be enqueued" in enqueued.stderr
+
+
+def test_what_must_never_be_skipped(dsn, db) -> None:
+    """Clock functions, operators over user functions, an unpopulated view and a changed
+    definition always refresh; a write to a table that inherits from the source is seen."""
+    db.execute("CREATE TABLE orders AS SELECT g AS id, g * 10 AS amount, now() AS ts FROM generate_series(1, 5) g")
+    db.execute("CREATE TABLE parent (id int, v int)")
+    db.execute("CREATE TABLE child () INHERITS (parent)")
+    db.execute("INSERT INTO parent VALUES (1, 1)")
+    db.execute("INSERT INTO child VALUES (2, 2)")
+    db.execute("CREATE TABLE rates AS SELECT 2 AS r")
+    db.execute("CREATE FUNCTION times_rate(int, int) RETURNS int LANGUAGE sql STABLE AS 'SELECT $1 * r FROM rates'")
+    db.execute("CREATE OPERATOR ### (FUNCTION = times_rate, LEFTARG = int, RIGHTARG = int)")
+    views = [
+        MatViewDefinition(name="mv_clock", sql="SELECT count(*) AS n FROM orders WHERE ts > now() - interval '1 hour'"),
+        MatViewDefinition(name="mv_today", sql="SELECT count(*) AS n FROM orders WHERE ts::date = current_date"),
+        MatViewDefinition(name="mv_operator", sql="SELECT id, amount ### 1 AS x FROM orders"),
+        MatViewDefinition(name="mv_parent", sql="SELECT count(*) AS n, sum(v) AS v FROM parent"),
+        MatViewDefinition(name="mv_orders", sql="SELECT id, amount FROM orders"),
+    ]
+
+    def refresh(definitions: list[MatViewDefinition] = views) -> set[str]:
+        with MatViews(dsn=dsn, definitions=definitions) as mv:
+            results = list(mv.refresh_many(None, if_changed=True))
+        assert all(r.ok for r in results)
+        return {r.view.split(".")[1] for r in results if r.outcome == SOURCES_UNCHANGED}
+
+    with MatViews(dsn=dsn, definitions=views) as mv:
+        assert all(r.ok for r in mv.create_many(None))
+    for table in ("orders", "parent", "child", "rates"):
+        while not any(counters(db, table)):
+            time.sleep(0.05)
+    refresh()
+    time.sleep(1.2)
+    assert refresh() == {"mv_parent", "mv_orders"}, "clock, operator over a user function: doubt"
+    write(db, "INSERT INTO child VALUES (3, 3)", "child")
+    assert "mv_parent" not in refresh(), "a write to a child of the table read"
+    db.execute("REFRESH MATERIALIZED VIEW mv_orders WITH NO DATA")
+    assert "mv_orders" not in refresh(), "an unpopulated view"
+    time.sleep(1.2)
+    assert refresh() >= {"mv_orders"}
+    changed = [
+        v if v.name != "public.mv_orders" else v.model_copy(update={"sql": "SELECT id FROM orders"}) for v in views
+    ]
+    assert "mv_orders" not in refresh(changed), "a changed definition refreshes (and applies)"
+    assert [c.name for c in psycopg.connect(dsn).execute("SELECT * FROM mv_orders LIMIT 0").description] == ["id"]

@@ -62,6 +62,8 @@ class Freshness(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Freshness:
         fail = duration_seconds(self.fail_after, "freshness fail_after")
+        if fail < 60:
+            raise ValueError("freshness fail_after must be at least 1m (Dagster's shortest freshness window)")
         if self.warn_after is not None and duration_seconds(self.warn_after, "freshness warn_after") >= fail:
             raise ValueError("freshness warn_after must be shorter than fail_after")
         return self

@@ -8,11 +8,13 @@ in ``pg_depend`` (what Postgres resolved, whatever the search path), plus the de
 declared ``dependencies``.
 
 Doubt counts as changed, so a refresh that was needed is never skipped: a source that is not a
-table or materialized view (a plain view, a foreign table), a view that calls a function
-outside ``pg_catalog`` (its body may read anything), a table without counters (all zero:
-never written, counters reset or ``track_counts`` off), or counters that went backwards (a
-statistics reset). A materialized view read by another is known by its file node, which each
-regular or swap refresh changes (a concurrent refresh moves its counters instead). A
+table or materialized view (a plain view, a foreign or partitioned table), a query that calls a
+function outside ``pg_catalog`` (directly or through an operator), a volatile function or the
+clock, a table without counters (all zero: never written, counters reset or ``track_counts``
+off), counters that went backwards (a statistics reset), an unpopulated view, or a changed
+definition. Tables inheriting from a source are sources too. A materialized view read by
+another is known by its file node, which each regular or swap refresh changes (a concurrent
+refresh moves its counters instead). A
 rolled-back write still moves the counters: the next check sees a change and refreshes once,
 needlessly but safely.
 
@@ -26,6 +28,8 @@ at once, so the views refreshed after it in the same batch read settled versions
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,25 +42,46 @@ if TYPE_CHECKING:
     from .store import RunStore
 
 _QUERY = """
-WITH view AS (SELECT %(view)s::regclass AS oid),
+WITH RECURSIVE view AS (SELECT %(view)s::regclass AS oid),
 rule_deps AS (
     SELECT d.refclassid, d.refobjid
     FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid, view
     WHERE r.ev_class = view.oid
 ),
-sources AS (
+direct AS (
     SELECT refobjid AS oid FROM rule_deps, view WHERE refclassid = 'pg_class'::regclass AND refobjid <> view.oid
     UNION
     SELECT to_regclass(name) FROM unnest(%(declared)s::text[]) AS name
 ),
-functions AS (
-    SELECT count(*) AS n FROM rule_deps JOIN pg_proc p ON rule_deps.refclassid = 'pg_proc'::regclass
-                                                      AND rule_deps.refobjid = p.oid
-    WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+sources(oid) AS (  -- and every table that inherits from one (pg_depend names the parent only)
+    SELECT oid FROM direct
+    UNION
+    SELECT i.inhrelid FROM pg_inherits i JOIN sources ON i.inhparent = sources.oid
+),
+called AS (  -- functions the query calls, directly or through an operator
+    SELECT refobjid AS oid FROM rule_deps WHERE refclassid = 'pg_proc'::regclass
+    UNION
+    SELECT o.oprcode::oid FROM rule_deps JOIN pg_operator o ON rule_deps.refclassid = 'pg_operator'::regclass
+                                                         AND rule_deps.refobjid = o.oid
+),
+doubts AS (
+    SELECT count(*) FILTER (
+               WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+                  OR p.provolatile = 'v')
+           -- pg_catalog's functions are pinned: pg_depend never names them, so the clock and the
+           -- volatile ones are found in the view's text
+           + CASE WHEN pg_get_viewdef((SELECT oid FROM view)) ~* (
+                       '\\m(current_date|current_time|current_timestamp|localtime|localtimestamp)\\M'
+                       || '|\\m(now|statement_timestamp|transaction_timestamp|clock_timestamp|timeofday|age'
+                       || '|random|random_normal|gen_random_uuid|nextval|currval|current_setting'
+                       || '|txid_current|pg_current_xact_id)\\s*\\(')
+                  THEN 1 ELSE 0 END AS n
+    FROM called JOIN pg_proc p ON p.oid = called.oid
 )
-SELECT r.relation, r.relkind, r.relfilenode, r.n_tup_ins, r.n_tup_upd, r.n_tup_del, functions.n AS user_functions,
+SELECT r.relation, r.relkind, r.relfilenode, r.n_tup_ins, r.n_tup_upd, r.n_tup_del, doubts.n AS doubts,
+       (SELECT relispopulated FROM pg_class WHERE oid = (SELECT oid FROM view)) AS populated,
        (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()) AS stats_reset
-FROM functions LEFT JOIN (
+FROM doubts LEFT JOIN (
     SELECT n.nspname || '.' || c.relname AS relation, c.relkind, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del
     FROM sources JOIN pg_class c ON c.oid = sources.oid JOIN pg_namespace n ON n.oid = c.relnamespace
     LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
@@ -72,12 +97,12 @@ def source_versions(conn: psycopg.Connection, view: str, declared: Sequence[str]
     quoted = ".".join(f'"{part}"' for part in view.split(".", 1))  # regclass input: quoted identifiers
     rows = conn.execute(_QUERY, {"view": quoted, "declared": list(declared)}).fetchall()
     relations: dict[str, str | None] = {}
-    functions = 0
-    for relation, kind, filenode, inserted, updated, deleted, user_functions, reset in rows:
-        functions = int(user_functions or 0)
+    doubts, populated = 0, False
+    for relation, kind, filenode, inserted, updated, deleted, doubt, is_populated, reset in rows:
+        doubts, populated = int(doubt or 0), bool(is_populated)
         if relation is not None:  # none: the view reads no relation (a function or constants only)
             relations[relation] = _version(kind, filenode, (inserted, updated, deleted), reset)
-    return {"relations": relations, "functions": functions}
+    return {"relations": relations, "functions": doubts, "populated": populated}
 
 
 _RELATIONS = """
@@ -115,6 +140,8 @@ def unchanged(current: Mapping[str, Any] | None, previous: Mapping[str, Any] | N
     only then may a refresh be skipped."""
     if not current or not previous or current.get("functions") or previous.get("functions"):
         return False
+    if not current.get("populated") or current.get("definition") != previous.get("definition"):
+        return False  # an unpopulated view, or a changed definition (its policy applies on refresh)
     now, then = current.get("relations") or {}, previous.get("relations") or {}
     if not now or any(version is None for version in now.values()):
         return False
@@ -135,9 +162,12 @@ def read_versions(conn: psycopg.Connection, definition: MatViewDefinition) -> di
     no privilege on the catalog): read before a refresh, so a write committed meanwhile
     counts as a change at the next check."""
     try:
-        return source_versions(conn, definition.name, definition.dependencies)
+        versions = source_versions(conn, definition.name, definition.dependencies)
     except psycopg.Error:
         return None
+    stored = json.dumps(definition.stored_fields(), sort_keys=True)
+    versions["definition"] = hashlib.sha256(stored.encode()).hexdigest()[:16]
+    return versions
 
 
 class SourceGate:
