@@ -106,21 +106,31 @@ def source_versions(conn: psycopg.Connection, view: str, declared: Sequence[str]
 
 
 _RELATIONS = """
-SELECT r.name, c.relkind, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del,
+WITH RECURSIVE named AS (
+    SELECT r.name, to_regclass(r.quoted) AS root FROM unnest(%s::text[], %s::text[]) AS r(name, quoted)
+),
+tree(name, oid) AS (  -- each relation and every table that inherits from it
+    SELECT name, root FROM named WHERE root IS NOT NULL
+    UNION
+    SELECT tree.name, i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid
+)
+SELECT named.name, c.relkind, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del,
        (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database())
-FROM unnest(%s::text[], %s::text[]) AS r(name, quoted)
-LEFT JOIN pg_class c ON c.oid = to_regclass(r.quoted) LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+FROM named LEFT JOIN tree ON tree.name = named.name LEFT JOIN pg_class c ON c.oid = tree.oid
+LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+ORDER BY named.name, c.oid
 """
 
 
 def relation_versions(conn: psycopg.Connection, relations: Sequence[str]) -> dict[str, str | None]:
     """``{relation: version or None}`` of relations named ``schema.name`` (a missing one is
-    ``None``): what a Dagster observation of source tables reports as their data versions."""
+    ``None``; a table with children is versioned with them): what a Dagster observation of
+    the source tables reports as their data versions."""
     quoted = [".".join(f'"{part}"' for part in name.split(".", 1)) for name in relations]
-    rows = conn.execute(_RELATIONS, (list(relations), quoted)).fetchall()
-    return {
-        name: _version(kind, filenode, (ins, upd, dele), reset) for name, kind, filenode, ins, upd, dele, reset in rows
-    }
+    members: dict[str, list[str | None]] = {}
+    for name, kind, node, ins, upd, dele, reset in conn.execute(_RELATIONS, (list(relations), quoted)).fetchall():
+        members.setdefault(name, []).append(_version(kind, node, (ins, upd, dele), reset))
+    return {name: None if None in found else ";".join(v for v in found if v) for name, found in members.items()}
 
 
 def _version(kind: str | None, filenode: int | None, counters: tuple[Any, Any, Any], reset: object) -> str | None:
