@@ -48,7 +48,9 @@ def mv(dsn: str, db: psycopg.Connection) -> Callable[[], dict[str, str]]:
     db.execute("INSERT INTO src SELECT g, g FROM generate_series(1, 10) g")
     db.execute("CREATE TABLE other AS SELECT 1 AS id")
     db.execute("CREATE VIEW plain_view AS SELECT id FROM src")
-    db.execute("CREATE FUNCTION src_total() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT sum(val) FROM src'")
+    db.execute(
+        "CREATE FUNCTION src_total() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT sum(val) FROM public.src'"
+    )  # qualified: PG17+ refreshes under a safe search_path
     with MatViews(dsn=dsn, definitions=VIEWS) as created:
         assert all(r.ok for r in created.create_many(None))
     for table in ("src", "other"):  # this session's writes reach the shared counters
@@ -144,7 +146,9 @@ def test_what_must_never_be_skipped(dsn, db) -> None:
     db.execute("INSERT INTO parent VALUES (1, 1)")
     db.execute("INSERT INTO child VALUES (2, 2)")
     db.execute("CREATE TABLE rates AS SELECT 2 AS r")
-    db.execute("CREATE FUNCTION times_rate(int, int) RETURNS int LANGUAGE sql STABLE AS 'SELECT $1 * r FROM rates'")
+    db.execute(
+        "CREATE FUNCTION times_rate(int, int) RETURNS int LANGUAGE sql STABLE AS 'SELECT $1 * r FROM public.rates'"
+    )
     db.execute("CREATE OPERATOR ### (FUNCTION = times_rate, LEFTARG = int, RIGHTARG = int)")
     views = [
         MatViewDefinition(name="mv_clock", sql="SELECT count(*) AS n FROM orders WHERE ts > now() - interval '1 hour'"),
