@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from ..connection import connect
@@ -54,6 +53,11 @@ class RunRequestRow:
     run_key: str | None = None
     finished_at: datetime | None = None
     running_since: datetime | None = None
+
+    @property
+    def selected(self) -> list[str]:
+        """The views the request's run selects (its view alone before it was claimed)."""
+        return self.views or [self.view_name or "?"]
 
 
 @dataclass(frozen=True)
@@ -222,26 +226,23 @@ class RunRequestQueue:
         advisory lock on a connection of its own (so it ends with the worker's process, however
         that ends), and ``running_since`` on the requests whose views all lie in ``views``.
         ``worker_alive`` tells a sensor whether such a lock is still held."""
-        scope = set(views)
-        query = sql.SQL("SELECT * FROM {} WHERE run_key = %s AND status = 'submitted'").format(self._table())
-        mark = sql.SQL("UPDATE {} SET running_since = now(), dagster_run_id = %s WHERE id = ANY(%s)").format(
-            self._table()
-        )
+        mark = sql.SQL(
+            "UPDATE {} SET running_since = now(), dagster_run_id = %s WHERE run_key = %s AND status = 'submitted' "
+            "AND coalesce(views, ARRAY[view_name]) <@ %s::text[]"
+        ).format(self._table())
         self.store.ensure_migrated()
-        with connect(self.store.dsn, "matviews-queue-run", row_factory=dict_row) as conn:
+        with connect(self.store.dsn, "matviews-queue-run") as conn:
             conn.execute(f"SELECT pg_advisory_lock_shared({LOCK_ARGS})", (LOCK_NAMESPACE, f"queue:{run_key}"))
-            rows = [RunRequestRow(**row) for row in conn.execute(query, (run_key,))]
-            ids = [row.id for row in rows if set(row.views or [row.view_name]) <= scope]
-            conn.execute(mark, (dagster_run_id, ids))
+            conn.execute(mark, (dagster_run_id, run_key, list(views)))
             yield
 
     def worker_alive(self, run_key: str) -> bool:
         """Whether a run still holds ``serving(run_key)``: its worker is alive (or its
         connection has not yet been seen to drop by the server)."""
 
-        lock = f"{LOCK_ARGS}"
         query = (
-            f"SELECT CASE WHEN pg_try_advisory_lock({lock}) THEN NOT pg_advisory_unlock({lock}) ELSE true END AS alive"
+            f"SELECT CASE WHEN pg_try_advisory_lock({LOCK_ARGS}) THEN NOT pg_advisory_unlock({LOCK_ARGS}) "
+            "ELSE true END AS alive"
         )
         key = f"queue:{run_key}"
         row = self._run(lambda conn: conn.execute(query, (LOCK_NAMESPACE, key, LOCK_NAMESPACE, key)).fetchone())
@@ -259,9 +260,7 @@ class RunRequestQueue:
         self.attach_run(run_key, dagster_run_id)
         covered = set(scope)
         outcomes = {
-            row.id: outcome_of(row, done, "not run by this run")
-            for row in rows
-            if set(row.views or [row.view_name]) <= covered
+            row.id: outcome_of(row, done, "not run by this run") for row in rows if set(row.selected) <= covered
         }
         self.settle(outcomes)
         return len(outcomes)
@@ -283,7 +282,7 @@ def outcome_of(request: RunRequestRow, done: Mapping[str, str | None], missing: 
     """``None`` when the run did the request's job on each of its views, else why not: each
     view's reason from ``done`` (``{view: None | reason}``), ``missing`` for a view it lacks."""
     problems = []
-    for view in request.views or [request.view_name or "?"]:
+    for view in request.selected:
         if view not in done:
             problems.append(f"{view}: {missing}")
         elif done[view] is not None:
