@@ -61,6 +61,7 @@ def decorated(make_mv, db, users):
     db.execute("CREATE ROLE mv_reader")
     db.execute("CREATE ROLE mv_owner")
     db.execute("GRANT ALL ON SCHEMA public TO mv_owner")
+    db.execute("GRANT SELECT ON users TO mv_owner")  # a refresh runs the query as the owner
     db.execute("CREATE INDEX mv_users_email_lower ON mv_users (lower(email)) WHERE plan = 'pro'")
     db.execute("ALTER MATERIALIZED VIEW mv_users OWNER TO mv_owner")
     db.execute("GRANT SELECT ON mv_users TO mv_reader WITH GRANT OPTION")
@@ -70,6 +71,7 @@ def decorated(make_mv, db, users):
     yield
     db.execute("DROP MATERIALIZED VIEW IF EXISTS mv_users CASCADE")
     db.execute("REVOKE ALL ON SCHEMA public FROM mv_owner")
+    db.execute("REVOKE ALL ON users FROM mv_owner")
     db.execute("DROP ROLE mv_reader")
     db.execute("DROP ROLE mv_owner")
 

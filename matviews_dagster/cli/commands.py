@@ -240,7 +240,7 @@ def validate(settings: Settings, names: tuple[str, ...], iterations: int, csv_pa
     import psycopg
 
     from ..core.catalog import matview_state
-    from ..core.services.response import describe_db_error
+    from ..core.services.response import ServiceError, describe_db_error
     from ..core.validation import validate_view
 
     mv = settings.matviews()
@@ -255,6 +255,8 @@ def validate(settings: Settings, names: tuple[str, ...], iterations: int, csv_pa
                 results.append(validate_view(conn, definition, iterations))
             except psycopg.Error as exc:
                 errors[definition.name] = describe_db_error(exc)
+            except ServiceError as exc:  # e.g. the role cannot act for the view's owner
+                errors[definition.name] = render.cli_words(f"{exc}; {exc.hint}" if exc.hint else str(exc))
     render.print_validation(results)
     if csv_path:
         import csv

@@ -1,5 +1,6 @@
 """Validation of a view (``matviews validate``): is reading the view faster than running its
-query, and do both return the same rows?"""
+query, and do both return the same rows? The query runs with the owner's rights, as ``REFRESH``
+runs it, so a view under row-level security is compared with what its owner may see."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from psycopg import sql
 
 from .definition import MatViewDefinition
 from .services.binding import bind_search_path, query_statement
+from .services.owner_rights import owner_scratch
+from .services.response import StatementLog
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,15 @@ class ValidationResult:
         }
 
 
-def _time_reads(conn: psycopg.Connection, statement: sql.Composable, iterations: int) -> tuple[Timing, int]:
+def _time_reads(
+    conn: psycopg.Connection, statement: sql.Composable, iterations: int, *, fetch: bool = True
+) -> tuple[Timing, int]:
     durations = []
     rows = 0
     for _ in range(iterations):
         started = time.perf_counter()
-        rows = len(conn.execute(statement).fetchall())
+        cursor = conn.execute(statement)
+        rows = len(cursor.fetchall()) if fetch else 0
         durations.append((time.perf_counter() - started) * 1000)
     return Timing(min(durations), statistics.median(durations), max(durations)), rows
 
@@ -70,15 +76,40 @@ def _fingerprint(conn: psycopg.Connection, relation: sql.Composable) -> tuple[in
 
 
 def validate_view(conn: psycopg.Connection, definition: MatViewDefinition, iterations: int = 5) -> ValidationResult:
-    """Time ``iterations`` reads of the defining query and of the view; compare their rows."""
+    """Time ``iterations`` runs of the defining query and reads of the view; compare their rows.
+
+    The query runs with the rights of the view's owner, as ``REFRESH`` runs it
+    (``owner_rights``): directly when the role is the owner, else as ``REFRESH`` of a scratch
+    view given to the owner (its timing then includes writing the rows), rolled back after.
+    Raises ``ServiceError`` (``OwnerRightsRefused``) when the role cannot act for the owner,
+    ``ValueError`` for ``iterations`` below 1 or a view that does not exist.
+    """
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
-    view = sql.SQL("SELECT * FROM {}").format(definition.qualified.identifier)
-    with conn.transaction():  # the query's names bound as at create; nothing is written
+    name = definition.qualified
+    view = sql.SQL("SELECT * FROM {}").format(name.identifier)
+    with conn.transaction() as transaction:  # the query's names bound as at create; nothing is kept
         bind_search_path(conn, definition)
-        query_timing, query_rows = _time_reads(conn, query_statement(definition), iterations)
+        row = conn.execute(
+            "SELECT pg_get_userbyid(relowner), pg_get_userbyid(relowner) = current_user FROM pg_class "
+            "WHERE oid = to_regclass(%s) AND relkind = 'm'",
+            (name.identifier.as_string(conn),),
+        ).fetchone()
+        if row is None:
+            raise ValueError(f"{name} does not exist; create it first")
+        owner, is_owner = row
+        if is_owner:
+            query_timing, query_rows = _time_reads(conn, query_statement(definition), iterations)
+            query_print = _fingerprint(conn, sql.SQL("(\n{}\n)").format(sql.SQL(definition.sql)))
+        else:
+            log = StatementLog(conn)
+            scratch = owner_scratch(conn, log, name, owner, sql.SQL(definition.sql), what="validate", suffix="mvvalid")
+            refresh = sql.SQL("REFRESH MATERIALIZED VIEW {}").format(scratch.identifier)
+            query_timing, _ = _time_reads(conn, refresh, iterations, fetch=False)
+            query_print = _fingerprint(conn, scratch.identifier)
+            query_rows = query_print[0]
         view_timing, view_rows = _time_reads(conn, view, iterations)
-        query_print = _fingerprint(conn, sql.SQL("(\n{}\n)").format(sql.SQL(definition.sql)))
-        view_print = _fingerprint(conn, definition.qualified.identifier)
+        view_print = _fingerprint(conn, name.identifier)
+        raise psycopg.Rollback(transaction)
     matches = query_print == view_print
     return ValidationResult(definition.name, iterations, query_rows, view_rows, query_timing, view_timing, matches)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
@@ -14,6 +15,7 @@ from ..catalog import MatViewState, columns_with_nulls, index_key_columns, matvi
 from ..definition import MatViewDefinition
 from ..names import QualifiedName
 from .locking import LockPolicy, with_lock_retries
+from .owner_rights import OwnerRightsRefused, owner_scratch
 from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, returns_errors
 from .row_count import count_rows
 from .swap import swap_refresh
@@ -109,17 +111,17 @@ def in_place_refresh(
     )
     try:
         if concurrently:  # the view must equal its query: verified in the refresh's own snapshot
-            check = partial(_refresh_and_verify, conn, log, statement, name, state.oid, str(meta["unique_index"]))
-            check_ms, attempts = with_lock_retries(
+            check = partial(_refresh_and_verify, conn, log, statement, name, state, str(meta["unique_index"]))
+            verified, attempts = with_lock_retries(
                 conn, policy, check, what=str(name), oids=[state.oid], isolation=IsolationLevel.REPEATABLE_READ
             )
-            if check_ms is None:
+            meta["equality_check_ms"] = verified.ms
+            meta["equality_check"] = "query" if verified.full else "view scan"
+            if verified.unverified:
                 warnings.append(
-                    "the role may refresh but not read the view's sources, so the concurrent refresh could not "
-                    "be checked for rows with the same key that contain NULLs"
+                    "the concurrent refresh could not be checked for rows with the same key that contain NULLs: "
+                    + verified.unverified
                 )
-            else:
-                meta["equality_check_ms"] = check_ms
         else:
             refresh = partial(log.execute, statement)
             _, attempts = with_lock_retries(conn, policy, refresh, what=str(name), oids=[state.oid])
@@ -148,41 +150,60 @@ def in_place_refresh(
     return ServiceResponse("updated", payload={"rows_count": rows}, meta=meta)
 
 
-def _refresh_and_verify(
-    conn: psycopg.Connection, log: StatementLog, statement: sql.Composable, name: QualifiedName, oid: int, index: str
-) -> int | None:
-    """``REFRESH ... CONCURRENTLY``, then, in the same repeatable-read snapshot, look for what its
-    duplicate check cannot see; found, the refresh is rolled back. Returns the check's ms, or
-    ``None`` when the role may not read what the check reads.
+@dataclass(frozen=True)
+class Verified:
+    """How a concurrent refresh was checked: ``ms`` spent, ``full`` when the stored query had to
+    run again (rows holding a NULL survived the refresh), ``unverified`` why it could not be."""
 
-    PostgreSQL's check looks for duplicate keys only among rows without any NULL column
-    (``newdata.* IS NOT NULL``), so two rows of the query with the same key and a NULL somewhere
-    leave the view with one of them, and the refresh reports success; a regular or swap
-    refresh fails on the duplicate key. The check runs the view's own stored query (what the
-    refresh ran), grouped by the unique index's key.
+    ms: int
+    full: bool = False
+    unverified: str | None = None
+
+
+_SURVIVOR_WITH_NULL = """SELECT EXISTS (
+    SELECT 1 FROM {view} v WHERE NOT (v IS NOT NULL) AND v.xmin <> xid(pg_current_xact_id()))"""
+
+
+def _refresh_and_verify(
+    conn: psycopg.Connection,
+    log: StatementLog,
+    statement: sql.Composable,
+    name: QualifiedName,
+    state: MatViewState,
+    index: str,
+) -> Verified:
+    """``REFRESH ... CONCURRENTLY``, then, in the same repeatable-read snapshot, make sure it did
+    not keep too few rows; found, the refresh is rolled back (``ServiceError``).
+
+    PostgreSQL's diff matches each row of the query to a row of the view that is equal as a
+    whole (``*=``, where NULL equals NULL) and its duplicate check skips rows holding a NULL, so
+    when the query returns the same row holding a NULL twice and the view held it once, both
+    match that one row, nothing is inserted, and the view keeps one (a regular or swap refresh
+    fails on the duplicate key). Such a row is always one the refresh left untouched, so the
+    check costs one scan of the view: only when an untouched row holding a NULL is there does
+    the view's stored query run again, as the view's owner (``owner_rights``), grouped by the
+    unique key.
     """
     log.execute(statement)
     started = time.monotonic()
-    key = index_key_columns(conn, oid, index)
-    columns = sql.SQL(", ").join(map(sql.Identifier, key))
+    unreadable = None
     try:
         with conn.transaction():  # a savepoint: a role that may refresh but not read keeps its refresh
-            conn.execute("SELECT set_config('search_path', 'pg_catalog', true)")  # every name in the text qualified
-            row = conn.execute("SELECT pg_get_viewdef(%s::oid)", (oid,)).fetchone()
-            assert row is not None
-            query = sql.SQL(str(row[0]).strip().rstrip(";"))
-            duplicate = conn.execute(
-                sql.SQL(
-                    "SELECT {columns}, count(*) FROM (\n{query}\n) q WHERE {not_null} "
-                    "GROUP BY {columns} HAVING count(*) > 1 LIMIT 1"
-                ).format(
-                    columns=columns,
-                    query=query,
-                    not_null=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in key),
-                )
-            ).fetchone()
-    except psycopg.errors.InsufficientPrivilege:
-        return None  # MAINTAIN without SELECT (PostgreSQL 17+): unverified, said in the run's warnings
+            row = conn.execute(sql.SQL(_SURVIVOR_WITH_NULL).format(view=name.identifier)).fetchone()
+            suspect = bool(row and row[0])
+    except psycopg.errors.InsufficientPrivilege as exc:  # MAINTAIN without SELECT: the query must tell
+        suspect, unreadable = (
+            True,
+            f"{describe_db_error(exc)} (GRANT SELECT ON {name} to the role lets it scan the view)",
+        )
+    if not suspect:
+        return Verified(_ms_since(started))
+    key = index_key_columns(conn, state.oid, index)
+    try:
+        duplicate = _duplicate_key(conn, log, name, state, key)
+    except (OwnerRightsRefused, psycopg.errors.InsufficientPrivilege) as exc:
+        why = f"{exc}; {exc.hint}" if isinstance(exc, OwnerRightsRefused) else describe_db_error(exc)
+        return Verified(_ms_since(started), True, "; ".join(filter(None, [unreadable, why])))
     if duplicate is not None:
         values = ", ".join(repr(value)[:40] for value in duplicate[:-1])
         raise ServiceError(
@@ -193,6 +214,38 @@ def _refresh_and_verify(
             "duplicate key",
             duplicate_key=[str(value) for value in duplicate[:-1]],
         )
+    return Verified(_ms_since(started), True)
+
+
+def _duplicate_key(
+    conn: psycopg.Connection, log: StatementLog, name: QualifiedName, state: MatViewState, key: list[str]
+) -> tuple[object, ...] | None:
+    """A non-NULL key the view's stored query returns more than once (with its count), as the
+    view's owner sees the query's rows; None when there is none. Read directly when the role is
+    the owner, else from a scratch view given to the owner and refreshed (rolled back)."""
+    columns = sql.SQL(", ").join(map(sql.Identifier, key))
+    with conn.transaction() as savepoint:
+        conn.execute("SELECT set_config('search_path', 'pg_catalog', true)")  # every name in the text qualified
+        row = conn.execute("SELECT pg_get_viewdef(%s::oid), current_user = %s", (state.oid, state.owner)).fetchone()
+        assert row is not None
+        check = sql.SQL(
+            "SELECT {columns}, count(*) AS n FROM (\n{query}\n) q WHERE {not_null} GROUP BY {columns} "
+            "HAVING count(*) > 1 LIMIT 1"
+        ).format(
+            columns=columns,
+            query=sql.SQL(str(row[0]).strip().rstrip(";")),  # type: ignore[arg-type]  # the catalog's own text
+            not_null=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in key),
+        )
+        if not row[1]:
+            what = "the concurrent refresh's check for rows with the same key that contain NULLs"
+            scratch = owner_scratch(conn, log, name, state.owner, check, what=what)
+            check = sql.SQL("TABLE {}").format(scratch.identifier)
+        duplicate = conn.execute(check).fetchone()
+        raise psycopg.Rollback(savepoint)  # nothing of the check stays (a scratch view, the search path)
+    return tuple(duplicate) if duplicate is not None else None
+
+
+def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 

@@ -22,7 +22,7 @@ from psycopg import sql
 from ..catalog import MatViewState, column_names, matview_state
 from ..definition import MatViewDefinition
 from ..names import QualifiedName, derived_name
-from . import carry_over, dependents
+from . import carry_over, dependents, owner_rights
 from .binding import bind_search_path
 from .indexes import (
     IndexShape,
@@ -86,8 +86,14 @@ def rebuild(
     indexes: Literal["copy", "declared"] = "copy",
     drop_indexes: Collection[str] = (),
     definitions: Mapping[str, MatViewDefinition] | None = None,
+    what: str = "a rebuild",
 ) -> Rebuilt:
     """Rebuild the view with ``query`` (None: the definition's, bound with its search path).
+
+    The new copy is created empty, given to the view's owner and populated by ``REFRESH``, so
+    its query runs with the owner's rights and restrictions, as a regular refresh's does
+    (``owner_rights``); a role that cannot act for the owner is refused (``what`` names the
+    operation in that message) and nothing changes.
 
     ``indexes="copy"`` copies every index as it is (a failure names the index);
     ``"declared"`` builds the definition's indexes (keeping the names of those that exist),
@@ -102,16 +108,22 @@ def rebuild(
         with conn.transaction():
             old = carry_over.capture(conn, state.oid)
             bind_search_path(conn, definition)
-            result.rows = _build(conn, log, definition, new, query, old.tablespace)
+            _build(conn, log, definition, new, query, old.tablespace)
             columns = column_names(conn, _oid(conn, new))
-            result.warnings += carry_over.restore(conn, log, old, new, columns=set(columns), options=True)
             if indexes == "declared":
                 check_index_columns(definition, columns)
+            try:
+                owner_rights.give_to_owner(conn, log, new, old.owner, view=name, what=what)
+            except owner_rights.OwnerRightsRefused as exc:
+                raise owner_rights.OwnerRightsRefused(f"{exc}; nothing was changed", hint=exc.hint) from None
+            result.warnings += carry_over.restore(conn, log, old, new, columns=set(columns), options=True)
+            owner_rights.populate(conn, log, new)  # the query runs as the owner, as REFRESH runs it
             renames = _build_indexes(conn, log, definition, old, new, indexes, set(drop_indexes), result)
             temporary = {final: temp for final, temp, _ in renames}
             if old.clustered_on in temporary:
                 cluster = sql.SQL("ALTER MATERIALIZED VIEW {} CLUSTER ON {}")
                 log.execute(cluster.format(new.identifier, sql.Identifier(temporary[old.clustered_on])))
+            result.rows = _rows_built(conn, new, indexed=bool(renames))
 
         def swap() -> list[carry_over.Relation]:
             built_on = dependents.lock_and_capture(conn, name, state.oid)
@@ -173,7 +185,7 @@ def swap_refresh(
     """The swap strategy: rebuild with every index copied, then count rows. ``query``: the
     text to build from instead of the definition's (the deployed one, when a changed
     definition is not to be applied)."""
-    built = rebuild(conn, definition, state, lock_policy=lock_policy, log=log, query=query)
+    built = rebuild(conn, definition, state, lock_policy=lock_policy, log=log, query=query, what="a swap")
     meta: dict[str, object] = {"strategy": "swap", "row_count_strategy": row_count_strategy, **built.meta}
     if built.warnings:
         meta["warnings"] = built.warnings
@@ -190,17 +202,17 @@ def _build(
     new: QualifiedName,
     query: str | None,
     tablespace: str | None,
-) -> int:
-    """The new copy, populated, in the old one's tablespace; a role that may not create it is
-    told what a rebuild needs."""
+) -> None:
+    """The new copy, empty (``owner_rights.populate`` fills it as the owner), in the old one's
+    tablespace; a role that may not create it is told what a rebuild needs."""
     text = definition.sql if query is None else query.strip().rstrip(";")  # the catalog's text ends its statement
-    statement = sql.SQL("CREATE MATERIALIZED VIEW {}{} AS {}\nWITH DATA").format(
+    statement = sql.SQL("CREATE MATERIALIZED VIEW {}{} AS {}\nWITH NO DATA").format(
         new.identifier,
         sql.SQL(" TABLESPACE {}").format(sql.Identifier(tablespace)) if tablespace else sql.SQL(""),
         sql.SQL(text),  # type: ignore[arg-type]
     )
     try:
-        return log.execute(statement).rowcount
+        log.execute(statement)
     except psycopg.errors.InsufficientPrivilege as exc:
         name = definition.qualified
         raise ServiceError(
@@ -210,6 +222,19 @@ def _build(
             hint=f"GRANT CREATE ON SCHEMA {name.schema} to the role, or refresh {name} with strategy='regular' "
             "or strategy='concurrent', which need only ownership of the view (or MAINTAIN on PostgreSQL 17+)",
         ) from None
+
+
+def _rows_built(conn: psycopg.Connection, new: QualifiedName, *, indexed: bool) -> int:
+    """The new copy's rows: an index build counted every one of them into ``reltuples`` (the
+    heap is fresh: no dead rows), else they are counted."""
+    if indexed:
+        row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (new.identifier.as_string(conn),))
+        found = row.fetchone()
+        if found is not None and found[0] >= 0:
+            return int(found[0])
+    counted = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(new.identifier)).fetchone()
+    assert counted is not None
+    return int(counted[0])
 
 
 def _build_indexes(
