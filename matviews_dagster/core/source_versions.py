@@ -1,6 +1,6 @@
 """What a view read, as versions from Postgres's own counters: did any source change since?
 
-A source relation's version is ``relfilenode:inserted:updated:deleted:stats_reset`` from
+A source relation's version is ``relfilenode:inserted:updated:deleted:epoch`` from
 ``pg_class`` and ``pg_stat_all_tables``: an ``INSERT``, ``UPDATE`` or ``DELETE`` moves the
 counters; ``TRUNCATE``, ``VACUUM FULL``, ``CLUSTER`` and a regular or swap refresh of an upstream
 view give the relation a new file node. The sources are the deployed view's own dependencies
@@ -11,12 +11,19 @@ Doubt counts as changed, so a refresh that was needed is never skipped: a source
 table or materialized view (a plain view, a foreign or partitioned table), a query that calls a
 function outside ``pg_catalog`` (directly or through an operator), a volatile function or the
 clock, a table without counters (all zero: never written, counters reset or ``track_counts``
-off), counters that went backwards (a statistics reset), an unpopulated view, or a changed
-definition. Tables inheriting from a source are sources too. A materialized view read by
-another is known by its file node, which each regular or swap refresh changes (a concurrent
-refresh moves its counters instead). A
-rolled-back write still moves the counters: the next check sees a change and refreshes once,
-needlessly but safely.
+off), counters of another epoch, an unpopulated view, or a changed definition. Tables
+inheriting from a source are sources too. A materialized view read by another is known by its
+file node, which each regular or swap refresh changes (a concurrent refresh moves its counters
+instead). A rolled-back write still moves the counters: the next check sees a change and
+refreshes once, needlessly but safely.
+
+What it trusts: that the counters only grow within one epoch (``_EPOCH``: the server's start
+time, the time PostgreSQL last reset its fixed statistics, which it does when it discards every
+counter after a crash, and the time this database's counters were reset). Counters can go back
+to zero by a crash restart (``pg_ctl -m immediate``, a backend killed), ``pg_stat_reset()``, a
+single table's reset, a failover or a restore; each changes the epoch, so after as many new
+writes as before the versions still differ and the view is refreshed. A clean restart keeps the
+counters but changes the epoch too: one needless refresh per view, never a stale one.
 
 The counters are the cumulative statistics system's: a committed write reaches them when its
 session flushes its statistics, about a second after the commit on PostgreSQL 15+ (at most 60
@@ -40,6 +47,14 @@ if TYPE_CHECKING:
     from .definition import MatViewDefinition
     from .graph import ViewGraph
     from .store import RunStore
+
+_EPOCH = """concat_ws(' / ', pg_postmaster_start_time(), (SELECT stats_reset FROM pg_stat_archiver),
+                  (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()))"""
+"""The counters' epoch: when the server started (a restart, a failover to another server, a
+restore), when the fixed statistics were last reset (PostgreSQL resets them, with the
+timestamp, when it discards every counter after a crash, which keeps the start time) and when
+this database's counters were (``pg_stat_reset``, ``pg_stat_reset_single_table_counters``).
+Part of every version: counters of another epoch prove nothing."""
 
 _QUERY = """
 WITH RECURSIVE view AS (SELECT %(view)s::regclass AS oid),
@@ -80,14 +95,14 @@ doubts AS (
 )
 SELECT r.relation, r.relkind, r.relfilenode, r.n_tup_ins, r.n_tup_upd, r.n_tup_del, doubts.n AS doubts,
        (SELECT relispopulated FROM pg_class WHERE oid = (SELECT oid FROM view)) AS populated,
-       (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()) AS stats_reset
+       {epoch} AS epoch
 FROM doubts LEFT JOIN (
     SELECT n.nspname || '.' || c.relname AS relation, c.relkind, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del
     FROM sources JOIN pg_class c ON c.oid = sources.oid JOIN pg_namespace n ON n.oid = c.relnamespace
     LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
 ) r ON true
 ORDER BY 1
-"""
+""".replace("{epoch}", _EPOCH)
 
 
 def source_versions(conn: psycopg.Connection, view: str, declared: Sequence[str] = ()) -> dict[str, Any]:
@@ -98,10 +113,10 @@ def source_versions(conn: psycopg.Connection, view: str, declared: Sequence[str]
     rows = conn.execute(_QUERY, {"view": quoted, "declared": list(declared)}).fetchall()
     relations: dict[str, str | None] = {}
     doubts, populated = 0, False
-    for relation, kind, filenode, inserted, updated, deleted, doubt, is_populated, reset in rows:
+    for relation, kind, filenode, inserted, updated, deleted, doubt, is_populated, epoch in rows:
         doubts, populated = int(doubt or 0), bool(is_populated)
         if relation is not None:  # none: the view reads no relation (a function or constants only)
-            relations[relation] = _version(kind, filenode, (inserted, updated, deleted), reset)
+            relations[relation] = _version(kind, filenode, (inserted, updated, deleted), epoch)
     return {"relations": relations, "functions": doubts, "populated": populated}
 
 
@@ -114,12 +129,11 @@ tree(name, oid) AS (  -- each relation and every table that inherits from it
     UNION
     SELECT tree.name, i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid
 )
-SELECT named.name, c.relkind, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del,
-       (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database())
+SELECT named.name, c.relkind, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del, {epoch}
 FROM named LEFT JOIN tree ON tree.name = named.name LEFT JOIN pg_class c ON c.oid = tree.oid
 LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
 ORDER BY named.name, c.oid
-"""
+""".replace("{epoch}", _EPOCH)
 
 
 def relation_versions(conn: psycopg.Connection, relations: Sequence[str]) -> dict[str, str | None]:
@@ -128,12 +142,12 @@ def relation_versions(conn: psycopg.Connection, relations: Sequence[str]) -> dic
     the source tables reports as their data versions."""
     quoted = [".".join(f'"{part}"' for part in name.split(".", 1)) for name in relations]
     members: dict[str, list[str | None]] = {}
-    for name, kind, node, ins, upd, dele, reset in conn.execute(_RELATIONS, (list(relations), quoted)).fetchall():
-        members.setdefault(name, []).append(_version(kind, node, (ins, upd, dele), reset))
+    for name, kind, node, ins, upd, dele, epoch in conn.execute(_RELATIONS, (list(relations), quoted)).fetchall():
+        members.setdefault(name, []).append(_version(kind, node, (ins, upd, dele), epoch))
     return {name: None if None in found else ";".join(v for v in found if v) for name, found in members.items()}
 
 
-def _version(kind: str | None, filenode: int | None, counters: tuple[Any, Any, Any], reset: object) -> str | None:
+def _version(kind: str | None, filenode: int | None, counters: tuple[Any, Any, Any], epoch: object) -> str | None:
     """A table never written (or whose counters were reset) cannot be told from an unchanged
     one: ``None``; a materialized view's refreshes give it a new file node (concurrent ones move
     its counters); anything else (a plain view, a foreign table) is ``None``."""
@@ -142,7 +156,7 @@ def _version(kind: str | None, filenode: int | None, counters: tuple[Any, Any, A
     ins, upd, dele = (int(c or 0) for c in counters)
     if kind == "r" and not (ins or upd or dele):
         return None
-    return f"{filenode}:{ins}:{upd}:{dele}:{reset}"
+    return f"{filenode}:{ins}:{upd}:{dele}:{epoch}"
 
 
 def unchanged(current: Mapping[str, Any] | None, previous: Mapping[str, Any] | None) -> bool:
