@@ -60,6 +60,30 @@ def matview_state(conn: psycopg.Connection, name: QualifiedName) -> MatViewState
     return MatViewState(oid=oid, populated=populated, owner=owner, reltuples=float(reltuples))
 
 
+@dataclass(frozen=True)
+class DeployedIdentity:
+    """Who the deployed materialized view is: its ``oid``, a digest of the query Postgres stores
+    for it (``pg_get_viewdef`` under the session's search path: a swap keeps it, a view re-created
+    with another query changes it) and the names of its indexes."""
+
+    oid: int
+    query: str
+    indexes: frozenset[str]
+
+
+def deployed_identity(conn: psycopg.Connection, name: QualifiedName) -> DeployedIdentity | None:
+    """The identity of the materialized view ``name`` in one catalog read, None when there is none."""
+    row = conn.execute(
+        """SELECT c.oid, md5(pg_get_viewdef(c.oid)),
+                  coalesce((SELECT array_agg(i.relname::text) FROM pg_index x
+                            JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid), '{}')
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'm'""",
+        (name.schema, name.name),
+    ).fetchone()
+    return DeployedIdentity(int(row[0]), str(row[1]), frozenset(row[2])) if row else None
+
+
 _RELKINDS = {"v": "view", "m": "materialized view"}
 
 

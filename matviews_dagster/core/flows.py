@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from .catalog import NotAMaterializedView, describe_view, matview_state
+from .catalog import NotAMaterializedView, deployed_identity, describe_view, matview_state
 from .definition import MatViewDefinition
 from .drift import ViewPlan, plan_view
 from .operation import Operation, operation
@@ -176,18 +176,28 @@ def _by_name(mv: MatViews) -> dict[str, MatViewDefinition]:
 
 
 def _record(op: Operation, result: OperationResult) -> None:
-    """A view created or changed to its definition: remember what was applied."""
+    """A view created or changed to its definition: remember what was applied, and to which view."""
     declared = op.payload.get("declared_indexes")
-    if result.ok and declared is not None:
-        op.mv.runs.record_applied(op.definition, op.database, list(declared))
+    identity = deployed_identity(op.conn, op.definition.qualified) if result.ok and declared is not None else None
+    if identity is not None:
+        op.mv.runs.record_applied(op.definition, op.database, list(declared or ()), identity.query)
 
 
 def _changed(op: Operation) -> ViewPlan | ServiceError | None:
-    """How the view differs from its definition, None when it does not: the fingerprint
-    recorded when it was last applied says so without a query; failing that, the catalog is
-    compared (``drift.plan_view``) and, when equal, the fingerprint recorded."""
+    """How the deployed view differs from its definition, None when it does not. Cheaply, when
+    the definition is the one last applied and the deployed query is the one it was applied to
+    (another tool that re-created the view with another query changed it; a swap keeps it) with
+    the declared indexes still there: one catalog read. Otherwise the catalog is compared
+    (``drift.plan_view``) and, when equal, the view recorded as applied."""
     applied = op.mv.runs.applied(op.definition, op.database)
-    if applied is not None and applied.fingerprint == op.definition.fingerprint:
+    identity = deployed_identity(op.conn, op.definition.qualified)
+    if (
+        applied is not None
+        and identity is not None
+        and applied.fingerprint == op.definition.fingerprint
+        and applied.query == identity.query
+        and set(applied.indexes) <= identity.indexes
+    ):
         return None
     try:
         plan = plan_view(op.conn, op.definition, applied.indexes if applied else ())
@@ -195,12 +205,11 @@ def _changed(op: Operation) -> ViewPlan | ServiceError | None:
         return exc
     if plan.action == "create":
         return None  # missing: the refresh says so
-    if plan.action == "unchanged":
-        state = matview_state(op.conn, op.definition.qualified)
+    if plan.action == "unchanged" and identity is not None:
         from .services.indexes import declared_index_names
 
-        names = declared_index_names(op.conn, state.oid, op.definition) if state else []
-        op.mv.runs.record_applied(op.definition, op.database, names)
+        names = declared_index_names(op.conn, identity.oid, op.definition)
+        op.mv.runs.record_applied(op.definition, op.database, names, identity.query)
         return None
     return plan
 

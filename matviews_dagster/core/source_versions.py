@@ -95,7 +95,7 @@ doubts AS (
 )
 SELECT r.relation, r.relkind, r.relfilenode, r.n_tup_ins, r.n_tup_upd, r.n_tup_del, doubts.n AS doubts,
        (SELECT relispopulated FROM pg_class WHERE oid = (SELECT oid FROM view)) AS populated,
-       {epoch} AS epoch
+       {epoch} AS epoch, md5(pg_get_viewdef((SELECT oid FROM view))) AS view_query
 FROM doubts LEFT JOIN (
     SELECT n.nspname || '.' || c.relname AS relation, c.relkind, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del
     FROM sources JOIN pg_class c ON c.oid = sources.oid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -106,18 +106,20 @@ ORDER BY 1
 
 
 def source_versions(conn: psycopg.Connection, view: str, declared: Sequence[str] = ()) -> dict[str, Any]:
-    """``{"relations": {relation: version or None}, "functions": n}`` for the deployed view
-    ``view`` (``schema.name``); ``declared`` are the definition's extra ``dependencies``. One
-    catalog query, no table scanned. A relation's version is ``None`` when it cannot be known."""
+    """``{"relations": {relation: version or None}, "functions": n, "populated": bool, "query":
+    digest}`` for the deployed view ``view`` (``schema.name``; the digest of its stored query);
+    ``declared`` are the definition's extra ``dependencies``. One catalog query, no table
+    scanned. A relation's version is ``None`` when it cannot be known."""
     quoted = ".".join(f'"{part}"' for part in view.split(".", 1))  # regclass input: quoted identifiers
     rows = conn.execute(_QUERY, {"view": quoted, "declared": list(declared)}).fetchall()
     relations: dict[str, str | None] = {}
     doubts, populated = 0, False
-    for relation, kind, filenode, inserted, updated, deleted, doubt, is_populated, epoch in rows:
-        doubts, populated = int(doubt or 0), bool(is_populated)
+    query = None
+    for relation, kind, filenode, inserted, updated, deleted, doubt, is_populated, epoch, stored in rows:
+        doubts, populated, query = int(doubt or 0), bool(is_populated), stored
         if relation is not None:  # none: the view reads no relation (a function or constants only)
             relations[relation] = _version(kind, filenode, (inserted, updated, deleted), epoch)
-    return {"relations": relations, "functions": doubts, "populated": populated}
+    return {"relations": relations, "functions": doubts, "populated": populated, "query": query}
 
 
 _RELATIONS = """
@@ -166,6 +168,8 @@ def unchanged(current: Mapping[str, Any] | None, previous: Mapping[str, Any] | N
         return False
     if not current.get("populated") or current.get("definition") != previous.get("definition"):
         return False  # an unpopulated view, or a changed definition (its policy applies on refresh)
+    if current.get("query") is None or current.get("query") != previous.get("query"):
+        return False  # re-created with another query since (by another tool): compared on refresh
     now, then = current.get("relations") or {}, previous.get("relations") or {}
     if not now or any(version is None for version in now.values()):
         return False

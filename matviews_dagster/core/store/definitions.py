@@ -18,10 +18,17 @@ from .migrations import Migrations
 @dataclass(frozen=True)
 class Applied:
     """The definition a view was last created or changed to: its ``fingerprint``
-    (``MatViewDefinition.fingerprint``) and the names of its declared indexes."""
+    (``MatViewDefinition.fingerprint``), the names of its declared indexes, and the digest of the
+    query of the view it was applied to (``catalog.DeployedIdentity.query``; None in records
+    written before it was kept)."""
 
     fingerprint: str
     indexes: tuple[str, ...]
+    query: str | None = None
+
+    @classmethod
+    def of(cls, entry: dict[str, Any]) -> Applied:
+        return cls(entry["fingerprint"], tuple(entry.get("indexes", ())), entry.get("query"))
 
 
 class DefinitionsMirror(Migrations):
@@ -66,7 +73,7 @@ class DefinitionsMirror(Migrations):
         mirror's upsert, so it costs no round trip of its own), or None."""
         self.definition_id(definition)
         found = self._applied.get(definition.name, {}).get(database)
-        return Applied(found["fingerprint"], tuple(found.get("indexes", ()))) if found else None
+        return Applied.of(found) if found else None
 
     def read_applied(self, names: list[str], database: str) -> dict[str, Applied]:
         """What was last applied in ``database`` for each of the views ``names``, without
@@ -76,16 +83,13 @@ class DefinitionsMirror(Migrations):
             self.table("mat_view_definitions")
         )
         rows = self.run(lambda conn: conn.execute(query, (database, names)).fetchall())
-        return {
-            row["name"]: Applied(row["entry"]["fingerprint"], tuple(row["entry"].get("indexes", ())))
-            for row in rows
-            if row["entry"]
-        }
+        return {row["name"]: Applied.of(row["entry"]) for row in rows if row["entry"]}
 
-    def record_applied(self, definition: MatViewDefinition, database: str, indexes: list[str]) -> None:
-        """The view in ``database`` now matches ``definition``, whose declared indexes have
-        these names (a later change drops those it no longer declares)."""
-        entry = {"fingerprint": definition.fingerprint, "indexes": indexes}
+    def record_applied(self, definition: MatViewDefinition, database: str, indexes: list[str], query: str) -> None:
+        """The view in ``database`` now matches ``definition``, whose declared indexes have these
+        names (a later change drops those it no longer declares) and whose deployed query has
+        the digest ``query``."""
+        entry = {"fingerprint": definition.fingerprint, "indexes": indexes, "query": query}
         self._set_applied(definition, database, entry)
 
     def forget_applied(self, definition: MatViewDefinition, database: str) -> None:
