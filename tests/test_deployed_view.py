@@ -89,3 +89,16 @@ def test_our_own_swaps_keep_the_fast_path_and_if_changed_skips_again(dsn, db) ->
     assert again.outcome == SOURCES_UNCHANGED, again
     probes = scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE meta::text LIKE '%%mvprobe%%'")
     assert probes == 0, "no run compared the catalog"
+
+
+def test_a_declared_index_dropped_by_hand_is_built_again_by_apply(dsn, db) -> None:
+    db.execute("CREATE TABLE src AS SELECT g AS id FROM generate_series(1, 150) g")
+    with MatViews(dsn, [DEFINED]) as mv:
+        assert mv.create("mv_small").ok
+        db.execute("DROP INDEX mv_small_id_idx")  # the concurrent refresh's unique index
+        result = mv.refresh("mv_small")
+    assert result.ok and result.created is not None, result
+    assert "add index UNIQUE (id)" in str(
+        scalar(db, "SELECT meta -> 'change' ->> 'summary' FROM mat_view_create_runs ORDER BY id DESC LIMIT 1")
+    )
+    assert scalar(db, "SELECT count(*) FROM pg_indexes WHERE tablename = 'mv_small'") == 1

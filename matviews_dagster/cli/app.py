@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
         if _is_input_error(exc):
             click.echo(f"error: {message}", err=True)
             code = EXIT_USAGE
+        elif type(exc).__name__ == "BatchStopped":  # work began: not bad input, exit 1
+            click.echo(f"error: {message}", err=True)
+            code = EXIT_FAILED
         elif psycopg is not None and isinstance(exc, psycopg.Error):
             click.echo(f"error: the database refused: {message}", err=True)
             code = EXIT_FAILED

@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 One = Callable[[MatViewDefinition, psycopg.Connection], OperationResult]
 
 
+class BatchStopped(RuntimeError):
+    """A batch stopped on an unexpected error after work on its views had begun: the views that
+    finished were reported and recorded, the others were not started. Not bad input: something
+    may have changed (the CLI exits 1, never 2)."""
+
+
 def check_parallel(max_parallel: object) -> None:
     if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
         raise ValueError(f"max_parallel must be a positive integer, got {shown(max_parallel)}")
@@ -57,6 +63,8 @@ def run_batch(
             order.reverse()
         mv.runs.mirror(list(definitions))  # in the background, while the workers connect
         connections = WorkerConnections(lambda: mv.connect(f"{kind} batch"))
+        began = threading.Event()
+        finished = 0
 
         def work(name: str) -> OperationResult:
             try:
@@ -65,10 +73,11 @@ def run_batch(
                 if not exc.limit_reached and not connections.opened_any:  # unreachable: nothing ran, say so once
                     raise
                 return _not_started(mv, kind, by_name[name], str(exc), dagster_run_id)  # e.g. max_connections
+            began.set()
             return one(by_name[name], conn)
 
         try:
-            yield from run_in_dependency_order(
+            for result in run_in_dependency_order(
                 order,
                 related,
                 work,
@@ -76,7 +85,17 @@ def run_batch(
                 skip=lambda name, failed: OperationResult.skipped(kind, name, failed),
                 max_parallel=max_parallel,
                 interrupt=connections.cancel,
-            )
+            ):
+                finished += 1
+                yield result
+        except Exception as exc:
+            if not began.is_set():
+                raise  # nothing began: the error says why (an unreachable server, bad input)
+            cause = " ".join(str(exc).split()) or type(exc).__name__
+            raise BatchStopped(
+                f"the {kind} batch stopped after {finished} of {len(order)} views ({type(exc).__name__}: {cause}); "
+                "the run rows record what each finished view did, the others were not started"
+            ) from exc
         finally:
             connections.close()
 

@@ -8,11 +8,15 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ..definition import MatViewDefinition
 from .migrations import Migrations
+
+MIRROR_BATCH = 1000
+"""Definitions upserted by one statement: bounded, whatever the file holds (10 parameters each)."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,11 @@ class DefinitionsMirror(Migrations):
     def definition_id(self, definition: MatViewDefinition) -> int:
         """The id of ``definition`` in ``mat_view_definitions``, upserted once per object."""
         with self._ids_lock:
-            pending, self._mirrors = self._mirrors, []
+            pending = list(self._mirrors)
         for future in pending:
-            future.result()
+            future.result()  # a failed mirror fails every caller, not the first one only
+        with self._ids_lock:
+            self._mirrors = [future for future in self._mirrors if future not in pending]
         known = self._ids.get(definition.name)
         if known is None or known[0] is not definition:
             self._remember_ids([definition])
@@ -111,14 +117,30 @@ class DefinitionsMirror(Migrations):
         self._applied[definition.name] = row["applied"] if row else {}
 
     def upsert_definitions(self, definitions: list[MatViewDefinition]) -> dict[str, int]:
-        """Mirror ``definitions`` into ``mat_view_definitions`` (by name) in one statement;
+        """Mirror ``definitions`` into ``mat_view_definitions`` (by name) in one transaction, at
+        most ``MIRROR_BATCH`` rows a statement (a statement holds at most 65,535 parameters);
         returns ``{name: id}``. ``updated_at`` moves only when a field changed."""
         if not definitions:
             return {}
         self.ensure_migrated()
         rows = [_definition_row(definition) for definition in definitions]
         columns = list(rows[0])
-        query = sql.SQL(
+
+        def upsert(conn: psycopg.Connection) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            with conn.transaction():
+                for start in range(0, len(rows), MIRROR_BATCH):
+                    batch = rows[start : start + MIRROR_BATCH]
+                    query = self._upsert_statement(columns, len(batch))
+                    found += conn.execute(query, [value for row in batch for value in row.values()]).fetchall()
+            return found
+
+        found = self.run(upsert)
+        self._applied.update({row["name"]: row["applied"] for row in found})
+        return {row["name"]: int(row["id"]) for row in found}
+
+    def _upsert_statement(self, columns: list[str], rows: int) -> sql.Composed:
+        return sql.SQL(
             """INSERT INTO {table} AS t ({columns}) VALUES {values}
                ON CONFLICT (name) DO UPDATE SET {updates},
                  updated_at = CASE WHEN ({old}) IS DISTINCT FROM ({new}) THEN now() ELSE t.updated_at END
@@ -127,16 +149,12 @@ class DefinitionsMirror(Migrations):
             table=self.table("mat_view_definitions"),
             columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
             values=sql.SQL(", ").join(
-                sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in columns)) for _ in rows
+                sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in columns)) for _ in range(rows)
             ),
             updates=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:]),
             old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns[1:]),
             new=sql.SQL(", ").join(sql.SQL("excluded.{}").format(sql.Identifier(c)) for c in columns[1:]),
         )
-        params = [value for row in rows for value in row.values()]
-        found = self.run(lambda conn: conn.execute(query, params).fetchall())
-        self._applied.update({row["name"]: row["applied"] for row in found})
-        return {row["name"]: int(row["id"]) for row in found}
 
     def get_definition(self, definition_id: int) -> MatViewDefinition | None:
         """Rebuild a definition from its id alone."""
