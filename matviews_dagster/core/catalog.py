@@ -36,16 +36,22 @@ _KINDS = {
     "p": "partitioned table",
     "f": "foreign table",
     "S": "sequence",
+    "i": "index",
+    "I": "partitioned index",
+    "c": "composite type",
+    "t": "TOAST table",
 }
 
 
 def matview_state(conn: psycopg.Connection, name: QualifiedName) -> MatViewState | None:
-    """The view's catalog state, ``None`` when absent; raises if the name is another relation."""
+    """The view's catalog state, ``None`` when absent; raises ``NotAMaterializedView`` naming what
+    the name is when a relation of another kind (a table, an index, a sequence, ...) has it:
+    relations of every kind share one namespace per schema."""
     row = conn.execute(
         """
         SELECT c.oid, c.relkind, c.relispopulated, pg_get_userbyid(c.relowner), c.reltuples
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('m', 'r', 'v', 'p', 'f', 'S')
+        WHERE n.nspname = %s AND c.relname = %s
         """,
         (name.schema, name.name),
     ).fetchone()
@@ -54,7 +60,7 @@ def matview_state(conn: psycopg.Connection, name: QualifiedName) -> MatViewState
     oid, kind, populated, owner, reltuples = row
     if kind != "m":
         raise NotAMaterializedView(
-            f"{name} is a {_KINDS.get(kind, 'relation')}, not a materialized view; "
+            f"{name} is {_article(_KINDS.get(kind, 'relation'))}, not a materialized view; "
             "pick another name or drop that relation"
         )
     return MatViewState(oid=oid, populated=populated, owner=owner, reltuples=float(reltuples))
@@ -82,6 +88,10 @@ def deployed_identity(conn: psycopg.Connection, name: QualifiedName) -> Deployed
         (name.schema, name.name),
     ).fetchone()
     return DeployedIdentity(int(row[0]), str(row[1]), frozenset(row[2])) if row else None
+
+
+def _article(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiouAEIOU' else 'a'} {noun}"
 
 
 _RELKINDS = {"v": "view", "m": "materialized view"}

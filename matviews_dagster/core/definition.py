@@ -109,7 +109,13 @@ class MatViewDefinition(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        return str(QualifiedName.parse(value, "name"))
+        name = QualifiedName.parse(value, "name")
+        if name.schema.startswith("pg_") or name.schema == "information_schema":
+            raise ValueError(
+                f"schema {name.schema} is the system's (PostgreSQL reserves information_schema and the schemas "
+                "beginning with pg_); put the view in a schema of your own"
+            )
+        return str(name)
 
     @field_validator("sql")
     @classmethod

@@ -16,11 +16,11 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from .catalog import dependent_relations, deployed_definition, matview_state
+from .catalog import NotAMaterializedView, dependent_relations, deployed_definition, matview_state
 from .definition import MatViewDefinition
 from .names import QualifiedName, derived_name
 from .services.binding import bind_search_path, create_statement
-from .services.indexes import declared_indexes, index_shapes
+from .services.indexes import check_declared_columns, declared_indexes, index_shapes
 from .services.response import ServiceError, describe_db_error
 
 Action = Literal["create", "unchanged", "change", "orphan", "error"]
@@ -95,49 +95,58 @@ def plan_view(
     conn: psycopg.Connection, definition: MatViewDefinition, previously_declared: Collection[str] = ()
 ) -> ViewPlan:
     """Compare the deployed view with ``definition``. ``previously_declared``: the names of the
-    indexes the last applied definition declared (those it no longer declares are dropped)."""
-    state = matview_state(conn, definition.qualified)
+    indexes the last applied definition declared (those it no longer declares are dropped).
+
+    The definition is checked as ``create`` and ``apply`` check it, so a plan never promises
+    what they refuse: its query must compile and return every column it declares, and its name
+    must not be taken by a relation of another kind. Raises ``ServiceError`` saying why.
+    """
+    try:
+        state = matview_state(conn, definition.qualified)
+    except NotAMaterializedView as exc:
+        raise ServiceError(str(exc)) from None
+    deployed, expected, columns = _query_texts(conn, definition, exists=state is not None)
+    check_declared_columns(definition, columns)
     if state is None:
         return ViewPlan(definition.name, "create")
-    texts = _query_texts(conn, definition)
-    assert texts is not None
     shapes = index_shapes(conn, state.oid)
     add = tuple(
-        f"{'UNIQUE ' if unique else ''}({', '.join(columns)})"
-        for columns, unique in declared_indexes(definition)
-        if not any(shape.is_declared((columns, unique)) for shape in shapes)
+        f"{'UNIQUE ' if unique else ''}({', '.join(keys)})"
+        for keys, unique in declared_indexes(definition)
+        if not any(shape.is_declared((keys, unique)) for shape in shapes)
     )
     declared = [shape.name for shape in shapes if any(map(shape.is_declared, declared_indexes(definition)))]
     drop = tuple(s.name for s in shapes if s.name in set(previously_declared) and s.name not in declared)
     comments = _comments_differ(conn, state.oid, definition)
-    changed = texts[0] != texts[1] or add or drop or comments
-    rebuilds = tuple(described for described in _built_on(conn, state.oid)) if texts[0] != texts[1] else ()
+    changed = deployed != expected or add or drop or comments
+    rebuilds = tuple(described for described in _built_on(conn, state.oid)) if deployed != expected else ()
     action: Action = "change" if changed else "unchanged"
-    return ViewPlan(definition.name, action, texts[0], texts[1], add, drop, comments, rebuilds)
+    return ViewPlan(definition.name, action, deployed, expected, add, drop, comments, rebuilds)
 
 
-def _query_texts(conn: psycopg.Connection, definition: MatViewDefinition) -> tuple[str, str] | None:
-    """``(deployed, expected)`` as ``pg_get_viewdef`` writes them, None when the view is missing.
-    The probe is a temporary view (any role may make one, with the database's default ``TEMP``
-    privilege; its text is the one a materialized view of the same query has), else, without
-    ``TEMP``, a materialized view in the view's schema. Raises ``ServiceError`` when the
-    definition's query does not compile."""
+def _query_texts(
+    conn: psycopg.Connection, definition: MatViewDefinition, *, exists: bool
+) -> tuple[str, str, list[str]]:
+    """``(deployed, expected, expected columns)``, the texts as ``pg_get_viewdef`` writes them
+    (deployed: '' when the view does not exist). The probe is a temporary view (any role may
+    make one, with the database's default ``TEMP`` privilege; its text is the one a
+    materialized view of the same query has), else, without ``TEMP``, a materialized view in the
+    view's schema. Raises ``ServiceError`` when the definition's query does not compile."""
     probe = derived_name(definition.qualified.name, "mvprobe")
-    found: tuple[str, str] | None = None
+    found: tuple[str, str, list[str]] | None = None
     try:
         with conn.transaction():
             bind_search_path(conn, definition)
-            deployed = deployed_definition(conn, definition.qualified)
-            if deployed is None:
-                return None
-            found = (deployed, _probe(conn, definition, probe))
+            deployed = (deployed_definition(conn, definition.qualified) or "") if exists else ""
+            found = (deployed, *_probe(conn, definition, probe))
             raise _Rollback
     except _Rollback:
         pass
+    assert found is not None
     return found
 
 
-def _probe(conn: psycopg.Connection, definition: MatViewDefinition, probe: str) -> str:
+def _probe(conn: psycopg.Connection, definition: MatViewDefinition, probe: str) -> tuple[str, list[str]]:
     temporary = QualifiedName("pg_temp", probe)
     in_schema = definition.qualified.sibling(probe)
     attempts = [
@@ -149,10 +158,13 @@ def _probe(conn: psycopg.Connection, definition: MatViewDefinition, probe: str) 
         try:
             with conn.transaction():
                 conn.execute(statement)
-                row = conn.execute("SELECT pg_get_viewdef(%s::regclass)", (target.identifier.as_string(conn),))
-                text = row.fetchone()
-                assert text is not None
-                return str(text[0])
+                row = conn.execute(
+                    "SELECT pg_get_viewdef(%(probe)s::regclass), array(SELECT attname::text FROM pg_attribute "
+                    "WHERE attrelid = %(probe)s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum)",
+                    {"probe": target.identifier.as_string(conn)},
+                ).fetchone()
+                assert row is not None
+                return str(row[0]), list(row[1])
         except psycopg.errors.InsufficientPrivilege as exc:
             refused.append(describe_db_error(exc))
         except psycopg.Error as exc:

@@ -191,9 +191,10 @@ def _changed(op: Operation) -> ViewPlan | ServiceError | None:
     (``drift.plan_view``) and, when equal, the view recorded as applied."""
     applied = op.mv.runs.applied(op.definition, op.database)
     identity = deployed_identity(op.conn, op.definition.qualified)
+    if identity is None:
+        return None  # missing, or another kind of relation: the refresh says which
     if (
         applied is not None
-        and identity is not None
         and applied.fingerprint == op.definition.fingerprint
         and applied.query == identity.query
         and set(applied.indexes) <= identity.indexes
@@ -205,7 +206,7 @@ def _changed(op: Operation) -> ViewPlan | ServiceError | None:
         return exc
     if plan.action == "create":
         return None  # missing: the refresh says so
-    if plan.action == "unchanged" and identity is not None:
+    if plan.action == "unchanged":
         from .services.indexes import declared_index_names
 
         names = declared_index_names(op.conn, identity.oid, op.definition)

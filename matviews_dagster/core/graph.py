@@ -52,6 +52,9 @@ class ViewGraph:
                 raise ValueError(f"view {definition.name} is defined twice; names must be unique")
             self._by_name[definition.name] = definition
         self._reads = {name: _reads(definition, self._by_name) for name, definition in self._by_name.items()}
+        for name, reads in self._reads.items():
+            if any(str(relation) == name for relation in reads):  # CREATE would find no such relation
+                raise ValueError(f"views depend on each other in a cycle: {name} -> {name} (the view reads itself)")
         self._upstream = {
             name: tuple(str(r) for r in reads if str(r) in self._by_name and str(r) != name)
             for name, reads in self._reads.items()

@@ -1,9 +1,10 @@
 """``matviews plan``: for each defined view, what ``apply`` would do (``drift.ViewPlan``), and
 the orphans: materialized views with run history in this database and no definition any more.
-Reads only; nothing is written, not even to the run store."""
+Nothing is kept: the plan's transaction is rolled back, and nothing is written to the run store."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from .catalog import NotAMaterializedView, matview_state
 from .definition import MatViewDefinition
 from .drift import ViewPlan, plan_view
 from .names import QualifiedName
+from .services.binding import bind_search_path, create_statement
 from .services.response import ServiceError
 
 if TYPE_CHECKING:
@@ -20,22 +22,40 @@ if TYPE_CHECKING:
 
 
 def plan_views(mv: MatViews, definitions: Sequence[MatViewDefinition], *, orphans: bool) -> list[ViewPlan]:
-    """One plan per definition, in the order given, then (with ``orphans``) one per orphan."""
+    """One plan per definition, in the order given (a dependency order), then (with
+    ``orphans``) one per orphan. Every definition is checked as ``create`` and ``apply`` would
+    check it; a view to be created that others read is created empty inside the plan's
+    transaction, which is rolled back, so the views planned after it compile against it as
+    ``apply`` will."""
     with mv.connect("plan") as conn:
         database = conn.info.dbname
         applied = mv.runs.read_applied([d.name for d in definitions], database)
         plans = []
-        for definition in definitions:
-            previous = applied.get(definition.name)
-            try:
-                plans.append(plan_view(conn, definition, previous.indexes if previous else ()))
-            except ServiceError as exc:
-                plans.append(ViewPlan(definition.name, "error", error=str(exc), hint=exc.hint))
+        graph = mv.graph_of(definitions)
+        with conn.transaction() as transaction:
+            for definition in definitions:
+                previous = applied.get(definition.name)
+                try:
+                    plans.append(plan_view(conn, definition, previous.indexes if previous else ()))
+                except ServiceError as exc:  # what create and apply would refuse, in their words
+                    plans.append(ViewPlan(definition.name, "error", error=str(exc), hint=exc.hint))
+                    continue
+                if plans[-1].action == "create" and graph.downstream(definition.name):
+                    _stand_in(conn, definition)
+            raise psycopg.Rollback(transaction)
         if orphans:
             for name in mv.runs.views_with_runs(database_name=database):
                 if not mv.is_defined(name) and _is_matview(conn, name):
                     plans.append(ViewPlan(name, "orphan"))
     return plans
+
+
+def _stand_in(conn: psycopg.Connection, definition: MatViewDefinition) -> None:
+    """The view to be created, empty, for the rest of the plan's rolled-back transaction; a role
+    that may not create it leaves the views built on it to say they cannot compile."""
+    with contextlib.suppress(psycopg.Error), conn.transaction():
+        bind_search_path(conn, definition)
+        conn.execute(create_statement(definition.qualified, definition, data=False))
 
 
 def _is_matview(conn: psycopg.Connection, name: str) -> bool:

@@ -14,7 +14,7 @@ from ..definition import MatViewDefinition
 from ..drift import ViewPlan, plan_view
 from . import carry_over
 from .indexes import (
-    check_index_columns,
+    check_declared_columns,
     declared_index_names,
     declared_indexes,
     free_index_name,
@@ -85,7 +85,7 @@ def _in_place(
     """New declared indexes built (readers go on: ``CREATE INDEX`` blocks only writers), the
     undeclared ones dropped and comments set, the drops with bounded lock waits."""
     name = definition.qualified
-    check_index_columns(definition, column_names(conn, oid))
+    check_declared_columns(definition, column_names(conn, oid))
     shapes = index_shapes(conn, oid)
     built = []
     with conn.transaction():

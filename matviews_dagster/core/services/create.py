@@ -12,7 +12,7 @@ from ..names import QualifiedName
 from .apply import change_view
 from .binding import bind_search_path, binding_warnings, bound_relations, create_statement
 from .carry_over import set_comments
-from .indexes import check_index_columns, declared_index_names, definition_index_statements
+from .indexes import check_declared_columns, declared_index_names, definition_index_statements
 from .locking import LockPolicy
 from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, returns_errors
 
@@ -104,7 +104,7 @@ def _create(
         warnings = binding_warnings(definition, bound_relations(conn, created.oid), expected_reads)
         if warnings:
             meta["warnings"] = warnings
-        check_index_columns(definition, column_names(conn, created.oid))
+        check_declared_columns(definition, column_names(conn, created.oid))
         for statement in definition_index_statements(definition):
             log.execute(statement)
         set_comments(log, name, definition.description, definition.column_descriptions)

@@ -105,15 +105,22 @@ def declared_index_names(conn: psycopg.Connection, oid: int, definition: MatView
     return [s.name for declared in declared_indexes(definition) for s in shapes if s.is_declared(declared)]
 
 
-def check_index_columns(definition: MatViewDefinition, columns: list[str]) -> None:
-    """Fail with the view's columns when an index names a column the view does not have."""
-    wanted = [*definition.unique_index_columns, *(c for index in definition.indexes for c in index)]
-    missing = sorted({column for column in wanted if column not in columns})
+def check_declared_columns(definition: MatViewDefinition, columns: list[str]) -> None:
+    """Fail with the view's columns when ``unique_index_columns``, ``indexes`` or
+    ``column_descriptions`` name a column the query does not return: the one check ``plan``
+    (on the compiled query), ``create`` and ``apply`` (on the new view) all make."""
+    wanted = {
+        "unique_index_columns": definition.unique_index_columns,
+        "indexes": [column for index in definition.indexes for column in index],
+        "column_descriptions": list(definition.column_descriptions),
+    }
+    missing = {field: sorted({c for c in names if c not in columns}) for field, names in wanted.items()}
+    missing = {field: names for field, names in missing.items() if names}
     if missing:
+        named = "; ".join(f"{field} names {', '.join(names)}" for field, names in missing.items())
         raise ServiceError(
-            f"{definition.name} has no column {', '.join(missing)} for its indexes; "
-            f"its columns are: {', '.join(columns)}",
-            hint="fix unique_index_columns/indexes (names are case-sensitive)",
+            f"{definition.name}'s query returns no such column: {named}; its columns are: {', '.join(columns)}",
+            hint=f"fix {', '.join(missing)} (names are case-sensitive) or the query",
         )
 
 

@@ -26,7 +26,7 @@ from . import carry_over, dependents, owner_rights
 from .binding import bind_search_path
 from .indexes import (
     IndexShape,
-    check_index_columns,
+    check_declared_columns,
     declared_indexes,
     free_index_name,
     index_statement,
@@ -111,7 +111,7 @@ def rebuild(
             _build(conn, log, definition, new, query, old.tablespace)
             columns = column_names(conn, _oid(conn, new))
             if indexes == "declared":
-                check_index_columns(definition, columns)
+                check_declared_columns(definition, columns)
             try:
                 owner_rights.give_to_owner(conn, log, new, old.owner, view=name, what=what)
             except owner_rights.OwnerRightsRefused as exc:
