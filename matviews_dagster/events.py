@@ -57,6 +57,7 @@ def materialize_result(key: dg.AssetKey, result: OperationResult, strategy: str)
     plot them as a series."""
     metadata: dict[str, Any] = {
         "duration_ms": dg.MetadataValue.int(result.total_duration_ms),
+        "lock_wait_ms": dg.MetadataValue.int(result.lock_wait_ms or 0),
         "strategy": strategy,
         "run_record_id": dg.MetadataValue.text(str(result.run_id)),
         "outcome": result.outcome,

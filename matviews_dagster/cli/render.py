@@ -45,6 +45,10 @@ def emit_json(value: object) -> None:
     click.echo(as_json(value))
 
 
+SHOWN_LOCK_WAIT_MS = 100
+"""A wait for locks at least this long is shown beside the duration (it is never part of it)."""
+
+
 def describe_result(result: OperationResult) -> str:
     """``ok      public.mv_users: refreshed, 12 ms, 500 rows, run #7`` and, indented, what was
     dropped with it, warnings, the error and its hint."""
@@ -52,6 +56,8 @@ def describe_result(result: OperationResult) -> str:
     parts = [f"{mark:7} {result.view}: {result.outcome}"]
     if result.run_id is not None:
         parts.append(f"{result.duration_ms} ms")
+    if result.lock_wait_ms and result.lock_wait_ms >= SHOWN_LOCK_WAIT_MS:
+        parts.append(f"waited {result.lock_wait_ms / 1000:.1f} s for locks")
     if result.rows_count is not None:
         parts.append(f"{result.rows_count} rows")
     if result.run_id is not None:

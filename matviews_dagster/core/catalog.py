@@ -18,6 +18,9 @@ class MatViewState:
     populated: bool
     owner: str
     reltuples: float
+    owned: bool = False
+    """The connecting role is the owner or a member of its role (a superuser is): it may do
+    what only the owner may, e.g. ``ALTER``; a role with ``MAINTAIN`` alone may only refresh."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ def matview_state(conn: psycopg.Connection, name: QualifiedName) -> MatViewState
     relations of every kind share one namespace per schema."""
     row = conn.execute(
         """
-        SELECT c.oid, c.relkind, c.relispopulated, pg_get_userbyid(c.relowner), c.reltuples
+        SELECT c.oid, c.relkind, c.relispopulated, pg_get_userbyid(c.relowner), c.reltuples,
+               pg_has_role(c.relowner, 'MEMBER')
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = %s AND c.relname = %s
         """,
@@ -57,13 +61,13 @@ def matview_state(conn: psycopg.Connection, name: QualifiedName) -> MatViewState
     ).fetchone()
     if row is None:
         return None
-    oid, kind, populated, owner, reltuples = row
+    oid, kind, populated, owner, reltuples, owned = row
     if kind != "m":
         raise NotAMaterializedView(
             f"{name} is {_article(_KINDS.get(kind, 'relation'))}, not a materialized view; "
             "pick another name or drop that relation"
         )
-    return MatViewState(oid=oid, populated=populated, owner=owner, reltuples=float(reltuples))
+    return MatViewState(oid=oid, populated=populated, owner=owner, reltuples=float(reltuples), owned=owned)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ from .services.response import ServiceError, ServiceResponse
 from .services.swap import drop_swap_leftovers
 from .vocabulary import RunKind
 
+TIMED_OUT = "57014"
+"""SQLSTATE query_canceled: a statement timeout, or a cancel request."""
+
 if TYPE_CHECKING:
     from .matviews import MatViews
 
@@ -82,15 +85,25 @@ class Operation:
             error = f"interrupted ({type(exc).__name__})"
             store.finish(kind, run_id, status="failed", duration_ms=_elapsed_ms(started), meta={}, error=error)
             raise
-        duration_ms = _elapsed_ms(started)
+        table_wait_ms = int(response.meta.get("table_lock_wait_ms") or 0)
+        duration_ms = max(_elapsed_ms(started) - table_wait_ms, 0)  # the work, not the waits
         self.payload = response.payload
         status = "success" if response.ok else "failed"
+        if response.meta.get("sqlstate") == TIMED_OUT and "statement timeout" in (response.error or ""):
+            response.error, response.hint = self._timed_out(response.error or "")
         error = scrub(response.error, self.mv.dsn) if response.error else None
         rows_count = response.payload.get("rows_count")
         if self.warnings:
             response.meta["warnings"] = [*self.warnings, *response.meta.get("warnings", ())]
             self.warnings = []
-        final_meta = {**response.meta, "outcome": response.status, "payload": response.payload}
+        lock_wait_ms = self.lock_wait_ms + table_wait_ms
+        final_meta = {
+            **response.meta,
+            "outcome": response.status,
+            "payload": response.payload,
+            "lock_wait_ms": lock_wait_ms,
+            "view_lock_wait_ms": self.lock_wait_ms,
+        }
         if response.hint:
             final_meta["hint"] = response.hint
         store.finish(kind, run_id, status=status, duration_ms=duration_ms, meta=final_meta, error=error)
@@ -107,7 +120,27 @@ class Operation:
             hint=response.hint,
             warnings=tuple(response.meta.get("warnings", ())),
             dropped=tuple(f"{name} ({relkind})" for name, relkind in dropped),
+            lock_wait_ms=lock_wait_ms,
         )
+
+    def _timed_out(self, error: str) -> tuple[str, str]:
+        """A statement cancelled by ``statement_timeout``: say whose limit it was, and how long."""
+        own, given = self.definition.statement_timeout, self.mv.statement_timeout
+        if own:
+            whose = f"the view's own statement_timeout of {own:g} s (statement_timeout in its definition)"
+            fix = f"raise statement_timeout in the definition of {self.definition.name}, or make its query faster"
+        elif given:
+            whose = f"the statement_timeout of {given:g} s this operation was given (MatViews statement_timeout)"
+            fix = "raise statement_timeout, or set one for this view in its definition"
+        else:
+            try:
+                row = self.conn.execute("SELECT current_setting('statement_timeout')").fetchone()
+                setting = row[0] if row else "?"
+            except psycopg.Error:
+                setting = "?"
+            whose = f"the statement_timeout of {setting} set on the server, database or role"
+            fix = f"set statement_timeout in the definition of {self.definition.name} to allow it more time"
+        return f"{error}: the limit was {whose}", fix
 
 
 @contextlib.contextmanager

@@ -26,7 +26,9 @@ class OperationResult:
     ``create_if_missing`` made first; ``description`` and ``database`` are read on the same
     connection when asked for (``describe=True``), and ``checks`` are the health checks run
     right after a successful refresh when a batch asks for them. ``dropped`` lists what a
-    ``cascade`` delete dropped with the view, e.g. ``public.v_pro (view)``.
+    ``cascade`` delete dropped with the view, e.g. ``public.v_pro (view)``. ``lock_wait_ms`` is
+    the time spent waiting for locks (the view's own lock, then the table lock the statement
+    needs: a regular refresh waits for every reader), kept out of ``duration_ms``.
     """
 
     kind: RunKind
@@ -43,6 +45,7 @@ class OperationResult:
     skipped_because: tuple[str, ...] = ()
     checks: tuple[CheckOutcome, ...] = ()
     dropped: tuple[str, ...] = ()
+    lock_wait_ms: int | None = None
     description: ViewDescription | None = field(default=None, compare=False)
     database: str | None = field(default=None, compare=False)
 
@@ -57,7 +60,7 @@ class OperationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape (CLI ``--json``, job outputs): ``status, outcome, run_id, kind, view,
-        duration_ms, rows_count, error, hint, warnings, skipped_because, dropped``, plus
+        duration_ms, rows_count, error, hint, warnings, skipped_because, dropped, lock_wait_ms``, plus
         ``created`` when a create run came first."""
         out: dict[str, Any] = {
             "status": self.status,
@@ -72,6 +75,7 @@ class OperationResult:
             "warnings": list(self.warnings),
             "skipped_because": list(self.skipped_because),
             "dropped": list(self.dropped),
+            "lock_wait_ms": self.lock_wait_ms,
         }
         if self.created is not None:
             out["created"] = self.created.to_dict()

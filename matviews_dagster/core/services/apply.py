@@ -22,7 +22,7 @@ from .indexes import (
     index_statement,
 )
 from .locking import LockPolicy, with_lock_retries
-from .response import ServiceError, ServiceResponse, StatementLog, returns_errors
+from .response import ServiceError, ServiceResponse, StatementLog, disk_full, returns_errors
 from .swap import rebuild
 
 
@@ -71,7 +71,29 @@ def change_view(
     return ServiceResponse("updated", payload=payload, meta=meta)
 
 
-apply_change = returns_errors(change_view)
+def _apply_change(
+    conn: psycopg.Connection,
+    definition: MatViewDefinition,
+    *,
+    previously_declared: Collection[str] = (),
+    definitions: Mapping[str, MatViewDefinition] | None = None,
+    lock_policy: LockPolicy,
+    log: StatementLog,
+) -> ServiceResponse:
+    try:
+        return change_view(
+            conn,
+            definition,
+            previously_declared=previously_declared,
+            definitions=definitions,
+            lock_policy=lock_policy,
+            log=log,
+        )
+    except psycopg.errors.DiskFull as exc:
+        raise disk_full(conn, definition.qualified, "rebuilding", exc) from None
+
+
+apply_change = returns_errors(_apply_change)
 
 
 def _in_place(
@@ -102,10 +124,15 @@ def _in_place(
         for index in plan.drop_indexes:
             log.execute(sql.SQL("DROP INDEX {}").format(name.sibling(index).identifier))
 
-    attempts = 0
+    attempts = waited = 0
     if plan.drop_indexes:
-        _, attempts = with_lock_retries(conn, lock_policy, drop, what=str(name), oids=[oid])
-    return {"created_indexes": built, "dropped_indexes": list(plan.drop_indexes), "lock_attempts": attempts}
+        _, attempts, waited = with_lock_retries(conn, lock_policy, drop, what=str(name), oids=[oid])
+    return {
+        "created_indexes": built,
+        "dropped_indexes": list(plan.drop_indexes),
+        "lock_attempts": attempts,
+        "table_lock_wait_ms": waited,
+    }
 
 
 def _declared(conn: psycopg.Connection, definition: MatViewDefinition) -> list[str]:

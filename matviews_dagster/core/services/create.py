@@ -14,7 +14,7 @@ from .binding import bind_search_path, binding_warnings, bound_relations, create
 from .carry_over import set_comments
 from .indexes import check_declared_columns, declared_index_names, definition_index_statements
 from .locking import LockPolicy
-from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, returns_errors
+from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, disk_full, returns_errors
 
 
 @returns_errors
@@ -40,6 +40,25 @@ def create_view(
     what Postgres bound; a difference is a warning in ``meta``. ``upstream`` (the defined views
     among them) lets a missing one be named as a view to create first.
     """
+    try:
+        return _create_or_rebuild(
+            conn, definition, force, expected_reads, upstream, previously_declared, definitions, lock_policy, log
+        )
+    except psycopg.errors.DiskFull as exc:
+        raise disk_full(conn, definition.qualified, "building", exc) from None
+
+
+def _create_or_rebuild(
+    conn: psycopg.Connection,
+    definition: MatViewDefinition,
+    force: bool,
+    expected_reads: Collection[QualifiedName] | None,
+    upstream: Collection[QualifiedName],
+    previously_declared: Collection[str],
+    definitions: Mapping[str, MatViewDefinition] | None,
+    lock_policy: LockPolicy | None,
+    log: StatementLog,
+) -> ServiceResponse:
     name = definition.qualified
     meta: dict[str, object] = {"force": force}
     if force and matview_state(conn, name) is not None:

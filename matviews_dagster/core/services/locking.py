@@ -64,20 +64,25 @@ def with_lock_retries(
     oids: list[int],
     isolation: IsolationLevel | None = None,
     pipeline: bool = True,
-) -> tuple[T, int]:
+) -> tuple[T, int, int]:
     """Run ``work`` in a transaction (``isolation``: default the server's) with
     ``lock_timeout``; retry on lock timeouts. With ``pipeline`` BEGIN, the statements and
     COMMIT travel in one round trip (for work that does not branch on what it reads).
 
-    Returns ``(result, attempts)``. When every attempt timed out, raises ``ServiceError``
-    naming the sessions that held the lock.
+    Returns ``(result, attempts, waited_ms)``: ``waited_ms`` is the time the attempts that
+    timed out and the pauses between them took (what ``work`` waited within the attempt that
+    succeeded only it can tell). When every attempt timed out, raises ``ServiceError`` naming
+    the sessions that held the lock.
     """
     holders: list[str] = []
+    started = time.monotonic()
     for attempt in range(1, policy.attempts + 1):
+        tried = time.monotonic()
         try:
             with _isolation(conn, isolation), _pipeline(conn, pipeline), conn.transaction():
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{policy.timeout_ms}ms",))
-                return work(), attempt
+                result = work()
+            return result, attempt, int((tried - started) * 1000)
         except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
             holders = lock_holders(conn, oids)
             if attempt < policy.attempts:
@@ -88,4 +93,5 @@ def with_lock_retries(
         hint="end the blocking transaction, or retry later; lock_timeout bounds each attempt",
         lock_attempts=policy.attempts,
         lock_holders=holders,
+        table_lock_wait_ms=int((time.monotonic() - started) * 1000),
     )

@@ -16,7 +16,7 @@ from ..definition import MatViewDefinition
 from ..names import QualifiedName
 from .locking import LockPolicy, with_lock_retries
 from .owner_rights import OwnerRightsRefused, owner_scratch
-from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, returns_errors
+from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, disk_full, returns_errors
 from .row_count import count_rows
 from .swap import swap_refresh
 
@@ -63,9 +63,12 @@ def refresh_view(
         )
     refresh = STRATEGIES[strategy]
     policy = lock_policy or LockPolicy()
-    return refresh(
-        conn, definition, state, row_count_strategy=row_count_strategy, lock_policy=policy, log=log, query=query
-    )
+    try:
+        return refresh(
+            conn, definition, state, row_count_strategy=row_count_strategy, lock_policy=policy, log=log, query=query
+        )
+    except psycopg.errors.DiskFull as exc:
+        raise disk_full(conn, definition.qualified, f"a {strategy} refresh of", exc) from None
 
 
 def in_place_refresh(
@@ -112,7 +115,7 @@ def in_place_refresh(
     try:
         if concurrently:  # the view must equal its query: verified in the refresh's own snapshot
             check = partial(_refresh_and_verify, conn, log, statement, name, state, str(meta["unique_index"]))
-            verified, attempts = with_lock_retries(
+            verified, attempts, waited = with_lock_retries(
                 conn, policy, check, what=str(name), oids=[state.oid], isolation=IsolationLevel.REPEATABLE_READ
             )
             meta["equality_check_ms"] = verified.ms
@@ -123,14 +126,15 @@ def in_place_refresh(
                     + verified.unverified
                 )
         else:
-            refresh = partial(log.execute, statement)
-            _, attempts = with_lock_retries(conn, policy, refresh, what=str(name), oids=[state.oid])
+            refresh = partial(_locked_refresh, conn, log, statement, state, name)
+            clock, attempts, waited = with_lock_retries(conn, policy, refresh, what=str(name), oids=[state.oid])
+            waited += clock.waited_ms()
     except psycopg.errors.InsufficientPrivilege as exc:
         raise ServiceError(
             f"{describe_db_error(exc)}: REFRESH needs ownership of {name} (or MAINTAIN on PostgreSQL 17+)",
             hint=f"refresh as the owner of {name}, or GRANT MAINTAIN ON {name} to the role (PostgreSQL 17+)",
         ) from None
-    meta["lock_attempts"] = attempts
+    meta["lock_attempts"], meta["table_lock_wait_ms"] = attempts, waited
     if concurrently:
         warning = null_trap_warning(conn, name, state.oid, str(meta["unique_index"]))
         if warning:
@@ -148,6 +152,37 @@ def in_place_refresh(
     if warnings:
         meta["warnings"] = warnings
     return ServiceResponse("updated", payload={"rows_count": rows}, meta=meta)
+
+
+@dataclass(frozen=True)
+class LockClock:
+    """The server's clock read before and after the statement that takes the view's lock (the
+    cursors are read once the pipelined transaction has run)."""
+
+    before: psycopg.Cursor
+    after: psycopg.Cursor
+
+    def waited_ms(self) -> int:
+        before, after = self.before.fetchone(), self.after.fetchone()
+        assert before is not None and after is not None
+        return int((after[0] - before[0]).total_seconds() * 1000)
+
+
+def _locked_refresh(
+    conn: psycopg.Connection, log: StatementLog, statement: sql.Composable, state: MatViewState, name: QualifiedName
+) -> LockClock:
+    """``REFRESH MATERIALIZED VIEW``, its lock taken first by a statement of its own so the
+    wait for it is timed apart from the query: ``ALTER ... OWNER TO`` the owner it already has
+    changes nothing and takes the ``ACCESS EXCLUSIVE`` lock ``REFRESH`` takes (only a role that
+    may act as the owner may send it; for a ``MAINTAIN``-only role the wait is the query's)."""
+    before = conn.execute("SELECT clock_timestamp()")
+    if state.owned:
+        conn.execute(
+            sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(name.identifier, sql.Identifier(state.owner))
+        )
+    after = conn.execute("SELECT clock_timestamp()")
+    log.execute(statement)
+    return LockClock(before, after)
 
 
 @dataclass(frozen=True)

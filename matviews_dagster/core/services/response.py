@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from ..catalog import NotAMaterializedView
+from ..names import QualifiedName
 
 ServiceStatus = Literal["created", "updated", "deleted", "skipped", "error"]
 P = ParamSpec("P")
@@ -59,6 +60,29 @@ def describe_db_error(exc: psycopg.Error) -> str:
     if where:
         message = f"{message} (in {where})"
     return f"{message} [SQLSTATE {diag.sqlstate}]" if diag.sqlstate else message
+
+
+def disk_full(conn: psycopg.Connection, name: QualifiedName, what: str, exc: psycopg.Error) -> ServiceError:
+    """Out of disk (SQLSTATE 53100): name the view's tablespace, its size, and which way of
+    refreshing needs how much room there (the failed statement was rolled back)."""
+    row = conn.execute(
+        """SELECT coalesce(t.spcname, (SELECT spcname FROM pg_tablespace WHERE oid = d.dattablespace)),
+                  pg_size_pretty(pg_total_relation_size(c.oid))
+           FROM pg_database d LEFT JOIN pg_class c ON c.oid = to_regclass(%s)
+           LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
+           WHERE d.datname = current_database()""",
+        (name.identifier.as_string(conn),),
+    ).fetchone()
+    tablespace, size = row if row else ("?", None)
+    return ServiceError(
+        f"{what} {name} ran out of disk in tablespace {tablespace} ({describe_db_error(exc)}); a regular or "
+        "swap refresh writes a whole second copy of the view there before the old one is dropped, a concurrent "
+        "refresh writes only the rows that changed there (its working copy goes to temp_tablespaces); nothing "
+        "was changed",
+        hint=f"free at least the view's size ({size or 'unknown'}) in tablespace {tablespace}, move the view to a "
+        "tablespace with room (ALTER MATERIALIZED VIEW ... SET TABLESPACE), or refresh with strategy='concurrent'",
+        tablespace=tablespace,
+    )
 
 
 def function_context(exc: psycopg.Error) -> str | None:

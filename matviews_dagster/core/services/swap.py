@@ -12,6 +12,7 @@ transaction, so its commit cost never sits inside the window readers wait on.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -125,8 +126,12 @@ def rebuild(
                 log.execute(cluster.format(new.identifier, sql.Identifier(temporary[old.clustered_on])))
             result.rows = _rows_built(conn, new, indexed=bool(renames))
 
+        locked_after: list[float] = []
+
         def swap() -> list[carry_over.Relation]:
+            asked = time.monotonic()
             built_on = dependents.lock_and_capture(conn, name, state.oid)
+            locked_after.append(time.monotonic() - asked)
             for relation in reversed(built_on):
                 dependents.drop(log, relation)
             for statistics, _ in old.statistics:  # they hang on the old copy; made again on the new one
@@ -142,14 +147,15 @@ def rebuild(
                 result.warnings += dependents.recreate(conn, log, relation, definitions or {})
             return built_on
 
-        built_on, attempts = with_lock_retries(
+        built_on, attempts, waited = with_lock_retries(
             conn, lock_policy, swap, what=str(name), oids=[state.oid], pipeline=False
         )
     except BaseException:
         with contextlib.suppress(ServiceError):  # the original error says what went wrong
             drop_swap_leftovers(conn, name)
         raise
-    result.meta.update(lock_attempts=attempts, indexes=[final for final, _, _ in renames])
+    table_wait = waited + int(locked_after[-1] * 1000)  # the attempts that timed out, then the one that won
+    result.meta.update(lock_attempts=attempts, table_lock_wait_ms=table_wait, indexes=[f for f, _, _ in renames])
     if built_on:
         result.meta["recreated_dependents"] = [str(relation) for relation in built_on]
     try:  # readers of the old copy may still hold it: wait once, boundedly, else leave it
