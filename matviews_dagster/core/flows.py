@@ -21,6 +21,7 @@ from .services.delete import delete_view
 from .services.refresh import refresh_view
 from .services.response import ServiceError, ServiceResponse
 from .source_versions import flush_statistics, read_versions
+from .vocabulary import REFRESHED_MEANWHILE
 
 if TYPE_CHECKING:
     from .matviews import MatViews
@@ -54,6 +55,13 @@ def refresh_one(
     with operation(mv, "refresh", definition, dagster_run_id, conn) as op:
         if op.not_started:
             return op.not_started
+        if op.lock is not None and op.lock.contended:  # another operation held the view: did it do our work?
+            covering = mv.runs.refreshed_since(
+                database_name=op.database, view_name=definition.name, since=op.lock.asked_at, sql_text=definition.sql
+            )
+            if covering is not None:
+                skipped = op.run("refresh", options, _refreshed_meanwhile, covering)
+                return replace(skipped, outcome=f"skipped ({REFRESHED_MEANWHILE.format(run_id=covering)})")
         created, query, what = None, None, "create the missing view"
         if create_if_missing and not _exists(op.conn, definition):
             created = _create(op, {"force": False, "reason": "create_if_missing", "sql": definition.sql}, False)
@@ -232,6 +240,15 @@ def _refuse_change(conn: psycopg.Connection, change: ViewPlan) -> ServiceRespons
         "refreshed",
         hint="apply the change (matviews apply), or set on_definition_change to apply or warn",
         change=change.to_dict(),
+    )
+
+
+def _refreshed_meanwhile(conn: psycopg.Connection, run_id: int) -> ServiceResponse:
+    """This refresh waited for the view's lock while refresh run ``run_id``, which started after
+    this one was asked for, refreshed it: its data is at least as new as this one's would be."""
+    return ServiceResponse(
+        "skipped",
+        meta={"reason": REFRESHED_MEANWHILE.format(run_id=run_id), "refreshed_by_run": run_id},
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
@@ -37,21 +39,35 @@ def lock_holder(conn: psycopg.Connection, name: QualifiedName) -> str | None:
     return f"pid {row[0]} (application {row[1]!r})" if row else None
 
 
-@contextmanager
-def view_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float) -> Iterator[int]:
-    """Hold the view's lock for the block; yields the milliseconds spent waiting.
+@dataclass(frozen=True)
+class HeldLock:
+    """The view's lock, held: ``waited_ms`` waiting for it, ``asked_at`` (the server's clock)
+    when it was asked for, and whether another operation held it then (``contended``)."""
 
-    The usual case, a free lock, costs one statement (``pg_try_advisory_lock``); only a held
-    lock makes us wait, at most ``wait_seconds``, then raise ``ViewLockTimeout`` naming the
-    holder. The lock is tied to the session, so it is released if the process dies.
+    waited_ms: int
+    asked_at: datetime
+    contended: bool
+
+
+@contextmanager
+def view_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float) -> Iterator[HeldLock]:
+    """Hold the view's lock for the block.
+
+    The usual case, a free lock, costs one statement (``pg_try_advisory_lock``, which also
+    reads the server's clock); only a held lock makes us wait, at most ``wait_seconds``, then
+    raise ``ViewLockTimeout`` naming the holder. The lock is tied to the session, so it is
+    released if the process dies.
     """
     started = time.monotonic()
-    row = conn.execute(f"SELECT pg_try_advisory_lock({LOCK_ARGS})", (LOCK_NAMESPACE, str(name))).fetchone()
-    if not (row and row[0]):
+    row = conn.execute(
+        f"SELECT pg_try_advisory_lock({LOCK_ARGS}), clock_timestamp()", (LOCK_NAMESPACE, str(name))
+    ).fetchone()
+    assert row is not None
+    if not row[0]:
         _wait_for_lock(conn, name, wait_seconds, started)
-    waited_ms = int((time.monotonic() - started) * 1000)
+    held = HeldLock(int((time.monotonic() - started) * 1000), row[1], contended=not row[0])
     try:
-        yield waited_ms
+        yield held
     finally:
         if not conn.broken and not conn.closed:
             conn.execute(f"SELECT pg_advisory_unlock({LOCK_ARGS})", (LOCK_NAMESPACE, str(name)))

@@ -20,7 +20,7 @@ import psycopg
 
 from .definition import MatViewDefinition
 from .dsn import scrub
-from .locks import ViewLockTimeout, view_lock
+from .locks import HeldLock, ViewLockTimeout, view_lock
 from .result import OperationResult
 from .services.response import ServiceError, ServiceResponse
 from .services.swap import drop_swap_leftovers
@@ -43,6 +43,7 @@ class Operation:
         self.dagster_run_id = run_id
         self.database = conn.info.dbname
         self.lock_wait_ms = 0
+        self.lock: HeldLock | None = None
         self.leftovers: list[str] = []
         self.recorded: dict[str, Any] = {}
         """More for the run row's ``meta`` (e.g. ``source_versions``), set before ``run``."""
@@ -160,7 +161,8 @@ def operation(
             conn = stack.enter_context(mv.connect(definition.name))
         op = Operation(mv, conn, definition, dagster_run_id)
         try:
-            op.lock_wait_ms = stack.enter_context(view_lock(conn, definition.qualified, mv.lock_wait_timeout))
+            op.lock = stack.enter_context(view_lock(conn, definition.qualified, mv.lock_wait_timeout))
+            op.lock_wait_ms = op.lock.waited_ms
         except ViewLockTimeout as exc:
             op.not_started = _lock_timed_out(op, kind, exc)
             yield op

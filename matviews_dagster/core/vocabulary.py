@@ -44,3 +44,6 @@ RUN_KEY_TAG = "matviews/run_key"
 SOURCES_UNCHANGED = "skipped (sources unchanged)"
 """The outcome of a view ``refresh --if-changed`` did not refresh: its sources are as its last
 refresh read them (``core.source_versions``)."""
+REFRESHED_MEANWHILE = "refreshed by run #{run_id}, which started after this request"
+"""Why a refresh that waited for the view's lock did nothing: another refresh of the same query
+started after it was asked for and succeeded (its outcome is ``skipped (<this>)``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from psycopg import sql
@@ -35,6 +36,21 @@ class RunHistory(Migrations):
         ) + sql.SQL(" ORDER BY started_at")
         params = {"db": database_name, "view": view_name}
         return self.run(lambda conn: conn.execute(query, params).fetchall())
+
+    def refreshed_since(self, *, database_name: str, view_name: str, since: datetime, sql_text: str) -> int | None:
+        """The id of a successful refresh of the view, of the same query, that started after
+        ``since`` (its run row is inserted once it holds the view's lock, before its statement
+        runs, so its data is at least as new as ``since``), or None."""
+        self.ensure_migrated()
+        query = sql.SQL(
+            """SELECT id FROM {} WHERE database_name = %s AND view_name = %s AND status = 'success'
+                 AND started_at > %s AND meta -> 'options' ->> 'sql' = %s
+                 AND meta ->> 'outcome' IN ('updated', 'created')
+               ORDER BY started_at LIMIT 1"""
+        ).format(self.table(RUN_TABLES["refresh"]))
+        params = (database_name, view_name, since, sql_text)
+        row = self.run(lambda conn: conn.execute(query, params).fetchone())
+        return int(row["id"]) if row else None
 
     def latest(self, *, database_name: str, view_names: list[str]) -> dict[str, dict[str, Any]]:
         """The newest run of each view (any kind): ``{view_name: {kind, status, finished_at, ...}}``."""
