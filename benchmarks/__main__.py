@@ -18,7 +18,17 @@ import psycopg
 from .harness import ROOT, Bench, Section, find_psql, run_process, server
 from .report import chart, update_markdown
 
-SUITES = ("overhead", "dagster_overhead", "tools", "strategies", "scale", "validation", "queue", "changes")
+SUITES = (
+    "overhead",
+    "dagster_overhead",
+    "tools",
+    "strategies",
+    "scale",
+    "validation",
+    "queue",
+    "changes",
+    "many",
+)
 
 
 def _machine(bench: Bench) -> str:

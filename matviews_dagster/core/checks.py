@@ -16,7 +16,7 @@ import psycopg
 from .catalog import matview_state, usable_unique_index
 from .definition import MatViewDefinition
 from .drift import plan_view
-from .services.refresh import null_trap_warning
+from .services.concurrent_check import null_trap_warning
 from .services.response import ServiceError
 
 

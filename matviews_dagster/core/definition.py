@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import definition_cache
 from .analysis import facts_as_json, remember, statement_text, validate_query
-from .names import DEFAULT_SCHEMA, QualifiedName, validate_identifier
+from .names import DEFAULT_SCHEMA, QualifiedName, user_relation, validate_identifier
 from .vocabulary import DefinitionChangePolicy, RefreshStrategy, RowCountStrategy
 from .wording import shown
 
@@ -109,13 +109,7 @@ class MatViewDefinition(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        name = QualifiedName.parse(value, "name")
-        if name.schema.startswith("pg_") or name.schema == "information_schema":
-            raise ValueError(
-                f"schema {name.schema} is the system's (PostgreSQL reserves information_schema and the schemas "
-                "beginning with pg_); put the view in a schema of your own"
-            )
-        return str(name)
+        return str(user_relation(QualifiedName.parse(value, "name")))
 
     @field_validator("sql")
     @classmethod

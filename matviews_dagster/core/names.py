@@ -72,6 +72,17 @@ class QualifiedName:
         return f"{self.schema}.{self.name}"
 
 
+def user_relation(name: QualifiedName) -> QualifiedName:
+    """``name`` if it may be created by a user, else ``ValueError``: PostgreSQL reserves
+    ``information_schema`` and the schemas beginning with ``pg_`` for the system."""
+    if name.schema.startswith("pg_") or name.schema == "information_schema":
+        raise ValueError(
+            f"schema {name.schema} is the system's (PostgreSQL reserves information_schema and the schemas "
+            "beginning with pg_); put the view in a schema of your own"
+        )
+    return name
+
+
 def derived_name(base: str, suffix: str) -> str:
     """A deterministic name ``<base>_<suffix>_<hash>`` that fits in 63 bytes.
 

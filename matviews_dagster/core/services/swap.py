@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from typing import Literal
 
 import psycopg
@@ -26,13 +25,10 @@ from ..names import QualifiedName, derived_name
 from . import carry_over, dependents, owner_rights
 from .binding import bind_search_path
 from .indexes import (
-    IndexShape,
     check_declared_columns,
-    declared_indexes,
-    free_index_name,
-    index_statement,
 )
 from .locking import LockPolicy, with_lock_retries
+from .rebuild_indexes import Rebuilt, build_indexes
 from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error
 from .row_count import count_rows
 
@@ -65,15 +61,6 @@ def drop_swap_leftovers(conn: psycopg.Connection, name: QualifiedName) -> list[s
             ) from None
         dropped.append(str(temps[relname]))
     return dropped
-
-
-@dataclass
-class Rebuilt:
-    """What a rebuild did: rows built, indexes (final names), and what it could not keep."""
-
-    rows: int
-    meta: dict[str, object] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
 
 
 def rebuild(
@@ -119,7 +106,7 @@ def rebuild(
                 raise owner_rights.OwnerRightsRefused(f"{exc}; nothing was changed", hint=exc.hint) from None
             result.warnings += carry_over.restore(conn, log, old, new, columns=set(columns), options=True)
             owner_rights.populate(conn, log, new)  # the query runs as the owner, as REFRESH runs it
-            renames = _build_indexes(conn, log, definition, old, new, indexes, set(drop_indexes), result)
+            renames = build_indexes(conn, log, definition, old.indexes, new, indexes, set(drop_indexes), result)
             temporary = {final: temp for final, temp, _ in renames}
             if old.clustered_on in temporary:
                 cluster = sql.SQL("ALTER MATERIALIZED VIEW {} CLUSTER ON {}")
@@ -241,79 +228,6 @@ def _rows_built(conn: psycopg.Connection, new: QualifiedName, *, indexed: bool) 
     counted = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(new.identifier)).fetchone()
     assert counted is not None
     return int(counted[0])
-
-
-def _build_indexes(
-    conn: psycopg.Connection,
-    log: StatementLog,
-    definition: MatViewDefinition,
-    old: carry_over.Relation,
-    new: QualifiedName,
-    mode: Literal["copy", "declared"],
-    drop: set[str],
-    result: Rebuilt,
-) -> list[tuple[str, str, bool]]:
-    """Build the new copy's indexes under temporary names; returns ``(final name, temporary
-    name, an old index has the final name)`` for the renames."""
-    existing = list(old.indexes)
-    renames: list[tuple[str, str, bool]] = []
-    copies = existing
-    if mode == "declared":
-        taken = {shape.name for shape in existing}
-        for declared in declared_indexes(definition):
-            same = next((shape for shape in existing if shape.is_declared(declared)), None)
-            final = same.name if same else free_index_name(conn, definition.qualified, declared[0], taken)
-            taken.add(final)
-            temp = derived_name(final, "mvnew")
-            log.execute(index_statement(declared, new, temp))
-            if same is not None and same.comment is not None:
-                comment = sql.SQL("COMMENT ON INDEX {} IS {}")
-                log.execute(comment.format(new.sibling(temp).identifier, sql.Literal(same.comment)))
-            renames.append((final, temp, same is not None))
-        declared_names = {final for final, _, _ in renames}
-        dropped = [shape.name for shape in existing if shape.name in drop and shape.name not in declared_names]
-        if dropped:
-            result.meta["dropped_indexes"] = dropped
-        copies = [shape for shape in existing if shape.name not in declared_names and shape.name not in dropped]
-    for shape in copies:
-        temp = derived_name(shape.name, "mvnew")
-        if _copy_index(conn, log, shape, temp, new, definition.qualified, lenient=mode == "declared", result=result):
-            renames.append((shape.name, temp, True))
-    return renames
-
-
-def _copy_index(
-    conn: psycopg.Connection,
-    log: StatementLog,
-    index: IndexShape,
-    temp_name: str,
-    new: QualifiedName,
-    name: QualifiedName,
-    *,
-    lenient: bool,
-    result: Rebuilt,
-) -> bool:
-    """Build one of the old view's indexes on the new copy. When its column is gone: with
-    ``lenient`` it is left out and named in the warnings, else the error names the index."""
-    try:
-        with conn.transaction():
-            index.build(log, temp_name, new)
-        return True
-    except psycopg.errors.UndefinedColumn as exc:
-        if lenient:
-            result.warnings.append(f"index {index.name} not recreated: {describe_db_error(exc)} in the new query")
-            result.meta.setdefault("indexes_not_recreated", []).append(index.name)  # type: ignore[union-attr]
-            return False
-        error: psycopg.Error = exc
-    except psycopg.Error as exc:
-        error = exc
-    raise ServiceError(
-        f"copying index {index.name} of {name} to its new copy failed: {describe_db_error(error)}; "
-        f"the index is {index.definition}",
-        hint=f"the query no longer gives the index what it needs: drop it (DROP INDEX {name.schema}.{index.name}) "
-        "or keep its columns in the query, then try again; the view was left as it was",
-        index=index.name,
-    )
 
 
 def _oid(conn: psycopg.Connection, name: QualifiedName) -> int:
