@@ -56,6 +56,11 @@ timestamp, when it discards every counter after a crash, which keeps the start t
 this database's counters were (``pg_stat_reset``, ``pg_stat_reset_single_table_counters``).
 Part of every version: counters of another epoch prove nothing."""
 
+_COUNTERS = """pg_stat_get_tuples_inserted(c.oid) AS n_tup_ins, pg_stat_get_tuples_updated(c.oid) AS n_tup_upd,
+               pg_stat_get_tuples_deleted(c.oid) AS n_tup_del"""
+"""A relation's counters, read by oid (what ``pg_stat_all_tables`` shows as ``n_tup_*``; joining
+that view instead costs a scan of every relation in the database per query)."""
+
 _QUERY = """
 WITH RECURSIVE view AS (SELECT %(view)s::regclass AS oid),
 rule_deps AS (
@@ -97,12 +102,11 @@ SELECT r.relation, r.relkind, r.relfilenode, r.n_tup_ins, r.n_tup_upd, r.n_tup_d
        (SELECT relispopulated FROM pg_class WHERE oid = (SELECT oid FROM view)) AS populated,
        {epoch} AS epoch, md5(pg_get_viewdef((SELECT oid FROM view))) AS view_query
 FROM doubts LEFT JOIN (
-    SELECT n.nspname || '.' || c.relname AS relation, c.relkind, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del
+    SELECT n.nspname || '.' || c.relname AS relation, c.relkind, c.relfilenode, {counters}
     FROM sources JOIN pg_class c ON c.oid = sources.oid JOIN pg_namespace n ON n.oid = c.relnamespace
-    LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
 ) r ON true
 ORDER BY 1
-""".replace("{epoch}", _EPOCH)
+""".replace("{epoch}", _EPOCH).replace("{counters}", _COUNTERS)
 
 
 def source_versions(conn: psycopg.Connection, view: str, declared: Sequence[str] = ()) -> dict[str, Any]:
@@ -131,11 +135,10 @@ tree(name, oid) AS (  -- each relation and every table that inherits from it
     UNION
     SELECT tree.name, i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid
 )
-SELECT named.name, c.relkind, c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del, {epoch}
+SELECT named.name, c.relkind, c.relfilenode, {counters}, {epoch}
 FROM named LEFT JOIN tree ON tree.name = named.name LEFT JOIN pg_class c ON c.oid = tree.oid
-LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
 ORDER BY named.name, c.oid
-""".replace("{epoch}", _EPOCH)
+""".replace("{epoch}", _EPOCH).replace("{counters}", _COUNTERS)
 
 
 def relation_versions(conn: psycopg.Connection, relations: Sequence[str]) -> dict[str, str | None]:
