@@ -454,3 +454,15 @@ def test_a_failed_inline_enqueue_exits_1(project, dsn, db) -> None:
         project, dsn, "refresh", "mv_users", "--enqueue", MATVIEWS_ADAPTER="inline", MATVIEWS_CODE_LOCATION="defs.py"
     )
     assert done.returncode == 1 and "(failure)" in done.stdout
+
+
+def test_validate_compares_whole_rows_whatever_the_columns_are_called(tmp_path, dsn, db) -> None:
+    """A column named like the query's own alias (r) must not be compared instead of the row."""
+    db.execute("CREATE TABLE rt (r int PRIMARY KEY, x int)")
+    db.execute("INSERT INTO rt VALUES (1, 10), (2, 20)")
+    (tmp_path / "matviews.yaml").write_text("views:\n  - name: mv_r\n    sql: SELECT r, x FROM rt\n")
+    assert matviews(tmp_path, dsn, "create", "--all").returncode == 0
+    assert matviews(tmp_path, dsn, "validate", "--iterations", "1").returncode == 0
+    db.execute("UPDATE rt SET x = x + 1000")
+    stale = matviews(tmp_path, dsn, "validate", "--iterations", "1")
+    assert stale.returncode == 1 and "mismatch: public.mv_r" in stale.stderr, stale.stdout + stale.stderr

@@ -9,6 +9,7 @@ import threading
 import time
 
 import psycopg
+import pytest
 from conftest import scalar
 
 from matviews_dagster import MatViewDefinition, MatViews
@@ -88,3 +89,38 @@ def test_a_refresh_of_another_query_does_not_count(dsn, db, users) -> None:
     for thread in (waiting, running):
         thread.join(60)
     assert not any(re.match(r"skipped", outcome) for outcome in outcomes.values()), outcomes
+
+
+@pytest.mark.parametrize("between", ["delete", "rebuild"])
+def test_a_refresh_never_skips_over_a_delete_or_rebuild_since(dsn, db, users, between) -> None:
+    """Asked while a refresh runs, then a second refresh, then a delete or a rebuild to another
+    query, then ours: the second refresh started after ours was asked, but it is not the last
+    thing that happened to the view, so ours runs (and says the view is gone, or applies its
+    definition)."""
+    db.execute("CREATE TABLE sleep_seconds AS SELECT 0::float AS s")
+    other = SLOW.model_copy(update={"sql": SLOW.sql + " WHERE u.id > 5"})
+    with MatViews(dsn, [SLOW]) as mv:
+        assert mv.create("mv_slow").ok
+    db.execute("UPDATE sleep_seconds SET s = %s", (SLEEP,))
+    results: dict[str, OperationResult] = {}
+
+    def run(label: str) -> None:
+        definition = other if label == "rebuild" else SLOW
+        with MatViews(dsn, [definition]) as mv:
+            results[label] = mv.delete("mv_slow") if label == "delete" else mv.refresh("mv_slow")
+
+    threads = []
+    for label in ("first", "second", between, "ours"):
+        threads.append(threading.Thread(target=run, args=(label,)))
+        threads[-1].start()
+        time.sleep(0.4)  # each asks for the view's lock after the one before
+    for thread in threads:
+        thread.join(60)
+    assert results["second"].outcome == "updated" and results[between].ok, results
+    ours = results["ours"]
+    assert not ours.outcome.startswith("skipped"), ours
+    if between == "delete":
+        assert ours.status == "failed" and "does not exist" in ours.error
+    else:
+        assert ours.ok and ours.created is not None, "the definition applied again"
+        assert scalar(db, "SELECT count(*) FROM mv_slow") == 10

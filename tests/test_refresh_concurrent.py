@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import scalar
+from psycopg import sql
 
 from matviews_dagster import MatViewDefinition
 
@@ -90,14 +91,15 @@ def test_other_errors_do_not_fall_back_to_regular(make_mv, db, users) -> None:
     assert scalar(db, "SELECT count(*) FROM mv_plans") == 10
 
 
-def test_duplicate_keys_with_nulls_fail_instead_of_leaving_fewer_rows(make_mv, db) -> None:
+@pytest.mark.parametrize("column", ["note", "v", "q"], ids=["note", "named like the check's alias", "q"])
+def test_duplicate_keys_with_nulls_fail_instead_of_leaving_fewer_rows(make_mv, db, column) -> None:
     """PostgreSQL's concurrent refresh skips rows containing a NULL in its duplicate check:
     the refresh would succeed with 2 rows while the query returns 3."""
-    db.execute("CREATE TABLE notes (code text, note text)")
+    db.execute(sql.SQL("CREATE TABLE notes (code text, {} text)").format(sql.Identifier(column)))
     db.execute("INSERT INTO notes VALUES ('a', NULL), ('b', 'x')")
     notes = MatViewDefinition(
         name="mv_notes",
-        sql="SELECT code, note FROM notes",
+        sql=f"SELECT code, {column} FROM notes",
         refresh_strategy="concurrent",
         unique_index_columns=["code"],
     )

@@ -8,6 +8,7 @@ refresh leaks every tenant's rows into a view its owner may read only one tenant
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,3 +173,48 @@ def test_a_role_that_cannot_act_for_the_owner_is_refused_and_nothing_changes(mak
     finally:
         db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(operator)))
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(operator)))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "REVOKE {group} FROM {tenant}",
+        "ALTER POLICY group_rows ON notes USING (false)",
+        "ALTER TABLE notes NO FORCE ROW LEVEL SECURITY",
+        "REVOKE SELECT ON notes FROM {tenant}",
+    ],
+)
+def test_if_changed_never_skips_after_what_the_owner_may_see_changed(dsn, db, tenant, change) -> None:
+    """No row was written, but the owner may now see other rows: ``--if-changed`` must refresh
+    (and, where the owner may no longer read the table, fail saying so)."""
+    from test_if_changed import counters
+
+    group = f"group_{uuid.uuid4().hex[:8]}"
+    db.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(group)))
+    db.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(tenant)))
+    db.execute(
+        sql.SQL("CREATE POLICY group_rows ON notes USING (pg_has_role(current_user, {}, 'MEMBER') AND id <= 6)").format(
+            sql.Literal(group)
+        )
+    )
+    while not any(counters(db, "notes")):
+        time.sleep(0.05)
+    try:
+        with MatViews(dsn, [VIEW]) as mv:
+            (first,) = mv.refresh_many(if_changed=True)
+            assert first.ok and first.outcome == "updated"
+            assert scalar(db, "SELECT count(*) FROM mv_notes") == 24  # 20 of its own, 4 more through the group
+            time.sleep(1.2)
+            (quiet,) = mv.refresh_many(if_changed=True)
+            assert quiet.outcome == "skipped (sources unchanged)", "nothing changed: skipped"
+            db.execute(sql.SQL(change.format(group='"' + group + '"', tenant='"' + tenant + '"')))
+            (again,) = mv.refresh_many(if_changed=True)
+        assert again.outcome != "skipped (sources unchanged)", again
+        if change.startswith("REVOKE SELECT"):
+            assert again.status == "failed" and "permission denied for table notes" in again.error
+        else:  # the table's owner is another role, so FORCE does not change what the tenant sees
+            assert again.ok and scalar(db, "SELECT count(*) FROM mv_notes") == (24 if "FORCE" in change else 20)
+    finally:
+        db.execute("DROP POLICY IF EXISTS group_rows ON notes")
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(group)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(group)))

@@ -59,6 +59,66 @@ def test_a_refresh_behind_a_long_reader_records_and_keeps_apart_the_real_wait(ma
     assert meta["lock_wait_ms"] == result.lock_wait_ms and meta["table_lock_wait_ms"] > 0.8 * real_ms
 
 
+def hold_a_refresh(
+    dsn: str, relation: str, seconds: float, released: list[float], *, concurrently: bool = False
+) -> threading.Thread:
+    """Another session refreshing ``relation`` in a transaction it keeps open ``seconds``: it
+    holds the view's ACCESS EXCLUSIVE lock (EXCLUSIVE with ``concurrently``), which every other
+    refresher waits for."""
+    ready = threading.Event()
+    how = sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL("")
+
+    def refresher() -> None:
+        with psycopg.connect(dsn) as conn:
+            conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}{}").format(how, sql.Identifier(relation)))
+            ready.set()
+            time.sleep(seconds)
+            conn.commit()
+            released.append(time.monotonic())
+
+    thread = threading.Thread(target=refresher)
+    thread.start()
+    assert ready.wait(10)
+    return thread
+
+
+@pytest.mark.parametrize("strategy", ["regular", "concurrent", "swap"])
+def test_a_refresh_behind_another_sessions_refresh_records_the_wait(make_mv, db, dsn, users, strategy):
+    """Every statement before the timed ones reads the catalog without locking the view, so the
+    whole wait lands where it is timed and bounded."""
+    view = MatViewDefinition(
+        name="mv_users", sql="SELECT id, email FROM users", refresh_strategy=strategy, unique_index_columns=["id"]
+    )
+    mv = make_mv(view, lock_timeout=1, lock_retries=10)
+    assert mv.create("mv_users").ok
+    released: list[float] = []
+    holder = hold_a_refresh(dsn, "mv_users", HOLD_SECONDS, released)
+    asked = time.monotonic()
+    result = mv.refresh("mv_users")
+    holder.join()
+    real_ms = (released[0] - asked) * 1000
+    assert result.ok, result
+    assert abs(result.lock_wait_ms - real_ms) <= 0.2 * real_ms, (result.lock_wait_ms, real_ms)
+    assert result.duration_ms < 1000, "the wait is kept out of the duration"
+
+
+def test_a_concurrent_refresh_behind_another_sessions_concurrent_refresh_sees_what_it_committed(
+    make_mv, db, dsn, users
+) -> None:
+    view = MatViewDefinition(
+        name="mv_users", sql="SELECT id, email FROM users", refresh_strategy="concurrent", unique_index_columns=["id"]
+    )
+    mv = make_mv(view, lock_timeout=1, lock_retries=10)
+    assert mv.create("mv_users").ok
+    db.execute("INSERT INTO users VALUES (1001, 'new@example.com', 'pro')")
+    released: list[float] = []
+    holder = hold_a_refresh(dsn, "mv_users", 1.5, released, concurrently=True)  # inserts row 1001
+    result = mv.refresh("mv_users", "exact")
+    holder.join()
+    assert result.ok and result.rows_count == 11, result
+    assert result.lock_wait_ms >= 1000
+
+
 def test_the_cli_shows_the_wait(tmp_path: Path, dsn, db, users) -> None:
     (tmp_path / "matviews.yaml").write_text("views:\n  - name: mv_users\n    sql: SELECT id, email FROM users\n")
     assert matviews(tmp_path, dsn, "create", "--all").returncode == 0

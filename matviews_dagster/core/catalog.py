@@ -70,11 +70,23 @@ def matview_state(conn: psycopg.Connection, name: QualifiedName) -> MatViewState
     return MatViewState(oid=oid, populated=populated, owner=owner, reltuples=float(reltuples), owned=owned)
 
 
+def query_digest(tree: str, oid: str) -> str:
+    """SQL for a digest of a view's stored query: ``tree`` is its ``_RETURN`` rule's
+    ``ev_action`` as text, ``oid`` the view's. Read from the catalog, so it takes no lock on the
+    view (``pg_get_viewdef`` does, and waits behind any session refreshing it). The view's own
+    oid and the token positions in the text it was created from are left out: a swap, which
+    builds a copy of the same query under another name, keeps the digest; a view re-created
+    with another query, or reading other relations, changes it."""
+    return (
+        f"md5(regexp_replace(replace({tree}, ':relid ' || ({oid})::oid || ' ', ':relid 0 '), "
+        "':(location|stmt_location|stmt_len) -?[0-9]+', '', 'g'))"
+    )
+
+
 @dataclass(frozen=True)
 class DeployedIdentity:
-    """Who the deployed materialized view is: its ``oid``, a digest of the query Postgres stores
-    for it (``pg_get_viewdef`` under the session's search path: a swap keeps it, a view re-created
-    with another query changes it) and the names of its indexes."""
+    """Who the deployed materialized view is: its ``oid``, the digest of its stored query
+    (``query_digest``) and the names of its indexes."""
 
     oid: int
     query: str
@@ -82,12 +94,14 @@ class DeployedIdentity:
 
 
 def deployed_identity(conn: psycopg.Connection, name: QualifiedName) -> DeployedIdentity | None:
-    """The identity of the materialized view ``name`` in one catalog read, None when there is none."""
+    """The identity of the materialized view ``name`` in one catalog read that takes no lock,
+    None when there is none."""
     row = conn.execute(
-        """SELECT c.oid, md5(pg_get_viewdef(c.oid)),
+        f"""SELECT c.oid, {query_digest("r.ev_action::text", "c.oid")},
                   coalesce((SELECT array_agg(i.relname::text) FROM pg_index x
-                            JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid), '{}')
+                            JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid), '{{}}')
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_rewrite r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
            WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'm'""",
         (name.schema, name.name),
     ).fetchone()

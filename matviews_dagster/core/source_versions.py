@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from .catalog import query_digest
+
 if TYPE_CHECKING:
     from .definition import MatViewDefinition
     from .graph import ViewGraph
@@ -61,7 +63,22 @@ _COUNTERS = """pg_stat_get_tuples_inserted(c.oid) AS n_tup_ins, pg_stat_get_tupl
 """A relation's counters, read by oid (what ``pg_stat_all_tables`` shows as ``n_tup_*``; joining
 that view instead costs a scan of every relation in the database per query)."""
 
-_QUERY = """
+_ACCESS = """md5(concat_ws('|', c.relacl::text, c.relrowsecurity, c.relforcerowsecurity,
+        (SELECT string_agg(a.attnum || '=' || a.attacl::text, ',' ORDER BY a.attnum)
+         FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL),
+        (SELECT string_agg(p.oid || '.' || p.xmin, ',' ORDER BY p.oid) FROM pg_policy p WHERE p.polrelid = c.oid)))
+        AS access"""
+"""What decides which of a relation's rows and columns the view's owner may read: its grants
+(table and column), whether row-level security is on (and forced), and its policies (each
+``ALTER POLICY`` gives the row a new ``xmin``). A change is a change of the relation."""
+
+_OWNER_ROLES = """(SELECT md5(string_agg(r.oid::text, ',' ORDER BY r.oid)) FROM pg_roles r, view
+        WHERE pg_has_role((SELECT relowner FROM pg_class WHERE oid = view.oid), r.oid, 'MEMBER'))"""
+"""The roles the view's owner is a member of: granting or revoking one changes what the owner,
+and so the view, may see."""
+
+_QUERY = (
+    """
 WITH RECURSIVE view AS (SELECT %(view)s::regclass AS oid),
 rule_deps AS (
     SELECT d.refclassid, d.refobjid
@@ -78,35 +95,35 @@ sources(oid) AS (  -- and every table that inherits from one (pg_depend names th
     UNION
     SELECT i.inhrelid FROM pg_inherits i JOIN sources ON i.inhparent = sources.oid
 ),
-called AS (  -- functions the query calls, directly or through an operator
-    SELECT refobjid AS oid FROM rule_deps WHERE refclassid = 'pg_proc'::regclass
-    UNION
-    SELECT o.oprcode::oid FROM rule_deps JOIN pg_operator o ON rule_deps.refclassid = 'pg_operator'::regclass
-                                                         AND rule_deps.refobjid = o.oid
+rule AS (SELECT r.ev_action::text AS tree FROM pg_rewrite r, view WHERE r.ev_class = view.oid),
+called AS (  -- every function the stored query calls: directly, through an operator, an aggregate, a window
+    SELECT DISTINCT m[1]::oid AS oid
+    FROM rule, regexp_matches(rule.tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\d+)', 'g') AS m
 ),
 doubts AS (
     SELECT count(*) FILTER (
                WHERE p.pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
-                  OR p.provolatile = 'v')
-           -- pg_catalog's functions are pinned: pg_depend never names them, so the clock and the
-           -- volatile ones are found in the view's text
-           + CASE WHEN pg_get_viewdef((SELECT oid FROM view)) ~* (
-                       '\\m(current_date|current_time|current_timestamp|localtime|localtimestamp)\\M'
-                       || '|\\m(now|statement_timestamp|transaction_timestamp|clock_timestamp|timeofday|age'
-                       || '|random|random_normal|gen_random_uuid|nextval|currval|current_setting'
-                       || '|txid_current|pg_current_xact_id)\\s*\\(')
-                  THEN 1 ELSE 0 END AS n
+                  OR p.provolatile = 'v'
+                  OR p.proname IN ('now', 'statement_timestamp', 'transaction_timestamp', 'clock_timestamp',
+                                   'timeofday', 'age', 'current_setting', 'txid_current', 'pg_current_xact_id'))
+           -- CURRENT_DATE, CURRENT_TIMESTAMP, LOCALTIME, ... are no function calls in the tree
+           + CASE WHEN (SELECT tree FROM rule) LIKE '%%{SQLVALUEFUNCTION %%' THEN 1 ELSE 0 END AS n
     FROM called JOIN pg_proc p ON p.oid = called.oid
 )
-SELECT r.relation, r.relkind, r.relfilenode, r.n_tup_ins, r.n_tup_upd, r.n_tup_del, doubts.n AS doubts,
+SELECT r.relation, r.relkind, r.relfilenode, r.n_tup_ins, r.n_tup_upd, r.n_tup_del, r.access, doubts.n AS doubts,
        (SELECT relispopulated FROM pg_class WHERE oid = (SELECT oid FROM view)) AS populated,
-       {epoch} AS epoch, md5(pg_get_viewdef((SELECT oid FROM view))) AS view_query
+       {epoch} AS epoch, (SELECT {digest} FROM rule, view) AS view_query, {owner_roles} AS owner_roles
 FROM doubts LEFT JOIN (
-    SELECT n.nspname || '.' || c.relname AS relation, c.relkind, c.relfilenode, {counters}
+    SELECT n.nspname || '.' || c.relname AS relation, c.relkind, c.relfilenode, {counters}, {access}
     FROM sources JOIN pg_class c ON c.oid = sources.oid JOIN pg_namespace n ON n.oid = c.relnamespace
 ) r ON true
 ORDER BY 1
-""".replace("{epoch}", _EPOCH).replace("{counters}", _COUNTERS)
+""".replace("{epoch}", _EPOCH)
+    .replace("{counters}", _COUNTERS)
+    .replace("{access}", _ACCESS)
+    .replace("{owner_roles}", _OWNER_ROLES)
+    .replace("{digest}", query_digest("rule.tree", "view.oid"))
+)
 
 
 def source_versions(conn: psycopg.Connection, view: str, declared: Sequence[str] = ()) -> dict[str, Any]:
@@ -118,15 +135,22 @@ def source_versions(conn: psycopg.Connection, view: str, declared: Sequence[str]
     rows = conn.execute(_QUERY, {"view": quoted, "declared": list(declared)}).fetchall()
     relations: dict[str, str | None] = {}
     doubts, populated = 0, False
-    query = None
-    for relation, kind, filenode, inserted, updated, deleted, doubt, is_populated, epoch, stored in rows:
-        doubts, populated, query = int(doubt or 0), bool(is_populated), stored
+    query = owner_roles = None
+    for relation, kind, node, ins, upd, dele, access, doubt, is_populated, epoch, stored, roles in rows:
+        doubts, populated, query, owner_roles = int(doubt or 0), bool(is_populated), stored, roles
         if relation is not None:  # none: the view reads no relation (a function or constants only)
-            relations[relation] = _version(kind, filenode, (inserted, updated, deleted), epoch)
-    return {"relations": relations, "functions": doubts, "populated": populated, "query": query}
+            relations[relation] = _version(kind, node, (ins, upd, dele), f"{epoch}:{access}")
+    return {
+        "relations": relations,
+        "functions": doubts,
+        "populated": populated,
+        "query": query,
+        "owner_roles": owner_roles,
+    }
 
 
-_RELATIONS = """
+_RELATIONS = (
+    """
 WITH RECURSIVE named AS (
     SELECT r.name, to_regclass(r.quoted) AS root FROM unnest(%s::text[], %s::text[]) AS r(name, quoted)
 ),
@@ -135,10 +159,13 @@ tree(name, oid) AS (  -- each relation and every table that inherits from it
     UNION
     SELECT tree.name, i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid
 )
-SELECT named.name, c.relkind, c.relfilenode, {counters}, {epoch}
+SELECT named.name, c.relkind, c.relfilenode, {counters}, {access}, {epoch}
 FROM named LEFT JOIN tree ON tree.name = named.name LEFT JOIN pg_class c ON c.oid = tree.oid
 ORDER BY named.name, c.oid
-""".replace("{epoch}", _EPOCH).replace("{counters}", _COUNTERS)
+""".replace("{epoch}", _EPOCH)
+    .replace("{counters}", _COUNTERS)
+    .replace("{access}", _ACCESS)
+)
 
 
 def relation_versions(conn: psycopg.Connection, relations: Sequence[str]) -> dict[str, str | None]:
@@ -147,14 +174,15 @@ def relation_versions(conn: psycopg.Connection, relations: Sequence[str]) -> dic
     the source tables reports as their data versions."""
     quoted = [".".join(f'"{part}"' for part in name.split(".", 1)) for name in relations]
     members: dict[str, list[str | None]] = {}
-    for name, kind, node, ins, upd, dele, epoch in conn.execute(_RELATIONS, (list(relations), quoted)).fetchall():
-        members.setdefault(name, []).append(_version(kind, node, (ins, upd, dele), epoch))
+    for name, kind, node, ins, upd, dele, access, epoch in conn.execute(_RELATIONS, (list(relations), quoted)):
+        members.setdefault(name, []).append(_version(kind, node, (ins, upd, dele), f"{epoch}:{access}"))
     return {name: None if None in found else ";".join(v for v in found if v) for name, found in members.items()}
 
 
-def _version(kind: str | None, filenode: int | None, counters: tuple[Any, Any, Any], epoch: object) -> str | None:
-    """A table never written (or whose counters were reset) cannot be told from an unchanged
-    one: ``None``; a materialized view's refreshes give it a new file node (concurrent ones move
+def _version(kind: str | None, filenode: int | None, counters: tuple[Any, Any, Any], epoch: str) -> str | None:
+    """``epoch`` is the counters' epoch and the relation's access (``_EPOCH``, ``_ACCESS``). A
+    table never written (or whose counters were reset) cannot be told from an unchanged one:
+    ``None``; a materialized view's refreshes give it a new file node (concurrent ones move
     its counters); anything else (a plain view, a foreign table) is ``None``."""
     if counters[0] is None or kind not in ("r", "m"):
         return None
@@ -171,6 +199,8 @@ def unchanged(current: Mapping[str, Any] | None, previous: Mapping[str, Any] | N
         return False
     if not current.get("populated") or current.get("definition") != previous.get("definition"):
         return False  # an unpopulated view, or a changed definition (its policy applies on refresh)
+    if current.get("owner_roles") != previous.get("owner_roles"):
+        return False  # the owner gained or lost a role: what it may see changed
     if current.get("query") is None or current.get("query") != previous.get("query"):
         return False  # re-created with another query since (by another tool): compared on refresh
     now, then = current.get("relations") or {}, previous.get("relations") or {}

@@ -69,7 +69,9 @@ def _time_reads(
 def _fingerprint(conn: psycopg.Connection, relation: sql.Composable) -> tuple[int, str | None]:
     """Row count and an order-independent digest of the rows (as text): a multiset fingerprint."""
     row = conn.execute(
-        sql.SQL("SELECT count(*), md5(string_agg(r::text, E'\\n' ORDER BY r::text)) FROM {} r").format(relation)
+        sql.SQL(  # ROW(r.*), not r: a column named r would be read instead of the row
+            "SELECT count(*), md5(string_agg(ROW(r.*)::text, E'\\n' ORDER BY ROW(r.*)::text)) FROM {} r"
+        ).format(relation)
     ).fetchone()
     assert row is not None
     return int(row[0]), row[1]

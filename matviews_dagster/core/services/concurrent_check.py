@@ -4,8 +4,9 @@
 as a whole (``*=``, where NULL equals NULL) and its duplicate check skips rows holding a NULL,
 so the same row holding a NULL returned twice, where the view held it once, leaves the view
 one row short while the refresh reports success (a regular or swap refresh fails on the
-duplicate key). ``refresh_and_verify`` runs the refresh and the check in one repeatable-read
-snapshot and rolls the refresh back when the check finds such rows; ``null_trap_warning``
+duplicate key). ``refresh_and_verify`` runs the refresh and the check in one transaction,
+which holds the view's lock throughout (nobody else can change the view between them), and
+rolls the refresh back when the check finds such rows; ``null_trap_warning``
 says when NULLs in the unique key make every refresh rewrite rows.
 """
 
@@ -34,7 +35,9 @@ class Verified:
 
 
 _SURVIVOR_WITH_NULL = """SELECT EXISTS (
-    SELECT 1 FROM {view} v WHERE NOT (v IS NOT NULL) AND v.xmin <> xid(pg_current_xact_id()))"""
+    SELECT 1 FROM {view} v WHERE NOT (ROW(v.*) IS NOT NULL) AND v.xmin <> xid(pg_current_xact_id()))"""
+"""A row the refresh left untouched that holds a NULL. ``ROW(v.*)``, not ``v``: a column named
+``v`` would be read instead of the row."""
 
 
 def refresh_and_verify(
@@ -45,8 +48,9 @@ def refresh_and_verify(
     state: MatViewState,
     index: str,
 ) -> Verified:
-    """``REFRESH ... CONCURRENTLY``, then, in the same repeatable-read snapshot, make sure it did
-    not keep too few rows; found, the refresh is rolled back (``ServiceError``).
+    """``REFRESH ... CONCURRENTLY``, then, in the same transaction (read committed, so a refresh
+    that waited for another session's sees what that one committed), make sure it did not keep
+    too few rows; found, the refresh is rolled back (``ServiceError``).
 
     PostgreSQL's diff matches each row of the query to a row of the view that is equal as a
     whole (``*=``, where NULL equals NULL) and its duplicate check skips rows holding a NULL, so

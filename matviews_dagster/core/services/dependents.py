@@ -67,16 +67,16 @@ def lock_and_capture(conn: psycopg.Connection, name: QualifiedName, oid: int) ->
 
 
 def lock_exclusively(conn: psycopg.Connection, name: QualifiedName, kind: str) -> None:
-    """``ACCESS EXCLUSIVE`` on a view (``LOCK TABLE``) or a materialized view, which ``LOCK``
-    refuses: renaming it and back in the transaction takes the same lock and changes nothing."""
+    """``ACCESS EXCLUSIVE`` on a view or materialized view, and on it alone: renaming it and back
+    in the transaction takes that lock and changes nothing. (``LOCK TABLE`` refuses a
+    materialized view, and on a plain view it also locks every table the view reads, checked
+    against the view owner's privileges: readers of those tables would queue behind it.)"""
     try:
-        if kind == "view":
-            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(name.identifier))
-            return
         aside = name.sibling(derived_name(name.name, "mvlock"))
-        rename = sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}")
-        conn.execute(rename.format(name.identifier, sql.Identifier(aside.name)))
-        conn.execute(rename.format(aside.identifier, sql.Identifier(name.name)))
+        keyword = sql.SQL("VIEW" if kind == "view" else "MATERIALIZED VIEW")
+        rename = sql.SQL("ALTER {} {} RENAME TO {}")
+        conn.execute(rename.format(keyword, name.identifier, sql.Identifier(aside.name)))
+        conn.execute(rename.format(keyword, aside.identifier, sql.Identifier(name.name)))
     except psycopg.errors.InsufficientPrivilege as exc:
         raise _not_allowed(name, kind, exc) from None
 

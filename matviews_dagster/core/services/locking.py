@@ -13,28 +13,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import psycopg
-from psycopg import IsolationLevel
 
 from ..catalog import lock_holders
 from ..settings import DEFAULTS
 from .response import ServiceError
 
 T = TypeVar("T")
-
-
-@contextmanager
-def _isolation(conn: psycopg.Connection, level: IsolationLevel | None) -> Iterator[None]:
-    """The isolation level of the transactions begun in the block (``BEGIN ISOLATION LEVEL``)."""
-    if level is None:
-        yield
-        return
-    previous = conn.isolation_level
-    conn.isolation_level = level
-    try:
-        yield
-    finally:
-        if not conn.closed:
-            conn.isolation_level = previous
 
 
 @contextmanager
@@ -62,12 +46,11 @@ def with_lock_retries(
     *,
     what: str,
     oids: list[int],
-    isolation: IsolationLevel | None = None,
     pipeline: bool = True,
 ) -> tuple[T, int, int]:
-    """Run ``work`` in a transaction (``isolation``: default the server's) with
-    ``lock_timeout``; retry on lock timeouts. With ``pipeline`` BEGIN, the statements and
-    COMMIT travel in one round trip (for work that does not branch on what it reads).
+    """Run ``work`` in a transaction with ``lock_timeout``; retry on lock timeouts. With
+    ``pipeline`` BEGIN, the statements and COMMIT travel in one round trip (for work that does
+    not branch on what it reads).
 
     Returns ``(result, attempts, waited_ms)``: ``waited_ms`` is the time the attempts that
     timed out and the pauses between them took (what ``work`` waited within the attempt that
@@ -79,7 +62,7 @@ def with_lock_retries(
     for attempt in range(1, policy.attempts + 1):
         tried = time.monotonic()
         try:
-            with _isolation(conn, isolation), _pipeline(conn, pipeline), conn.transaction():
+            with _pipeline(conn, pipeline), conn.transaction():
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{policy.timeout_ms}ms",))
                 result = work()
             return result, attempt, int((tried - started) * 1000)
@@ -95,3 +78,39 @@ def with_lock_retries(
         lock_holders=holders,
         table_lock_wait_ms=int((time.monotonic() - started) * 1000),
     )
+
+
+_CONFLICTING_HOLDERS = """
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'relation' AND l.relation = %s AND l.granted AND l.pid <> pg_backend_pid()
+          AND l.mode = ANY(%s) AND a.backend_type IS DISTINCT FROM 'autovacuum worker')"""
+
+
+def wait_until_free(conn: psycopg.Connection, oid: int, modes: tuple[str, ...], policy: LockPolicy) -> int:
+    """Wait, holding no lock and no snapshot, while another session holds a lock on relation
+    ``oid`` in one of ``modes`` (an autovacuum worker excepted: PostgreSQL cancels it for a
+    waiting statement); returns the milliseconds waited. For a statement whose own lock wait
+    cannot be timed apart from its work (``REFRESH ... CONCURRENTLY``); bounded by what
+    ``policy``'s attempts would wait, after which the statement's attempts say who holds it."""
+    started = time.monotonic()
+    deadline = started + policy.timeout_ms * policy.attempts / 1000
+    pause = 0.02
+    while time.monotonic() < deadline:
+        row = conn.execute(_CONFLICTING_HOLDERS, (oid, list(modes))).fetchone()
+        if not (row and row[0]):
+            break
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+    return int((time.monotonic() - started) * 1000)
+
+
+EXCLUSIVE_CONFLICTS = (
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+)
+"""The lock modes ``REFRESH ... CONCURRENTLY`` (``EXCLUSIVE``) waits for on a materialized view
+(row-level modes cannot be held on one)."""

@@ -8,13 +8,13 @@ from functools import partial
 from typing import Protocol
 
 import psycopg
-from psycopg import IsolationLevel, sql
+from psycopg import sql
 
 from ..catalog import MatViewState, matview_state, usable_unique_index
 from ..definition import MatViewDefinition
 from ..names import QualifiedName
 from .concurrent_check import null_trap_warning, refresh_and_verify
-from .locking import LockPolicy, with_lock_retries
+from .locking import EXCLUSIVE_CONFLICTS, LockPolicy, wait_until_free, with_lock_retries
 from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, disk_full, returns_errors
 from .row_count import count_rows
 from .swap import swap_refresh
@@ -114,9 +114,11 @@ def in_place_refresh(
     try:
         if concurrently:  # the view must equal its query: verified in the refresh's own snapshot
             check = partial(refresh_and_verify, conn, log, statement, name, state, str(meta["unique_index"]))
-            verified, attempts, waited = with_lock_retries(
-                conn, policy, check, what=str(name), oids=[state.oid], isolation=IsolationLevel.REPEATABLE_READ
+            waited = wait_until_free(conn, state.oid, EXCLUSIVE_CONFLICTS, policy)  # timed: no snapshot, no lock
+            verified, attempts, retried = with_lock_retries(
+                conn, policy, check, what=str(name), oids=[state.oid], pipeline=False
             )
+            waited += retried
             meta["equality_check_ms"] = verified.ms
             meta["equality_check"] = "query" if verified.full else "view scan"
             if verified.unverified:

@@ -91,9 +91,13 @@ def rebuild(
     """
     name = definition.qualified
     new, backup = swap_names(name)  # an interrupted swap's copies were dropped before the operation began
-    result = Rebuilt(rows=0)
     try:
-        with conn.transaction():
+
+        def build() -> tuple[carry_over.Relation, Rebuilt, list[tuple[str, str, bool]], float]:
+            asked = time.monotonic()  # the lock capture needs (a session refreshing the view holds it), timed
+            conn.execute(sql.SQL("SELECT FROM {} LIMIT 0").format(name.identifier))
+            locked_s = time.monotonic() - asked
+            result = Rebuilt(rows=0)
             old = carry_over.capture(conn, state.oid)
             bind_search_path(conn, definition)
             _build(conn, log, definition, new, query, old.tablespace)
@@ -112,6 +116,11 @@ def rebuild(
                 cluster = sql.SQL("ALTER MATERIALIZED VIEW {} CLUSTER ON {}")
                 log.execute(cluster.format(new.identifier, sql.Identifier(temporary[old.clustered_on])))
             result.rows = _rows_built(conn, new, indexed=bool(renames))
+            return old, result, renames, locked_s
+
+        (old, result, renames, build_wait_s), _, build_waited = with_lock_retries(
+            conn, lock_policy, build, what=str(name), oids=[state.oid], pipeline=False
+        )
 
         locked_after: list[float] = []
 
@@ -141,7 +150,8 @@ def rebuild(
         with contextlib.suppress(ServiceError):  # the original error says what went wrong
             drop_swap_leftovers(conn, name)
         raise
-    table_wait = waited + int(locked_after[-1] * 1000)  # the attempts that timed out, then the one that won
+    # the attempts that timed out, then the waits of the ones that won: the build's, the rename's
+    table_wait = build_waited + waited + int((build_wait_s + locked_after[-1]) * 1000)
     result.meta.update(lock_attempts=attempts, table_lock_wait_ms=table_wait, indexes=[f for f, _, _ in renames])
     if built_on:
         result.meta["recreated_dependents"] = [str(relation) for relation in built_on]

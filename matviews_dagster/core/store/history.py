@@ -38,17 +38,21 @@ class RunHistory(Migrations):
         return self.run(lambda conn: conn.execute(query, params).fetchall())
 
     def refreshed_since(self, *, database_name: str, view_name: str, since: datetime, sql_text: str) -> int | None:
-        """The id of a successful refresh of the view, of the same query, that started after
-        ``since`` (its run row is inserted once it holds the view's lock, before its statement
-        runs, so its data is at least as new as ``since``), or None."""
+        """The id of the run that last changed the view (of every kind: its create, a rebuild,
+        a refresh, a delete) when that run is a successful refresh of the same query that
+        started after ``since`` (its run row is inserted once it holds the view's lock, before
+        its statement runs, so its data is at least as new as ``since``); else None."""
         self.ensure_migrated()
+        changed = self._all_kinds(
+            "id, started_at, meta",
+            "database_name = %(db)s AND view_name = %(view)s AND status = 'success' "
+            "AND meta ->> 'outcome' IN ('created', 'updated', 'deleted')",
+        )
         query = sql.SQL(
-            """SELECT id FROM {} WHERE database_name = %s AND view_name = %s AND status = 'success'
-                 AND started_at > %s AND meta -> 'options' ->> 'sql' = %s
-                 AND meta ->> 'outcome' IN ('updated', 'created')
-               ORDER BY started_at LIMIT 1"""
-        ).format(self.table(RUN_TABLES["refresh"]))
-        params = (database_name, view_name, since, sql_text)
+            """SELECT id FROM (SELECT * FROM ({changed}) runs ORDER BY started_at DESC, id DESC LIMIT 1) last
+               WHERE kind = 'refresh' AND started_at > %(since)s AND meta -> 'options' ->> 'sql' = %(sql)s"""
+        ).format(changed=changed)
+        params = {"db": database_name, "view": view_name, "since": since, "sql": sql_text}
         row = self.run(lambda conn: conn.execute(query, params).fetchone())
         return int(row["id"]) if row else None
 
