@@ -52,7 +52,7 @@ def test_warn_refreshes_the_deployed_query_and_says_so(dsn, redefined) -> None:
     with MatViews(dsn, [warn]) as mv:
         (result,) = mv.refresh_many(if_changed=True)
     assert result.ok
-    assert any("the definition changed (query changed)" in w and "matviews apply" in w for w in result.warnings)
+    assert any("differs from its definition (query changed)" in w and "matviews apply" in w for w in result.warnings)
     assert scalar(redefined, "SELECT count(*) FROM mv_small") == 150
     row = scalar(redefined, "SELECT meta -> 'warnings' ->> 0 FROM mat_view_refresh_runs ORDER BY id DESC LIMIT 1")
     assert "was not applied (on_definition_change: warn)" in row
@@ -65,7 +65,7 @@ def test_fail_refuses_with_the_hint_to_apply(dsn, redefined, tmp_path) -> None:
     )
     done = matviews(tmp_path, dsn, "refresh", "mv_small", "--if-changed")
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "definition changed (query changed) and on_definition_change is fail" in done.stdout + done.stderr
+    assert "differs from its definition (query changed) and on_definition_change is fail" in done.stdout + done.stderr
     assert "matviews apply" in done.stdout + done.stderr
     assert scalar(redefined, "SELECT status FROM mat_view_refresh_runs ORDER BY id DESC LIMIT 1") == "failed"
     assert scalar(redefined, "SELECT count(*) FROM mv_small") == 150, "nothing was refreshed"

@@ -71,6 +71,8 @@ def test_a_definition_no_database_could_hold_fails_every_command_and_the_dagster
         ("CREATE INDEX mv_users ON users (email)", "an index"),
         ("CREATE SEQUENCE mv_users", "a sequence"),
         ("CREATE TYPE mv_users AS (a int)", "a composite type"),
+        ("CREATE TYPE mv_users AS ENUM ('a')", "an enum type"),
+        ("CREATE DOMAIN mv_users AS int", "a domain"),
     ],
 )
 def test_a_name_taken_by_another_kind_of_relation_is_named_in_every_command(
@@ -78,7 +80,8 @@ def test_a_name_taken_by_another_kind_of_relation_is_named_in_every_command(
 ) -> None:
     db.execute(taken_by)
     write(tmp_path)
-    expected = f"public.mv_users is {kind}, not a materialized view; pick another name or drop that relation"
+    thing = "type" if kind in ("an enum type", "a domain") else "relation"
+    expected = f"public.mv_users is {kind}, not a materialized view; pick another name or drop that {thing}"
     plan = matviews(tmp_path, dsn, "plan", "--json")
     assert plan.returncode == 2 and json.loads(plan.stdout)[0]["error"] == expected, plan.stdout
     for command in (
@@ -91,3 +94,26 @@ def test_a_name_taken_by_another_kind_of_relation_is_named_in_every_command(
         assert done.returncode == 1, (command, done.stdout + done.stderr)
         assert expected in done.stdout, (command, done.stdout)
         assert "does not exist" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            {"sql": "SELECT 1 AS x, 2 AS x"},
+            'the definition of public.mv_users does not compile: column "x" specified more than once',
+        ),
+        ({"name": "nosuchschema.mv_users"}, "cannot create nosuchschema.mv_users: schema nosuchschema does not exist"),
+    ],
+    ids=["does not compile", "no such schema"],
+)
+def test_what_cannot_be_created_is_said_alike_by_plan_apply_and_create(tmp_path, dsn, db, users, fields, expected):
+    write(tmp_path, **fields)
+    plan = matviews(tmp_path, dsn, "plan", "--json")
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert json.loads(plan.stdout)[0]["error"].startswith(expected), plan.stdout
+    for command in (["apply", "--all", "--yes"], ["create", "--all"]):
+        done = matviews(tmp_path, dsn, *command)
+        assert done.returncode == 1 and expected in done.stdout, (command, done.stdout + done.stderr)
+    if "schema" in expected:
+        assert 'CREATE SCHEMA "nosuchschema"' in done.stdout

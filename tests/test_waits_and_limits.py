@@ -16,9 +16,10 @@ import psycopg
 import pytest
 from conftest import scalar
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from test_cli import matviews
 
-from matviews_dagster import MatViewDefinition
+from matviews_dagster import MatViewDefinition, MatViews
 
 HOLD_SECONDS = 3.0
 
@@ -138,7 +139,8 @@ SLOW = "SELECT id, pg_sleep(0.3) IS NULL AS slept FROM users"
     [
         ("definition", "the limit was the view's own statement_timeout of 0.5 s (statement_timeout in its definition)"),
         ("operation", "the limit was the statement_timeout of 0.5 s this operation was given"),
-        ("database", "the limit was the statement_timeout of 500ms set on the server, database or role"),
+        ("database", "the limit was the statement_timeout of 500ms set on the database (ALTER DATABASE ... SET)"),
+        ("client", "the limit was the statement_timeout of 500ms the client set (PGOPTIONS, or options in the DSN)"),
     ],
 )
 def test_a_cancelled_refresh_says_whose_statement_timeout_it_was(make_mv, db, dsn, users, where, expected) -> None:
@@ -149,9 +151,11 @@ def test_a_cancelled_refresh_says_whose_statement_timeout_it_was(make_mv, db, ds
         mv = make_mv(view.model_copy(update={"statement_timeout": 0.5}))
     elif where == "operation":
         mv = make_mv(view, statement_timeout=0.5)
-    else:
+    elif where == "database":
         db.execute(sql.SQL("ALTER DATABASE {} SET statement_timeout = '500ms'").format(sql.Identifier(db.info.dbname)))
         mv = make_mv(view)
+    else:
+        mv = MatViews(dsn=make_conninfo(dsn, options="-c statement_timeout=500ms"), definitions=[view])
     result = mv.refresh("mv_slow")
     assert result.status == "failed"
     assert "canceling statement due to statement timeout" in result.error and expected in result.error, result.error

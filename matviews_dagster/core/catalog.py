@@ -46,28 +46,47 @@ _KINDS = {
 }
 
 
+_TYPES = {
+    "b": "base type",
+    "d": "domain",
+    "e": "enum type",
+    "r": "range type",
+    "m": "multirange type",
+    "p": "pseudo-type",
+}
+
+
 def matview_state(conn: psycopg.Connection, name: QualifiedName) -> MatViewState | None:
     """The view's catalog state, ``None`` when absent; raises ``NotAMaterializedView`` naming what
-    the name is when a relation of another kind (a table, an index, a sequence, ...) has it:
-    relations of every kind share one namespace per schema."""
+    the name is when a relation of another kind (a table, an index, a sequence, ...) or a type
+    (an enum, a domain: a materialized view's row type would take its name) has it: relations
+    of every kind and types share one namespace per schema."""
     row = conn.execute(
         """
         SELECT c.oid, c.relkind, c.relispopulated, pg_get_userbyid(c.relowner), c.reltuples,
-               pg_has_role(c.relowner, 'MEMBER')
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = %s AND c.relname = %s
+               pg_has_role(c.relowner, 'MEMBER'), t.typtype
+        FROM pg_namespace n
+        LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = %(name)s
+        LEFT JOIN pg_type t ON t.typnamespace = n.oid AND t.typname = %(name)s AND t.typrelid = 0
+        WHERE n.nspname = %(schema)s AND (c.oid IS NOT NULL OR t.oid IS NOT NULL)
         """,
-        (name.schema, name.name),
+        {"schema": name.schema, "name": name.name},
     ).fetchone()
     if row is None:
         return None
-    oid, kind, populated, owner, reltuples, owned = row
+    oid, kind, populated, owner, reltuples, owned, typtype = row
     if kind != "m":
+        what = _KINDS.get(kind, "relation") if kind is not None else _TYPES.get(typtype, "type")
         raise NotAMaterializedView(
-            f"{name} is {_article(_KINDS.get(kind, 'relation'))}, not a materialized view; "
-            "pick another name or drop that relation"
+            f"{name} is {_article(what)}, not a materialized view; pick another name or drop that "
+            f"{'relation' if kind is not None else 'type'}"
         )
     return MatViewState(oid=oid, populated=populated, owner=owner, reltuples=float(reltuples), owned=owned)
+
+
+def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,)).fetchone()
+    return bool(row and row[0])
 
 
 def query_digest(tree: str, oid: str) -> str:

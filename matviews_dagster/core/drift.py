@@ -19,7 +19,7 @@ from psycopg import sql
 from .catalog import NotAMaterializedView, dependent_relations, deployed_definition, matview_state
 from .definition import MatViewDefinition
 from .names import QualifiedName, derived_name
-from .services.binding import bind_search_path, create_statement
+from .services.binding import bind_search_path, check_schema, create_statement, does_not_compile
 from .services.indexes import check_declared_columns, declared_indexes, index_shapes
 from .services.response import ServiceError, describe_db_error
 
@@ -108,6 +108,7 @@ def plan_view(
     deployed, expected, columns = _query_texts(conn, definition, exists=state is not None)
     check_declared_columns(definition, columns)
     if state is None:
+        check_schema(conn, definition)
         return ViewPlan(definition.name, "create")
     shapes = index_shapes(conn, state.oid)
     add = tuple(
@@ -168,10 +169,7 @@ def _probe(conn: psycopg.Connection, definition: MatViewDefinition, probe: str) 
         except psycopg.errors.InsufficientPrivilege as exc:
             refused.append(describe_db_error(exc))
         except psycopg.Error as exc:
-            raise ServiceError(
-                f"the definition of {definition.name} does not compile: {describe_db_error(exc)}",
-                hint=f"fix the sql of {definition.name}",
-            ) from None
+            raise does_not_compile(definition, exc) from None
     raise ServiceError(
         f"cannot compare {definition.name} with its definition: the role may create neither a temporary view "
         f"nor a view in schema {definition.qualified.schema} to read the query back ({'; '.join(refused)})",

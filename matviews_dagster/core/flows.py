@@ -76,7 +76,8 @@ def refresh_one(
                 what = "apply the changed definition"
             else:
                 op.warnings.append(
-                    f"the definition changed ({change.summary()}) and was not applied (on_definition_change: warn): "
+                    f"the deployed view differs from its definition ({change.summary()}) and the definition was not "
+                    "applied (on_definition_change: warn): "
                     "the deployed query was refreshed; apply it with matviews apply"
                 )
                 query = change.deployed_sql
@@ -236,7 +237,8 @@ def _cannot_compare(conn: psycopg.Connection, error: ServiceError) -> ServiceRes
 
 def _refuse_change(conn: psycopg.Connection, change: ViewPlan) -> ServiceResponse:
     return ServiceResponse.failure(
-        f"{change.view}'s definition changed ({change.summary()}) and on_definition_change is fail: nothing was "
+        f"the deployed {change.view} differs from its definition ({change.summary()}) and on_definition_change is "
+        "fail: nothing was "
         "refreshed",
         hint="apply the change (matviews apply), or set on_definition_change to apply or warn",
         change=change.to_dict(),

@@ -26,6 +26,16 @@ from .services.response import ServiceError, ServiceResponse
 from .services.swap import drop_swap_leftovers
 from .vocabulary import RunKind
 
+_SETTING_SOURCES = {
+    "client": "the client set (PGOPTIONS, or options in the DSN)",
+    "database": "set on the database (ALTER DATABASE ... SET)",
+    "user": "set on the role (ALTER ROLE ... SET)",
+    "database user": "set on the role in this database (ALTER ROLE ... IN DATABASE ... SET)",
+    "configuration file": "set in the server's configuration file",
+    "session": "set in the session",
+}
+"""Where a setting's value came from (``pg_settings.source``), in words."""
+
 TIMED_OUT = "57014"
 """SQLSTATE query_canceled: a statement timeout, or a cancel request."""
 
@@ -135,11 +145,14 @@ class Operation:
             fix = "raise statement_timeout, or set one for this view in its definition"
         else:
             try:
-                row = self.conn.execute("SELECT current_setting('statement_timeout')").fetchone()
-                setting = row[0] if row else "?"
+                row = self.conn.execute(
+                    "SELECT current_setting('statement_timeout'), source FROM pg_settings "
+                    "WHERE name = 'statement_timeout'"
+                ).fetchone()
             except psycopg.Error:
-                setting = "?"
-            whose = f"the statement_timeout of {setting} set on the server, database or role"
+                row = None
+            setting, source = row if row else ("?", "")
+            whose = f"the statement_timeout of {setting} {_SETTING_SOURCES.get(source, 'set on the server')}"
             fix = f"set statement_timeout in the definition of {self.definition.name} to allow it more time"
         return f"{error}: the limit was {whose}", fix
 

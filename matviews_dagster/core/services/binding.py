@@ -14,8 +14,10 @@ from collections.abc import Collection
 import psycopg
 from psycopg import sql
 
+from ..catalog import schema_exists
 from ..definition import MatViewDefinition
 from ..names import QualifiedName
+from .response import ServiceError, describe_db_error
 
 
 def bind_search_path(conn: psycopg.Connection, definition: MatViewDefinition) -> None:
@@ -71,3 +73,28 @@ def binding_warnings(
                 f"{', '.join(actual)}: qualify the name in its SQL ({actual[0]}) or set search_path"
             )
     return warnings
+
+
+def does_not_compile(definition: MatViewDefinition, exc: psycopg.Error) -> ServiceError:
+    """The one wording, in ``plan``, ``create`` and ``apply``, of a definition whose query
+    PostgreSQL refuses before running it (SQLSTATE class 42: syntax, names, types)."""
+    return ServiceError(
+        f"the definition of {definition.name} does not compile: {describe_db_error(exc)}",
+        hint=f"fix the sql of {definition.name}",
+    )
+
+
+def refused_at_compile_time(exc: psycopg.Error) -> bool:
+    """A class-42 error (not a missing privilege): the statement was refused as written."""
+    state = exc.diag.sqlstate or ""
+    return state.startswith("42") and state != "42501"
+
+
+def check_schema(conn: psycopg.Connection, definition: MatViewDefinition) -> None:
+    """The view's schema must exist before it can be created in it."""
+    if not schema_exists(conn, definition.qualified.schema):
+        schema = sql.Identifier(definition.qualified.schema).as_string(conn)
+        raise ServiceError(
+            f"cannot create {definition.name}: schema {definition.qualified.schema} does not exist",
+            hint=f"create it first (CREATE SCHEMA {schema}), or fix the view's name",
+        )

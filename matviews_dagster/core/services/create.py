@@ -10,7 +10,15 @@ from ..catalog import column_names, matview_state
 from ..definition import MatViewDefinition
 from ..names import QualifiedName
 from .apply import change_view
-from .binding import bind_search_path, binding_warnings, bound_relations, create_statement
+from .binding import (
+    bind_search_path,
+    binding_warnings,
+    bound_relations,
+    check_schema,
+    create_statement,
+    does_not_compile,
+    refused_at_compile_time,
+)
 from .carry_over import set_comments
 from .indexes import check_declared_columns, declared_index_names, definition_index_statements
 from .locking import LockPolicy
@@ -116,7 +124,16 @@ def _create(
         state = matview_state(conn, name)
         if state is not None:
             return ServiceResponse("skipped", meta={**meta, "reason": "view exists"})
-        cursor = log.execute(create_statement(name, definition))
+        check_schema(conn, definition)
+        try:
+            with conn.transaction():
+                cursor = log.execute(create_statement(name, definition))
+        except psycopg.errors.UndefinedTable:
+            raise  # a relation not created yet: named below
+        except psycopg.Error as exc:
+            if refused_at_compile_time(exc):
+                raise does_not_compile(definition, exc) from None
+            raise
         rows_count = cursor.rowcount
         created = matview_state(conn, name)
         assert created is not None

@@ -57,34 +57,41 @@ def give_to_owner(
         raise refused(conn, view, owner, what, describe_db_error(exc)) from None
 
 
-def refused(conn: psycopg.Connection, view: QualifiedName, owner: str, what: str, cause: str) -> OwnerRightsRefused:
-    """The one-line refusal: why the owner's rights are needed, the database's reason, and the
-    grants that are missing (read from the catalog)."""
+def grants_needed(conn: psycopg.Connection, schema: str, owner: str) -> tuple[str, str]:
+    """``(role, fix)``: the connecting role, and how it may act for ``owner`` in ``schema`` (give a
+    relation there to it): the grants that are missing, read from the catalog, or, for an owner
+    that is a superuser (never advise granting one), the only way there is."""
     row = conn.execute(
         """SELECT current_user, NOT has_schema_privilege(current_user, %(schema)s, 'CREATE'),
                   NOT pg_has_role(current_user, %(owner)s, 'MEMBER'),
                   NOT has_schema_privilege(%(owner)s, %(schema)s, 'CREATE'),
                   (SELECT rolsuper FROM pg_roles WHERE rolname = %(owner)s)""",
-        {"schema": view.schema, "owner": owner},
+        {"schema": schema, "owner": owner},
     ).fetchone()
     assert row is not None
     role, role_cannot_create, not_member, owner_cannot_create, owner_is_superuser = row
-    quoted = {name: sql.Identifier(name).as_string(conn) for name in (view.schema, role, owner)}
+    quoted = {name: sql.Identifier(name).as_string(conn) for name in (schema, role, owner)}
+    if owner_is_superuser and not_member:
+        return role, f"connect as {owner} or another superuser, or give the view to a role that is not a superuser"
     fixes = []
     if role_cannot_create:
-        fixes.append(f"GRANT CREATE ON SCHEMA {quoted[view.schema]} TO {quoted[role]}")
+        fixes.append(f"GRANT CREATE ON SCHEMA {quoted[schema]} TO {quoted[role]}")
     if not_member:
         fixes.append(f"GRANT {quoted[owner]} TO {quoted[role]}")
     if owner_cannot_create:
-        fixes.append(f"GRANT CREATE ON SCHEMA {quoted[view.schema]} TO {quoted[owner]}")
-    if owner_is_superuser and not_member:  # only a superuser may act for one: never advise granting it
-        hint = f"connect as {owner} or another superuser, or give {view} to a role that is not a superuser"
-    else:
-        hint = f"connect as {owner}" + (f", or {' and '.join(fixes)}" if fixes else "")
+        fixes.append(f"GRANT CREATE ON SCHEMA {quoted[schema]} TO {quoted[owner]}")
+    return role, f"connect as {owner}" + (f", or {' and '.join(fixes)}" if fixes else "")
+
+
+IN_PLACE = "or refresh with strategy='regular' or strategy='concurrent', which run the query as the owner in place"
+
+
+def refused(conn: psycopg.Connection, view: QualifiedName, owner: str, what: str, cause: str) -> OwnerRightsRefused:
+    """The one-line refusal: why the owner's rights are needed, the database's reason, and the
+    grants that are missing."""
+    role, hint = grants_needed(conn, view.schema, owner)
     if what == "a swap":
-        hint += (
-            "; or refresh with strategy='regular' or strategy='concurrent', which run the query as the owner in place"
-        )
+        hint += f"; {IN_PLACE}"
     return OwnerRightsRefused(
         f"{what} evaluates the query of {view} with the rights of its owner {owner}, as REFRESH does (row "
         f"security and privileges apply as they do to {owner}), and role {role} cannot act for {owner}: {cause}",
@@ -93,9 +100,27 @@ def refused(conn: psycopg.Connection, view: QualifiedName, owner: str, what: str
     )
 
 
-def populate(conn: psycopg.Connection, log: StatementLog, target: QualifiedName) -> None:
-    """``REFRESH MATERIALIZED VIEW target``: its query runs as its owner, security-restricted."""
-    log.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(target.identifier))
+def populate(
+    conn: psycopg.Connection, log: StatementLog, target: QualifiedName, *, view: QualifiedName, owner: str
+) -> None:
+    """``REFRESH MATERIALIZED VIEW target``: its query runs as its owner, security-restricted. A
+    privilege the owner lacks raises ``owner_lacks``."""
+    try:
+        with conn.transaction():
+            log.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(target.identifier))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise owner_lacks(view, owner, exc) from None
+
+
+def owner_lacks(view: QualifiedName, owner: str, exc: psycopg.Error) -> ServiceError:
+    """The query of ``view`` was refused a privilege while it ran as the view's ``owner`` (as
+    ``REFRESH`` runs it): the owner is the role that needs the grant, whoever connected."""
+    return ServiceError(
+        f"{describe_db_error(exc)}: the query of {view} runs as its owner {owner}, as REFRESH runs it, and "
+        f"{owner} lacks that privilege",
+        hint=f"grant it to {owner} (e.g. GRANT SELECT ON the table the error names TO {owner}), or give the view "
+        "to a role that has it",
+    )
 
 
 def owner_scratch(
@@ -122,5 +147,5 @@ def owner_scratch(
     except psycopg.errors.InsufficientPrivilege as exc:
         raise refused(conn, view, owner, what, describe_db_error(exc)) from None
     give_to_owner(conn, log, scratch, owner, view=view, what=what)
-    populate(conn, log, scratch)
+    populate(conn, log, scratch, view=view, owner=owner)
     return scratch

@@ -15,6 +15,7 @@ from ..definition import MatViewDefinition
 from ..names import QualifiedName
 from .concurrent_check import null_trap_warning, refresh_and_verify
 from .locking import EXCLUSIVE_CONFLICTS, LockPolicy, wait_until_free, with_lock_retries
+from .owner_rights import owner_lacks
 from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, disk_full, returns_errors
 from .row_count import count_rows
 from .swap import swap_refresh
@@ -131,6 +132,8 @@ def in_place_refresh(
             clock, attempts, waited = with_lock_retries(conn, policy, refresh, what=str(name), oids=[state.oid])
             waited += clock.waited_ms()
     except psycopg.errors.InsufficientPrivilege as exc:
+        if name.name not in (exc.diag.message_primary or ""):  # refused while running as the owner
+            raise owner_lacks(name, state.owner, exc) from None
         raise ServiceError(
             f"{describe_db_error(exc)}: REFRESH needs ownership of {name} (or MAINTAIN on PostgreSQL 17+)",
             hint=f"refresh as the owner of {name}, or GRANT MAINTAIN ON {name} to the role (PostgreSQL 17+)",

@@ -64,23 +64,35 @@ def describe_db_error(exc: psycopg.Error) -> str:
 
 def disk_full(conn: psycopg.Connection, name: QualifiedName, what: str, exc: psycopg.Error) -> ServiceError:
     """Out of disk (SQLSTATE 53100): name the view's tablespace, its size, and which way of
-    refreshing needs how much room there (the failed statement was rolled back)."""
+    refreshing needs how much room there (the failed statement was rolled back). ``what`` says
+    what ran out, e.g. ``a swap refresh of``; a concurrent refresh is told about its working copy."""
     row = conn.execute(
         """SELECT coalesce(t.spcname, (SELECT spcname FROM pg_tablespace WHERE oid = d.dattablespace)),
-                  pg_size_pretty(pg_total_relation_size(c.oid))
+                  pg_size_pretty(pg_total_relation_size(c.oid)), current_setting('temp_tablespaces')
            FROM pg_database d LEFT JOIN pg_class c ON c.oid = to_regclass(%s)
            LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
            WHERE d.datname = current_database()""",
         (name.identifier.as_string(conn),),
     ).fetchone()
-    tablespace, size = row if row else ("?", None)
+    tablespace, size, temp = row if row else ("?", None, "")
+    if "concurrent" in what:
+        hint = (
+            f"free space in tablespace {tablespace} and in temp_tablespaces ({temp or 'the database default'}), "
+            "where a concurrent refresh writes a whole working copy of the query's rows, or point "
+            "temp_tablespaces at a tablespace with room"
+        )
+    else:
+        hint = (
+            f"free at least the view's size ({size or 'unknown'}) in tablespace {tablespace}, move the view to a "
+            "tablespace with room (ALTER MATERIALIZED VIEW ... SET TABLESPACE), or refresh with "
+            "strategy='concurrent'"
+        )
     return ServiceError(
         f"{what} {name} ran out of disk in tablespace {tablespace} ({describe_db_error(exc)}); a regular or "
         "swap refresh writes a whole second copy of the view there before the old one is dropped, a concurrent "
         "refresh writes only the rows that changed there (its working copy goes to temp_tablespaces); nothing "
         "was changed",
-        hint=f"free at least the view's size ({size or 'unknown'}) in tablespace {tablespace}, move the view to a "
-        "tablespace with room (ALTER MATERIALIZED VIEW ... SET TABLESPACE), or refresh with strategy='concurrent'",
+        hint=hint,
         tablespace=tablespace,
     )
 

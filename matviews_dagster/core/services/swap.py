@@ -23,7 +23,7 @@ from ..catalog import MatViewState, column_names, matview_state
 from ..definition import MatViewDefinition
 from ..names import QualifiedName, derived_name
 from . import carry_over, dependents, owner_rights
-from .binding import bind_search_path
+from .binding import bind_search_path, does_not_compile, refused_at_compile_time
 from .indexes import (
     check_declared_columns,
 )
@@ -100,7 +100,7 @@ def rebuild(
             result = Rebuilt(rows=0)
             old = carry_over.capture(conn, state.oid)
             bind_search_path(conn, definition)
-            _build(conn, log, definition, new, query, old.tablespace)
+            _build(conn, log, definition, new, query, old.tablespace, old.owner)
             columns = column_names(conn, _oid(conn, new))
             if indexes == "declared":
                 check_declared_columns(definition, columns)
@@ -109,7 +109,7 @@ def rebuild(
             except owner_rights.OwnerRightsRefused as exc:
                 raise owner_rights.OwnerRightsRefused(f"{exc}; nothing was changed", hint=exc.hint) from None
             result.warnings += carry_over.restore(conn, log, old, new, columns=set(columns), options=True)
-            owner_rights.populate(conn, log, new)  # the query runs as the owner, as REFRESH runs it
+            owner_rights.populate(conn, log, new, view=name, owner=old.owner)  # as the owner, as REFRESH runs it
             renames = build_indexes(conn, log, definition, old.indexes, new, indexes, set(drop_indexes), result)
             temporary = {final: temp for final, temp, _ in renames}
             if old.clustered_on in temporary:
@@ -205,6 +205,7 @@ def _build(
     new: QualifiedName,
     query: str | None,
     tablespace: str | None,
+    owner: str,
 ) -> None:
     """The new copy, empty (``owner_rights.populate`` fills it as the owner), in the old one's
     tablespace; a role that may not create it is told what a rebuild needs."""
@@ -215,15 +216,21 @@ def _build(
         sql.SQL(text),  # type: ignore[arg-type]
     )
     try:
-        log.execute(statement)
-    except psycopg.errors.InsufficientPrivilege as exc:
+        with conn.transaction():
+            log.execute(statement)
+    except psycopg.Error as exc:
+        if refused_at_compile_time(exc):
+            raise does_not_compile(definition, exc) from None
+        if not isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            raise
         name = definition.qualified
+        _, grants = owner_rights.grants_needed(conn, name.schema, owner)
         raise ServiceError(
             f"a swap builds a new copy of {name} and renames it into place (as does applying a changed "
-            f"definition), so the role needs CREATE on schema {name.schema} and ownership of {name}: "
+            f"definition), so the role needs CREATE on schema {name.schema} and to act for its owner {owner}: "
             f"{describe_db_error(exc)}",
-            hint=f"GRANT CREATE ON SCHEMA {name.schema} to the role, or refresh {name} with strategy='regular' "
-            "or strategy='concurrent', which need only ownership of the view (or MAINTAIN on PostgreSQL 17+)",
+            hint=f"{grants}; {owner_rights.IN_PLACE} (they need only ownership of the view, or MAINTAIN on "
+            "PostgreSQL 17+)",
         ) from None
 
 
