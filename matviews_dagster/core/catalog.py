@@ -89,44 +89,6 @@ def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
     return bool(row and row[0])
 
 
-def query_digest(tree: str, oid: str) -> str:
-    """SQL for a digest of a view's stored query: ``tree`` is its ``_RETURN`` rule's
-    ``ev_action`` as text, ``oid`` the view's. Read from the catalog, so it takes no lock on the
-    view (``pg_get_viewdef`` does, and waits behind any session refreshing it). The view's own
-    oid and the token positions in the text it was created from are left out: a swap, which
-    builds a copy of the same query under another name, keeps the digest; a view re-created
-    with another query, or reading other relations, changes it."""
-    return (
-        f"md5(regexp_replace(replace({tree}, ':relid ' || ({oid})::oid || ' ', ':relid 0 '), "
-        "':(location|stmt_location|stmt_len) -?[0-9]+', '', 'g'))"
-    )
-
-
-@dataclass(frozen=True)
-class DeployedIdentity:
-    """Who the deployed materialized view is: its ``oid``, the digest of its stored query
-    (``query_digest``) and the names of its indexes."""
-
-    oid: int
-    query: str
-    indexes: frozenset[str]
-
-
-def deployed_identity(conn: psycopg.Connection, name: QualifiedName) -> DeployedIdentity | None:
-    """The identity of the materialized view ``name`` in one catalog read that takes no lock,
-    None when there is none."""
-    row = conn.execute(
-        f"""SELECT c.oid, {query_digest("r.ev_action::text", "c.oid")},
-                  coalesce((SELECT array_agg(i.relname::text) FROM pg_index x
-                            JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid), '{{}}')
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           JOIN pg_rewrite r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
-           WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'm'""",
-        (name.schema, name.name),
-    ).fetchone()
-    return DeployedIdentity(int(row[0]), str(row[1]), frozenset(row[2])) if row else None
-
-
 def _article(noun: str) -> str:
     return f"{'an' if noun[0] in 'aeiouAEIOU' else 'a'} {noun}"
 
@@ -227,18 +189,6 @@ def columns_with_nulls(conn: psycopg.Connection, name: QualifiedName, columns: l
     return found
 
 
-def privileges(conn: psycopg.Connection, oid: int) -> list[tuple[str, str, bool]]:
-    """``(grantee, privilege, grantable)`` for the effective ACL; grantee ``PUBLIC`` for public."""
-    rows = conn.execute(
-        """SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END,
-                  a.privilege_type, a.is_grantable
-           FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
-           WHERE c.oid = %s ORDER BY 1, 2""",
-        (oid,),
-    ).fetchall()
-    return [(row[0], row[1], row[2]) for row in rows]
-
-
 def comments(conn: psycopg.Connection, oid: int) -> tuple[str | None, dict[str, str]]:
     """The relation's comment and its column comments by column name."""
     table_comment = conn.execute("SELECT obj_description(%s, 'pg_class')", (oid,)).fetchone()
@@ -308,12 +258,3 @@ def describe_view(conn: psycopg.Connection, name: QualifiedName) -> ViewDescript
         size_bytes=int(size) if size is not None else None,
         rows_estimate=max(round(state.reltuples), 0) if state.reltuples >= 0 else None,
     )
-
-
-def deployed_definition(conn: psycopg.Connection, name: QualifiedName) -> str | None:
-    """The query Postgres stores for the view (``pg_matviews.definition``), normalized."""
-    row = conn.execute(
-        "SELECT definition FROM pg_matviews WHERE schemaname = %s AND matviewname = %s",
-        (name.schema, name.name),
-    ).fetchone()
-    return row[0] if row else None

@@ -16,8 +16,9 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from .catalog import NotAMaterializedView, dependent_relations, deployed_definition, matview_state
+from .catalog import NotAMaterializedView, dependent_relations, matview_state
 from .definition import MatViewDefinition
+from .deployed import deployed_definition
 from .names import QualifiedName, derived_name
 from .services.binding import bind_search_path, check_schema, create_statement, does_not_compile
 from .services.indexes import check_declared_columns, declared_indexes, index_shapes

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from .catalog import NotAMaterializedView, deployed_identity, describe_view, matview_state
+from .catalog import NotAMaterializedView, describe_view, matview_state
 from .definition import MatViewDefinition
+from .deployed import deployed_identity
 from .drift import ViewPlan, plan_view
 from .operation import Operation, operation
 from .result import OperationResult

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from .catalog import query_digest
+from .deployed import query_digest
 
 if TYPE_CHECKING:
     from .definition import MatViewDefinition
@@ -98,7 +98,7 @@ sources(oid) AS (  -- and every table that inherits from one (pg_depend names th
 rule AS (SELECT r.ev_action::text AS tree FROM pg_rewrite r, view WHERE r.ev_class = view.oid),
 called AS (  -- every function the stored query calls: directly, through an operator, an aggregate, a window
     SELECT DISTINCT m[1]::oid AS oid
-    FROM rule, regexp_matches(rule.tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\d+)', 'g') AS m
+    FROM rule, regexp_matches(rule.tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') AS m
 ),
 doubts AS (
     SELECT count(*) FILTER (

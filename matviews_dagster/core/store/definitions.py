@@ -23,7 +23,7 @@ MIRROR_BATCH = 1000
 class Applied:
     """The definition a view was last created or changed to: its ``fingerprint``
     (``MatViewDefinition.fingerprint``), the names of its declared indexes, and the digest of the
-    query of the view it was applied to (``catalog.DeployedIdentity.query``; None in records
+    query of the view it was applied to (``deployed.DeployedIdentity.query``; None in records
     written before it was kept)."""
 
     fingerprint: str
