@@ -25,12 +25,12 @@ from pydantic import Field, PrivateAttr
 from .assets import view_keys
 from .core.definition import MatViewDefinition, load_definitions
 from .core.matviews import MatViews
+from .core.messages import shown
 from .core.settings import DEFAULTS, MatViewsSettings
 from .core.store.requests import RunRequestQueue
 from .core.vocabulary import CreateViewJob
-from .core.wording import shown
-from .ops import JobPlan, Request, ViewTargets, parse_request, plan_run
 from .resources import config_value
+from .run_requests import JobPlan, Request, ViewTargets, parse_request, plan_run
 from .translator import definitions_of
 
 _LOCATIONS: dict[str, dg.Definitions] = {}
@@ -144,7 +144,7 @@ class MatViewsAdapter(dg.ConfigurableResource):
         settings = MatViewsSettings(
             dsn=config_value(self.dsn), runs_dsn=config_value(self.runs_dsn), runs_schema=self.runs_schema
         )
-        return settings.matviews(self.definitions())
+        return MatViews(definitions=self.definitions(), settings=settings)
 
     def enqueue(self, job: object, queue: str | None = None, args: Sequence[Any] = ()) -> EnqueuedRun:
         """Validate everything, then hand the run to the backend; raises ``ValueError`` for a

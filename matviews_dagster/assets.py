@@ -11,17 +11,16 @@ first and several at once, through ``MatViewsResource``:
 
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from enum import Enum
 from functools import cache
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from .checks import build_matview_checks
+from .check_specs import build_matview_checks
 from .core.definition import MatViewDefinition
 from .core.graph import ViewGraph
-from .core.vocabulary import REFRESH_STRATEGIES, ROW_COUNT_STRATEGIES
+from .core.vocabulary import RowCountStrategy, Strategy
 from .resources import MatViewsResource
 from .translator import DagsterMatViewTranslator, definitions_of, with_definition
 
@@ -31,9 +30,6 @@ ADAPTER_KEY = "matviews_adapter"
 DEFAULT_POOL = "matviews"
 DEFAULT_NAME = "matviews"
 
-Strategy = Enum("Strategy", {name: name for name in REFRESH_STRATEGIES})  # type: ignore[misc]
-RowCount = Enum("RowCount", {name: name for name in ROW_COUNT_STRATEGIES})  # type: ignore[misc]
-
 
 class RefreshConfig(dg.Config):
     """Run config of the refresh step; ``None`` keeps each definition's choice.
@@ -42,7 +38,7 @@ class RefreshConfig(dg.Config):
     """
 
     strategy: Strategy | None = Field(default=None, description="Refresh strategy for this run only.")
-    row_count_strategy: RowCount | None = Field(default=None, description="Row counting for this run only.")
+    row_count_strategy: RowCountStrategy | None = Field(default=None, description="Row counting for this run only.")
 
 
 @cache

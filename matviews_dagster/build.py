@@ -16,14 +16,15 @@ from .assets import (
     source_asset_specs,
     view_keys,
 )
-from .automation import build_matview_schedules, build_queue_sensor, nightly_refresh_schedule
 from .core.definition import MatViewDefinition, load_definitions
 from .core.graph import ViewGraph
 from .core.names import QualifiedName
 from .core.settings import DEFAULTS
 from .core.vocabulary import DEFAULT_MAX_PARALLEL, RefreshViewJob
-from .ops import build_create_job, build_delete_job
+from .jobs import build_create_job, build_delete_job
+from .queue_sensor import build_queue_sensor
 from .resources import MatViewsResource, RunStoreResource, quiet_dagster_warnings
+from .schedules import build_matview_schedules, nightly_refresh_schedule
 from .sources import DEFAULT_OBSERVE_CRON, observable_sources
 from .translator import DagsterMatViewTranslator
 

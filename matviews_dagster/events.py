@@ -1,27 +1,21 @@
-"""Dagster events from core results: one ``MaterializeResult`` and its check results per view.
+"""Core results as Dagster events: one ``MaterializeResult`` and its check results per view,
+the create job's materializations, the steps' failures and outputs, hints in run-config words.
 
-The step of a ``@matview_assets`` definition streams these as each view finishes, as
-dagster-dbt's ``DbtEventIterator`` does for models.
+The invocations (``invocation``) stream these as each view finishes, as dagster-dbt's
+``DbtEventIterator`` does for models; this module only translates.
 """
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from .core.arguments import UNSET
 from .core.catalog import ViewDescription
-from .core.checks import CheckOutcome
+from .core.health_checks import CheckOutcome
+from .core.messages import in_words
 from .core.result import OperationResult
-from .core.vocabulary import RUN_KEY_TAG
-from .core.wording import in_words
-from .translator import definitions_of
 
 if TYPE_CHECKING:
-    from .core.matviews import MatViews
-    from .resources import MatViewsResource
+    pass
 
 RefreshEvent = dg.MaterializeResult | dg.AssetCheckResult
 _CONFIG_WORDS = {
@@ -58,7 +52,7 @@ def materialize_result(key: dg.AssetKey, result: OperationResult, strategy: str)
     metadata: dict[str, Any] = {
         "duration_ms": dg.MetadataValue.int(result.total_duration_ms),
         "lock_wait_ms": dg.MetadataValue.int(result.lock_wait_ms or 0),
-        "strategy": strategy,
+        "strategy": str(strategy),
         "run_record_id": dg.MetadataValue.text(str(result.run_id)),
         "outcome": result.outcome,
     }
@@ -86,57 +80,6 @@ def check_result(key: dg.AssetKey, outcome: CheckOutcome) -> dg.AssetCheckResult
     )
 
 
-def refresh_events(
-    resource: "MatViewsResource", context: dg.AssetExecutionContext, *, strategy: str | None, row_count: Any
-) -> Iterator[RefreshEvent]:
-    """``MatViewsResource.refresh``: the selected views and checks of the step, as events."""
-    definitions = definitions_of(context.assets_def)
-    names = {key: definition.name for key, definition in definitions.items()}
-    keys = {name: key for key, name in names.items()}
-    refresh = [names[key] for key in context.selected_asset_keys if key in names]
-    checks: dict[str, list[str]] = {}
-    for check_key in context.selected_asset_check_keys:
-        if check_key.asset_key in names:
-            checks.setdefault(names[check_key.asset_key], []).append(check_key.name)
-    done = _refreshed_by_parent_runs(resource, context, definitions.values())
-    if done:
-        context.log.info(f"re-execution from failure: {len(done)} view(s) refreshed by the parent run(s) are skipped")
-    refresh = [name for name in refresh if name not in done]
-    config = _run_config(context)
-    chosen = strategy or config.get("strategy")
-    rows = row_count if row_count is not UNSET else config.get("row_count_strategy", UNSET)
-    failures: list[OperationResult] = []
-    with (
-        resource.matviews(definitions.values()) as mv,
-        serving_requests(context, mv, [*refresh, *done]) as settle,
-    ):
-        for result in mv.refresh_many(
-            refresh,
-            rows,
-            strategy=chosen,
-            max_parallel=resource.max_parallel,
-            create_if_missing=True,
-            dagster_run_id=context.run.run_id,
-            describe=True,
-            checks={name: checks[name] for name in refresh if name in checks},
-        ):
-            key = keys[result.view]
-            if not result.ok:
-                failures.append(result)
-                hint = f" (hint: {config_words(result.hint)})" if result.hint else ""
-                context.log.error(f"{result.view}: {config_words(result.error or '')}{hint}")
-                continue
-            yield materialize_result(key, result, chosen or mv.definition(result.view).refresh_strategy)
-            yield from (check_result(key, outcome) for outcome in result.checks)
-        settle({r.view: failure_reason(r) for r in failures})
-        checks_only = {name: names_ for name, names_ in checks.items() if name not in refresh and name not in done}
-        if checks_only:
-            for definition, outcomes in mv.check_many(checks_only, max_parallel=resource.max_parallel):
-                yield from (check_result(keys[definition.name], outcome) for outcome in outcomes)
-    if failures:
-        raise _step_failure(failures)
-
-
 def failure_reason(result: OperationResult) -> str:
     """Why a view's operation did not succeed, in Dagster config words (a skip names its upstream)."""
     if result.status == "skipped":
@@ -144,35 +87,7 @@ def failure_reason(result: OperationResult) -> str:
     return config_words(result.error or result.status)
 
 
-@contextmanager
-def serving_requests(
-    context: dg.OpExecutionContext | dg.AssetExecutionContext, mv: "MatViews", views: Iterable[str]
-) -> Iterator[Callable[[Mapping[str, str]], None]]:
-    """In a run the queue sensor launched (tag ``matviews/run_key``): hold the run key's
-    liveness lock while the step works on ``views`` (the sensor fails the requests of a run
-    whose worker died holding it), and yield ``settle(failed)``, which ends the requests whose
-    views all lie in ``views`` as soon as the step is done instead of on the sensor's next
-    tick: ``success``, or ``failed`` with the reasons in ``failed`` (``{view: reason}``).
-    Outside such a run, ``settle`` does nothing."""
-    run_key = context.run.tags.get(RUN_KEY_TAG)
-    if not run_key:
-        yield lambda failed: None
-        return
-    from .core.store.requests import RunRequestQueue
-
-    queue = RunRequestQueue(mv.runs)
-    scope = list(views)
-
-    def settle(failed: Mapping[str, str]) -> None:
-        done = {view: failed.get(view) for view in scope}
-        settled = queue.settle_run(run_key, context.run.run_id, done, scope)
-        context.log.info(f"{settled} queued request(s) of {run_key} settled")
-
-    with queue.serving(run_key, context.run.run_id, scope):
-        yield settle
-
-
-def _step_failure(failures: list[OperationResult]) -> dg.Failure:
+def step_failure(failures: list[OperationResult]) -> dg.Failure:
     failed = [r for r in failures if r.status == "failed"]
     skipped = [r for r in failures if r.status == "skipped"]
     parts = [
@@ -196,39 +111,44 @@ def _step_failure(failures: list[OperationResult]) -> dg.Failure:
     )
 
 
-def _run_config(context: dg.AssetExecutionContext) -> dict[str, Any]:
-    """``strategy`` and ``row_count_strategy`` of the step's run config, when it has them."""
-    config = context.op_execution_context.op_config
-    if not isinstance(config, dict):
-        return {}
-    found = {}
-    for key in ("strategy", "row_count_strategy"):
-        value = config.get(key)
-        if value is not None:
-            found[key] = value.value if isinstance(value, Enum) else value
-    return found
+_SUMMARY_COLUMNS = ("view", "status", "outcome", "duration_ms", "run_id", "error")
 
 
-def _refreshed_by_parent_runs(
-    resource: "MatViewsResource", context: dg.AssetExecutionContext, definitions: Iterable[Any]
-) -> set[str]:
-    """In a re-execution of a failed run's step (from failure, from the UI, a run retry or
-    ``ReexecutionOptions.from_failure``): the views the failed ancestors already refreshed."""
-    run = context.run
-    ancestors: list[str] = []
-    while run is not None and run.parent_run_id and (run.is_resume_retry or run.step_keys_to_execute is not None):
-        parent = context.instance.get_run_by_id(run.parent_run_id)
-        if parent is None or not parent.is_failure:
-            break
-        ancestors.append(parent.run_id)
-        run = parent
-    if not ancestors:
-        return set()
-    names = {definition.name for definition in definitions}
-    with resource.matviews() as mv:
-        return {
-            row["view_name"]
-            for run_id in ancestors
-            for row in mv.runs.for_dagster_run(run_id)
-            if row["kind"] == "refresh" and row["status"] == "success" and row["view_name"] in names
-        }
+def created_materialization(key: dg.AssetKey, result: OperationResult) -> dg.AssetMaterialization:
+    """A view the create job made, as a materialization of its asset."""
+    return dg.AssetMaterialization(
+        asset_key=key,
+        metadata={
+            "run_record_id": dg.MetadataValue.text(str(result.run_id)),
+            "outcome": "created",
+            "duration_ms": dg.MetadataValue.int(result.duration_ms or 0),
+            **({"dagster/row_count": result.rows_count} if result.rows_count is not None else {}),
+        },
+    )
+
+
+def _summary(results: list[OperationResult]) -> dg.MetadataValue:
+    rows = [
+        "| " + " | ".join("" if (v := getattr(r, column)) is None else str(v) for column in _SUMMARY_COLUMNS) + " |"
+        for r in results
+    ]
+    return dg.MetadataValue.md(
+        "\n".join(["| view | status | outcome | ms | run | error |", "|---|---|---|---|---|---|", *rows])
+    )
+
+
+def job_output(results: list[OperationResult]) -> dg.Output:
+    """The create or delete op's output: every result as a dict, and a summary table."""
+    return dg.Output([r.to_dict() for r in results], metadata={"summary": _summary(results), "views": len(results)})
+
+
+def job_failure(results: list[OperationResult], failed: list[OperationResult]) -> dg.Failure:
+    """The create or delete op's failure: each view that failed or was skipped, and why."""
+    return dg.Failure(
+        description="; ".join(
+            f"{r.view}: {config_words(r.error or '')}" + (f" Hint: {config_words(r.hint)}." if r.hint else "")
+            for r in failed
+        ),
+        metadata={"summary": _summary(results), "failed_views": [r.view for r in failed]},
+        allow_retries=False,
+    )

@@ -5,8 +5,9 @@ resource runs the selected views of a ``@matview_assets`` step and streams one e
 as it finishes.
 """
 
+import dataclasses
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,10 +19,9 @@ from .core.arguments import UNSET
 from .core.definition import MatViewDefinition
 from .core.dsn import resolve_dsn
 from .core.matviews import MatViews
-from .core.result import OperationResult
 from .core.settings import DEFAULTS, MatViewsSettings
 from .core.vocabulary import DEFAULT_MAX_PARALLEL
-from .events import RefreshEvent, refresh_events
+from .invocation import JobInvocation, RefreshInvocation
 from .version import __version__
 
 dg.DagsterLibraryRegistry.register("matviews-dagster", __version__, is_dagster_package=False)
@@ -62,6 +62,14 @@ class RunStoreResource(dg.ConfigurableResource):
     schema_name: str = Field(default=DEFAULTS.runs_schema, description="Schema of the run tables.")
 
 
+_SHARED_SETTINGS = tuple(
+    field.name for field in dataclasses.fields(MatViewsSettings) if field.name not in ("dsn", "runs_dsn", "runs_schema")
+)
+"""The settings ``MatViewsResource`` declares as fields of the same name (Dagster config needs
+them declared; their defaults are ``DEFAULTS``'s); the DSNs and schema come from it and its
+run store."""
+
+
 class MatViewsResource(dg.ConfigurableResource):
     """The database that holds the materialized views, and the work done on them.
 
@@ -97,20 +105,18 @@ class MatViewsResource(dg.ConfigurableResource):
         ``DATABASE_URL``, else the embedded Postgres."""
         return resolve_dsn(config_value(self.dsn))
 
+    def settings(self) -> MatViewsSettings:
+        """The core's settings: this resource's fields of the same names, its run store's, and
+        its DSN (an ``EnvVar`` read now)."""
+        run_store = self.run_store or RunStoreResource()
+        own = {name: getattr(self, name) for name in _SHARED_SETTINGS}
+        return MatViewsSettings(
+            **own, dsn=self.resolved_dsn(), runs_dsn=config_value(run_store.dsn), runs_schema=run_store.schema_name
+        )
+
     def matviews(self, definitions: Iterable[MatViewDefinition] = ()) -> MatViews:
         """The core ``MatViews`` configured from this resource and its run store."""
-        run_store = self.run_store or RunStoreResource()
-        settings = MatViewsSettings(
-            dsn=self.resolved_dsn(),
-            runs_dsn=config_value(run_store.dsn),
-            runs_schema=run_store.schema_name,
-            lock_wait_timeout=self.lock_wait_timeout,
-            lock_timeout=self.lock_timeout,
-            lock_retries=self.lock_retries,
-            statement_timeout=self.statement_timeout,
-            application_name=self.application_name,
-        )
-        return settings.matviews(definitions)
+        return MatViews(definitions=definitions, settings=self.settings())
 
     @contextmanager
     def get_connection(self) -> Iterator[psycopg.Connection]:
@@ -123,63 +129,49 @@ class MatViewsResource(dg.ConfigurableResource):
         context: dg.AssetExecutionContext,
         *,
         strategy: str | None = None,
-        row_count: Any = UNSET,
-    ) -> Iterator[RefreshEvent]:
-        """Refresh the views selected in this ``@matview_assets`` step and run their checks,
-        yielding a ``MaterializeResult`` and its ``AssetCheckResult``s as each view finishes.
+        row_count_strategy: Any = UNSET,
+    ) -> RefreshInvocation:
+        """The refresh step of this ``@matview_assets`` definition: ``yield from
+        matviews.refresh(context).stream()`` (or iterate it) refreshes the selected views and runs
+        their checks, yielding a ``MaterializeResult`` and its ``AssetCheckResult``s as each view
+        finishes (``invocation.RefreshInvocation``).
 
-        Views refresh upstream first, ``max_parallel`` at once. ``strategy`` and ``row_count``
-        override the definitions' for this run; left out, the step's run config
-        (``strategy``, ``row_count_strategy``) decides, then each definition. A missing view is
-        created first. After every view that can run has run, the step fails naming each view
-        that failed and each one skipped because an upstream view failed; the others keep
-        their materializations. A re-execution from failure refreshes only the views its
+        Views refresh upstream first, ``max_parallel`` at once. ``strategy`` and
+        ``row_count_strategy`` override the definitions' for this run; left out, the step's run
+        config (``strategy``, ``row_count_strategy``) decides, then each definition. A missing
+        view is created first. After every view that can run has run, the step fails naming
+        each view that failed and each one skipped because an upstream view failed; the others
+        keep their materializations. A re-execution from failure refreshes only the views its
         parent runs did not.
         """
-        yield from refresh_events(self, context, strategy=strategy, row_count=row_count)
+        return RefreshInvocation(
+            self.matviews, self.max_parallel, context, strategy=strategy, row_count_strategy=row_count_strategy
+        )
 
     def create(
         self,
+        context: dg.OpExecutionContext,
         definitions: Sequence[MatViewDefinition],
         views: Sequence[str | int] = (),
         *,
         force: bool = False,
-        dagster_run_id: str | None = None,
-    ) -> Iterator[OperationResult]:
-        """Create ``views`` (names or definition ids; empty: every one of ``definitions``),
-        upstream first, ``max_parallel`` at once; results as they finish. Raises ``ValueError``
-        for an unknown view before anything runs."""
-        mv = self.matviews(definitions)
-        return _closing(mv, lambda: mv.create_many(list(views) or None, force, **self._batch(dagster_run_id)))
+        keys: Mapping[str, dg.AssetKey] | None = None,
+    ) -> JobInvocation:
+        """The create op's work (``invocation.JobInvocation``): create ``views`` (names or
+        definition ids; empty: every one of ``definitions``), upstream first, ``max_parallel``
+        at once; ``keys`` (``{view name: asset key}``) names the assets its creates materialize."""
+        return JobInvocation(
+            self.matviews, self.max_parallel, context, definitions, "create", views, flag=force, keys=keys
+        )
 
     def delete(
         self,
+        context: dg.OpExecutionContext,
         definitions: Sequence[MatViewDefinition],
         views: Sequence[str | int] = (),
         *,
         cascade: bool = False,
-        dagster_run_id: str | None = None,
-    ) -> Iterator[OperationResult]:
-        """Drop ``views`` (empty: every one of ``definitions``), dependents first,
-        ``max_parallel`` at once; results as they finish. Raises ``ValueError`` for an unknown
-        view before anything runs."""
-        mv = self.matviews(definitions)
-        return _closing(mv, lambda: mv.delete_many(list(views) or None, cascade, **self._batch(dagster_run_id)))
-
-    def _batch(self, dagster_run_id: str | None) -> dict[str, Any]:
-        return {"max_parallel": self.max_parallel, "dagster_run_id": dagster_run_id}
-
-
-def _closing(mv: MatViews, start: Callable[[], Iterator[OperationResult]]) -> Iterator[OperationResult]:
-    """``start()`` now (so bad arguments raise here), its results later, then close ``mv``."""
-    try:
-        results = start()
-    except BaseException:
-        mv.close()
-        raise
-
-    def stream() -> Iterator[OperationResult]:
-        with mv:
-            yield from results
-
-    return stream()
+    ) -> JobInvocation:
+        """The delete op's work (``invocation.JobInvocation``): drop ``views`` (empty: every one
+        of ``definitions``), dependents first, ``max_parallel`` at once."""
+        return JobInvocation(self.matviews, self.max_parallel, context, definitions, "delete", views, flag=cascade)

@@ -55,7 +55,7 @@ class DagsterMatViewTranslator:
             freshness_policy=self.get_freshness_policy(definition),
             metadata={
                 "dagster/table_name": definition.name,
-                "strategy": definition.refresh_strategy,
+                "strategy": str(definition.refresh_strategy),
                 "sql": dg.MetadataValue.md(f"```sql\n{definition.sql}\n```"),
                 DEFINITION_METADATA_KEY: _stored(definition),
             },
@@ -107,11 +107,14 @@ class DagsterMatViewTranslator:
 
 
 def valid_cron(cron: str, definition: MatViewDefinition, field: str) -> str:
-    """``cron`` when Dagster accepts it, else ``ValueError`` naming the view and the field."""
-    from dagster._utils.schedules import is_valid_cron_string
-
-    if not is_valid_cron_string(cron):
-        raise ValueError(f"{definition.name}: {field} {cron!r} is not a valid cron expression (e.g. '0 3 * * *')")
+    """``cron`` when Dagster accepts it, else ``ValueError`` naming the view and the field.
+    (Dagster's public API validates a cron only where it is used: a probe schedule asks it.)"""
+    try:
+        dg.ScheduleDefinition(name="matviews_cron_probe", cron_schedule=cron, job_name="matviews_cron_probe")
+    except (dg.DagsterInvalidDefinitionError, dg.DagsterInvariantViolationError, ValueError):
+        raise ValueError(
+            f"{definition.name}: {field} {cron!r} is not a valid cron expression (e.g. '0 3 * * *')"
+        ) from None
     return cron
 
 

@@ -98,7 +98,7 @@ def make_mv(dsn: str) -> Iterator[Callable[..., MatViews]]:
     created: list[MatViews] = []
 
     def make(*definitions: MatViewDefinition, **options: Any) -> MatViews:
-        mv = MatViews(dsn=dsn, definitions=definitions, **options)
+        mv = MatViews(definitions=definitions, **{"dsn": dsn, **options})
         created.append(mv)
         return mv
 

@@ -7,9 +7,9 @@ import pytest
 from conftest import scalar
 
 from matviews_dagster import CreateViewJob, DeleteViewJob, MatViewDefinition, MatViewsAdapter, RefreshViewJob
-from matviews_dagster.automation import QUEUE_SENSOR
 from matviews_dagster.build import build_definitions
-from matviews_dagster.ops import parse_request, plan_run
+from matviews_dagster.queue_sensor import QUEUE_SENSOR
+from matviews_dagster.run_requests import parse_request, plan_run
 
 USERS = MatViewDefinition(name="mv_users", sql="SELECT id, plan FROM users", unique_index_columns=["id"])
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 from conftest import scalar
 
-from matviews_dagster.assets import Strategy
 from matviews_dagster.core.definition import MatViewDefinition
 from matviews_dagster.core.services.refresh import STRATEGIES
 from matviews_dagster.core.store import RunStore
 from matviews_dagster.core.store.migrations import RESULT_COLUMNS, RUN_TABLES
-from matviews_dagster.core.vocabulary import REFRESH_STRATEGIES
+from matviews_dagster.core.vocabulary import REFRESH_STRATEGIES, Strategy
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "matviews_dagster"
@@ -58,13 +57,18 @@ def test_every_strategy_name_has_an_implementation_and_every_interface_offers_it
 
 
 def test_a_mat_views_is_built_from_settings_alone() -> None:
-    """One factory: only ``core/settings.py`` constructs ``MatViews`` inside the package."""
-    builders = [
-        str(path.relative_to(ROOT))
+    """One way to build the client from configuration: every ``MatViews(...)`` the package
+    makes passes ``settings=`` (a ``MatViewsSettings``), never the settings' fields one by one."""
+    import ast
+
+    calls = [
+        (str(path.relative_to(ROOT)), [keyword.arg for keyword in node.keywords])
         for path in PACKAGE.rglob("*.py")
-        if re.search(r"(?<![\w.])(?<!class )MatViews\(", re.sub(r">>>.*", "", path.read_text()))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "MatViews"
     ]
-    assert builders == ["matviews_dagster/core/settings.py"]
+    assert calls, "the package builds MatViews somewhere"
+    assert [(path, keywords) for path, keywords in calls if "settings" not in keywords] == []
 
 
 def test_result_columns_exist_in_their_tables_and_are_written_from_meta(dsn, db) -> None:
@@ -119,3 +123,75 @@ def test_every_definition_field_survives_the_mirror(dsn) -> None:
     finally:
         store.close()
     assert rebuilt == definition
+
+
+def imports_of(path: Path) -> set[str]:
+    """The package modules ``path`` imports, anywhere in it (inside functions and
+    ``TYPE_CHECKING`` blocks too), as paths relative to the repository."""
+    import ast
+
+    package = path.relative_to(ROOT).parent.parts
+    found: set[str] = set()
+
+    def add(parts: tuple[str, ...]) -> None:
+        for candidate in (Path(*parts).with_suffix(".py"), Path(*parts) / "__init__.py"):
+            if (ROOT / candidate).exists():
+                found.add(str(candidate))
+                return
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("matviews_dagster"):
+                    add(tuple(alias.name.split(".")))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = (*base, *(node.module.split(".") if node.module else ()))
+            elif node.module and node.module.startswith("matviews_dagster"):
+                module = tuple(node.module.split("."))
+            else:
+                continue
+            add(module)
+            for alias in node.names:  # `from . import batch`: a module, not a name
+                add((*module, alias.name))
+    found.discard(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_no_import_circles_in_the_package() -> None:
+    """Strongly connected files of the import graph (Tarjan): every one must stand alone.
+    A package's ``__init__`` re-exporting its own modules is not a circle of the code."""
+    graph = {name: imports_of(ROOT / name) for name in modules()}
+    graph = {
+        name: {t for t in targets if not t.endswith("__init__.py") or not name.startswith(str(Path(t).parent))}
+        for name, targets in graph.items()
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            members = []
+            while True:
+                member = stack.pop()
+                members.append(member)
+                if member == node:
+                    break
+            if len(members) > 1:
+                circles.append(sorted(members))
+
+    for name in sorted(graph):
+        if name not in index:
+            visit(name)
+    assert circles == [], f"import circles: {circles}"

@@ -20,7 +20,7 @@ from matviews_dagster import (
     build_definitions,
     matview_assets,
 )
-from matviews_dagster.automation import QUEUE_SENSOR
+from matviews_dagster.queue_sensor import QUEUE_SENSOR
 
 CHAIN = [
     MatViewDefinition(name="mv_a", sql="SELECT id, plan FROM users"),
@@ -156,7 +156,7 @@ class Options(dg.Config):
 def test_the_decorator_with_a_body_and_config_of_its_own(dsn, db, ctl) -> None:
     @matview_assets(definitions=CHAIN[:1], name="my_views", pool=None)
     def my_views(context: dg.AssetExecutionContext, matviews: MatViewsResource, config: Options) -> Iterator[Any]:
-        yield from matviews.refresh(context, row_count="exact" if config.exact else "none")
+        yield from matviews.refresh(context, row_count_strategy="exact" if config.exact else "none")
 
     resource = MatViewsResource(dsn=dsn, max_parallel=1, run_store=RunStoreResource(schema_name="ops"))
     result = dg.materialize(

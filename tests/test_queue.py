@@ -17,8 +17,8 @@ import pytest
 from conftest import scalar
 
 from matviews_dagster import CreateViewJob, MatViewDefinition, MatViewsAdapter, RefreshViewJob
-from matviews_dagster.automation import QUEUE_SENSOR
 from matviews_dagster.build import build_definitions
+from matviews_dagster.queue_sensor import QUEUE_SENSOR
 
 A = MatViewDefinition(name="mv_a", sql="SELECT id, plan FROM users", unique_index_columns=["id"])
 B = MatViewDefinition(name="mv_b", sql="SELECT plan, count(*) AS n FROM users GROUP BY plan")

@@ -13,7 +13,7 @@ from conftest import scalar
 from psycopg import sql
 
 from matviews_dagster import MatViewDefinition, MatViews
-from matviews_dagster.core.checks import run_checks
+from matviews_dagster.core.health_checks import run_checks
 
 BASE = MatViewDefinition(
     name="mv_users",

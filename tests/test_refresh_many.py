@@ -198,8 +198,7 @@ def test_a_view_without_a_connection_fails_alone(make_mv, dsn, db, users) -> Non
         db.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
         db.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
         limited = make_conninfo(dsn, user=role, password=conninfo_to_dict(dsn).get("password"))
-        mv.dsn = limited
-        mv.runs.dsn = limited
+        mv = make_mv(*views, dsn=limited, runs_dsn=limited)
         results = list(mv.create_many(max_parallel=4))  # one run-store connection + 2 workers fit
         assert sorted(r.view for r in results) == sorted(d.name for d in views), "every view reported once"
         failed = [r for r in results if not r.ok]

@@ -8,7 +8,7 @@ import pytest
 from conftest import scalar
 
 from matviews_dagster import MatViewDefinition
-from matviews_dagster.core.checks import check_definition
+from matviews_dagster.core.health_checks import check_definition
 from matviews_dagster.core.validation import validate_view
 
 ENDINGS = {

@@ -1,6 +1,6 @@
 """The ``matviews`` command line: ``app`` (the group, global options, entry point),
 ``commands`` (what each command does), ``render`` (how results are shown), ``context``
-(settings, exit codes, confirmation)."""
+(the global options, exit codes, confirmation)."""
 
 from .app import cli, main
 

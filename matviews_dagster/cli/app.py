@@ -16,7 +16,7 @@ import click
 
 from ..core.settings import DEFAULTS
 from . import changes, commands, queue
-from .context import EXIT_FAILED, EXIT_USAGE, Settings
+from .context import EXIT_FAILED, EXIT_USAGE, CliOptions
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,7 +52,7 @@ def cli(ctx: click.Context, dsn: str | None, definitions_path: Path, demo: bool,
         from ..demo import DEMO_VIEWS
 
         definitions_path = DEMO_VIEWS
-    ctx.obj = Settings(dsn=dsn, definitions_path=definitions_path, runs_schema=runs_schema, debug=debug)
+    ctx.obj = CliOptions(dsn=dsn, definitions_path=definitions_path, runs_schema=runs_schema, debug=debug)
 
 
 for _command in [*commands.COMMANDS, *changes.COMMANDS, *queue.COMMANDS]:

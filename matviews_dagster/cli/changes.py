@@ -9,19 +9,19 @@ from typing import Any
 import click
 
 from . import render
-from .context import EXIT_FAILED, EXIT_USAGE, InputError, Settings, confirm, pass_settings
+from .context import EXIT_FAILED, EXIT_USAGE, CliOptions, InputError, confirm, pass_options
 
 
 @click.command()
 @click.argument("names", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per view.")
-@pass_settings
-def plan(settings: Settings, names: tuple[str, ...], as_json: bool) -> int:
+@pass_options
+def plan(options: CliOptions, names: tuple[str, ...], as_json: bool) -> int:
     """What apply would do to each view: create, unchanged, change (with the query diff and
     index changes), orphan (run history here, no definition), error (cannot be compared, e.g.
     its query does not compile). Exit 0 when nothing would change, 1 when something would, 2
     when a view could not be compared."""
-    mv = settings.matviews()
+    mv = options.matviews()
     plans = mv.plan(list(dict.fromkeys(names)) or None)
     if as_json:
         render.emit_json([p.to_dict() for p in plans])
@@ -38,13 +38,13 @@ def plan(settings: Settings, names: tuple[str, ...], as_json: bool) -> int:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per view.")
 @click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True, help="Views at once.")
-@pass_settings
-def apply(settings: Settings, names: tuple[str, ...], all_views: bool, yes: bool, **out: Any) -> int:
+@pass_options
+def apply(options: CliOptions, names: tuple[str, ...], all_views: bool, yes: bool, **out: Any) -> int:
     """Make views match their definitions: create the missing, rebuild those whose query
     changed (owner, grants, comments, other indexes and the views built on them are kept),
     add and drop declared indexes; asks first, like delete."""
-    mv = settings.matviews()
-    selected = [d.name for d in settings.select(names, all_views)]
+    mv = options.matviews()
+    selected = [d.name for d in options.select(names, all_views)]
     plans = mv.plan(selected)
     pending = [p for p in plans if p.action in ("create", "change", "error")]
     if not pending:
@@ -62,16 +62,16 @@ def apply(settings: Settings, names: tuple[str, ...], all_views: bool, yes: bool
 @click.option(
     "--out", type=click.Path(path_type=Path, dir_okay=False), help="Write the definitions here (default: stdout)."
 )
-@pass_settings
-def import_views(settings: Settings, schemas: tuple[str, ...], out: Path | None) -> int:
+@pass_options
+def import_views(options: CliOptions, schemas: tuple[str, ...], out: Path | None) -> int:
     """Write definitions for the materialized views that already exist, to adopt them."""
-    from ..core.adoption import definitions_yaml, import_definitions
+    from ..core.import_views import definitions_yaml, import_definitions
 
     if out is not None and out.exists():
         raise InputError(f"{out} exists; pass another --out, or remove it first (nothing was written)")
     if out is not None and not out.parent.is_dir():
         raise InputError(f"no directory {out.parent} for --out {out}; create it first (nothing was written)")
-    with settings.core.matviews().connect("import") as conn:
+    with options.database().connect("import") as conn:
         definitions, notes = import_definitions(conn, schemas)
     text = definitions_yaml(definitions, notes)
     if out is None:

@@ -23,11 +23,10 @@ from ..core.vocabulary import (
     RefreshViewJob,
 )
 from . import render
-from .context import EXIT_FAILED, InputError, Settings, confirm, pass_settings
+from .context import EXIT_FAILED, CliOptions, InputError, confirm, pass_options
 
 if TYPE_CHECKING:
     from ..core.definition import MatViewDefinition
-    from ..core.result import OperationResult
 
 
 def _operation_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,13 +46,13 @@ def _operation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _enqueue_all(
-    settings: Settings, job: str, definitions: Iterable[MatViewDefinition], option: object, queue: str | None
+    options: CliOptions, job: str, definitions: Iterable[MatViewDefinition], option: object, queue: str | None
 ) -> int:
     """``--enqueue``: hand each view to the configured adapter backend; nothing runs here."""
     from ..adapter import MatViewsAdapter
 
     adapter = MatViewsAdapter(
-        dsn=settings.dsn, definitions_path=str(settings.definitions_path), runs_schema=settings.runs_schema
+        dsn=options.dsn, definitions_path=str(options.definitions_path), runs_schema=options.runs_schema
     )
     failed = False
     for definition in definitions:  # an omitted option stays omitted: the definition decides
@@ -64,29 +63,25 @@ def _enqueue_all(
     return EXIT_FAILED if failed else 0
 
 
-def _stream(
-    results: Iterable[OperationResult], definitions: list[MatViewDefinition], out: dict[str, Any], label: str
-) -> int:
-    names = [d.name for d in definitions]
-    return render.stream_results(results, json_lines=out["as_json"], names=names, progress_label=label)
-
-
 @click.command()
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_views", is_flag=True, help="Every view in the definitions file.")
 @click.option("--force", is_flag=True, help="Drop and recreate views that exist.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_operation_options
-@pass_settings
-def create(settings: Settings, names: tuple[str, ...], all_views: bool, force: bool, yes: bool, **out: Any) -> int:
+@pass_options
+def create(options: CliOptions, names: tuple[str, ...], all_views: bool, force: bool, yes: bool, **out: Any) -> int:
     """Create views (and their indexes), upstream views first."""
-    mv = settings.matviews()
-    definitions = mv.graph.order(d.name for d in settings.select(names, all_views))
+    mv = options.matviews()
+    definitions = mv.graph.order(d.name for d in options.select(names, all_views))
     if force:
         confirm(f"Recreate (force) {len(definitions)} view(s): {', '.join(d.name for d in definitions)}", yes)
     if out["enqueue"]:
-        return _enqueue_all(settings, CreateViewJob, definitions, force, out["queue"])
-    return _stream(mv.create_many(definitions, force, max_parallel=out["parallel"]), definitions, out, "creating")
+        return _enqueue_all(options, CreateViewJob, definitions, force, out["queue"])
+    results = mv.create_many(definitions, force, max_parallel=out["parallel"])
+    return render.stream_results(
+        results, json_lines=out["as_json"], names=[d.name for d in definitions], progress_label="creating"
+    )
 
 
 @click.command()
@@ -97,9 +92,9 @@ def create(settings: Settings, names: tuple[str, ...], all_views: bool, force: b
 @click.option("--downstream", is_flag=True, help="Also refresh every view built on the named ones, after them.")
 @click.option("--if-changed", is_flag=True, help="Skip views whose sources are unchanged since their last refresh.")
 @_operation_options
-@pass_settings
+@pass_options
 def refresh(
-    settings: Settings,
+    options: CliOptions,
     names: tuple[str, ...],
     all_views: bool,
     rows: str | None,
@@ -111,8 +106,8 @@ def refresh(
     """Refresh views with their strategies, upstream views first, several at once."""
     from ..core.arguments import UNSET
 
-    mv = settings.matviews()
-    selected = [d.name for d in settings.select(names, all_views)]
+    mv = options.matviews()
+    selected = [d.name for d in options.select(names, all_views)]
     if out["enqueue"]:
         if strategy or if_changed:
             flag = "--strategy" if strategy else "--if-changed"
@@ -121,7 +116,7 @@ def refresh(
         if downstream:  # one request, one run: the views built on it refresh after it, in that run
             option["downstream"] = True
         definitions = mv.graph.order(selected)
-        return _enqueue_all(settings, RefreshViewJob, definitions, option or None, out["queue"])
+        return _enqueue_all(options, RefreshViewJob, definitions, option or None, out["queue"])
     definitions = mv.graph.order(mv.graph.with_downstream(selected) if downstream else selected)
     results = mv.refresh_many(
         definitions,
@@ -130,7 +125,9 @@ def refresh(
         max_parallel=out["parallel"],
         if_changed=if_changed,
     )
-    return _stream(results, definitions, out, "refreshing")
+    return render.stream_results(
+        results, json_lines=out["as_json"], names=[d.name for d in definitions], progress_label="refreshing"
+    )
 
 
 @click.command()
@@ -139,45 +136,48 @@ def refresh(
 @click.option("--cascade", is_flag=True, help="Also drop views that depend on them.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_operation_options
-@pass_settings
-def delete(settings: Settings, names: tuple[str, ...], all_views: bool, cascade: bool, yes: bool, **out: Any) -> int:
+@pass_options
+def delete(options: CliOptions, names: tuple[str, ...], all_views: bool, cascade: bool, yes: bool, **out: Any) -> int:
     """Drop views, the views built on others first."""
-    mv = settings.matviews()
-    definitions = list(reversed(mv.graph.order(d.name for d in settings.select(names, all_views))))
+    mv = options.matviews()
+    definitions = list(reversed(mv.graph.order(d.name for d in options.select(names, all_views))))
     suffix = " with CASCADE" if cascade else ""
     confirm(f"Delete {len(definitions)} view(s){suffix}: {', '.join(d.name for d in definitions)}", yes)
     if out["enqueue"]:
-        return _enqueue_all(settings, DeleteViewJob, definitions, cascade, out["queue"])
-    return _stream(mv.delete_many(definitions, cascade, max_parallel=out["parallel"]), definitions, out, "deleting")
+        return _enqueue_all(options, DeleteViewJob, definitions, cascade, out["queue"])
+    results = mv.delete_many(definitions, cascade, max_parallel=out["parallel"])
+    return render.stream_results(
+        results, json_lines=out["as_json"], names=[d.name for d in definitions], progress_label="deleting"
+    )
 
 
 @click.command()
-@pass_settings
-def migrate(settings: Settings) -> int:
+@pass_options
+def migrate(options: CliOptions) -> int:
     """Create or upgrade the run tables."""
     from ..core.dsn import configured_dsn, mask_dsn
 
-    version = settings.core.matviews().migrate()
-    where = mask_dsn(configured_dsn(settings.dsn) or "the embedded Postgres")
-    click.echo(f"run tables at version {version} in schema {settings.runs_schema} of {where}")
+    version = options.database().migrate()
+    where = mask_dsn(configured_dsn(options.dsn) or "the embedded Postgres")
+    click.echo(f"run tables at version {version} in schema {options.runs_schema} of {where}")
     return 0
 
 
 @click.command()
-@pass_settings
-def info(settings: Settings) -> int:
+@pass_options
+def info(options: CliOptions) -> int:
     """Where the views live: the DSN (masked) and where it came from, the server, the run
     tables, the definitions file, and for the embedded server its data directory and a psql
     command line."""
     from ..core.dsn import configured_dsn, mask_dsn, resolve_dsn
 
-    configured = configured_dsn(settings.dsn)
-    if not settings.dsn:
+    configured = configured_dsn(options.dsn)
+    if not options.dsn:
         source = "the embedded Postgres (no --dsn, MATVIEWS_DSN or DATABASE_URL)"
-    elif settings.dsn not in (os.environ.get("MATVIEWS_DSN"), os.environ.get("DATABASE_URL")):
+    elif options.dsn not in (os.environ.get("MATVIEWS_DSN"), os.environ.get("DATABASE_URL")):
         source = "--dsn"
     else:
-        source = "MATVIEWS_DSN" if settings.dsn == os.environ.get("MATVIEWS_DSN") else "DATABASE_URL"
+        source = "MATVIEWS_DSN" if options.dsn == os.environ.get("MATVIEWS_DSN") else "DATABASE_URL"
     dsn = configured or resolve_dsn(None)
     lines = [f"dsn:          {mask_dsn(dsn)}", f"from:         {source}"]
     if configured is None:
@@ -185,27 +185,27 @@ def info(settings: Settings) -> int:
 
         lines.append(f"data dir:     {matviews_home() / 'pgdata'}")
         lines.append(f"psql:         psql '{mask_dsn(dsn)}'")
-    with settings.core.matviews().connect("info") as conn:
+    with options.database().connect("info") as conn:
         row = conn.execute("SELECT current_setting('server_version'), current_database(), current_user").fetchone()
     assert row is not None
     lines += [
         f"server:       PostgreSQL {row[0]}, database {row[1]}, user {row[2]}",
-        f"run tables:   schema {settings.runs_schema}",
+        f"run tables:   schema {options.runs_schema}",
     ]
-    if settings.definitions_path.exists():
-        lines.append(f"definitions:  {settings.definitions_path} ({len(settings.definitions())} views)")
+    if options.definitions_path.exists():
+        lines.append(f"definitions:  {options.definitions_path} ({len(options.definitions())} views)")
     else:
-        lines.append(f"definitions:  {settings.definitions_path} (missing; --definitions PATH or --demo)")
+        lines.append(f"definitions:  {options.definitions_path} (missing; --definitions PATH or --demo)")
     click.echo("\n".join(lines))
     return 0
 
 
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-@pass_settings
-def list_views(settings: Settings, as_json: bool) -> int:
+@pass_options
+def list_views(options: CliOptions, as_json: bool) -> int:
     """Views with strategy, existence, population, estimated rows, size and last run."""
-    rows = settings.matviews().status()
+    rows = options.matviews().status()
     if as_json:
         render.emit_json(rows)
     else:
@@ -218,10 +218,10 @@ def list_views(settings: Settings, as_json: bool) -> int:
 @click.option("--view", help="Only this view (schema defaults to public).")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of run rows.")
-@pass_settings
-def runs(settings: Settings, kind: str | None, view: str | None, limit: int, as_json: bool) -> int:
+@pass_options
+def runs(options: CliOptions, kind: str | None, view: str | None, limit: int, as_json: bool) -> int:
     """Run history, newest first."""
-    mv = settings.matviews() if settings.definitions_path.exists() else settings.core.matviews()
+    mv = options.matviews() if options.definitions_path.exists() else options.database()
     rows = mv.history(kind=kind, view=view, limit=limit)  # with definitions, `mv_x` finds reporting.mv_x
     if as_json:
         render.emit_json(rows)
@@ -234,8 +234,8 @@ def runs(settings: Settings, kind: str | None, view: str | None, limit: int, as_
 @click.argument("names", nargs=-1)
 @click.option("--iterations", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write a CSV.")
-@pass_settings
-def validate(settings: Settings, names: tuple[str, ...], iterations: int, csv_path: Path | None) -> int:
+@pass_options
+def validate(options: CliOptions, names: tuple[str, ...], iterations: int, csv_path: Path | None) -> int:
     """Time the defining query against the view and check both return the same rows."""
     import psycopg
 
@@ -243,7 +243,7 @@ def validate(settings: Settings, names: tuple[str, ...], iterations: int, csv_pa
     from ..core.services.response import ServiceError, describe_db_error
     from ..core.validation import validate_view
 
-    mv = settings.matviews()
+    mv = options.matviews()
     definitions = mv.select(list(names) or None)
     results, errors = [], {}
     with mv.connect("validate") as conn:
@@ -281,14 +281,14 @@ def demo() -> None:
 @demo.command()
 @click.option("--scale", type=click.IntRange(min=1), default=1, show_default=True, help="500 users per unit.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@pass_settings
-def seed(settings: Settings, scale: int, yes: bool) -> int:
+@pass_options
+def seed(options: CliOptions, scale: int, yes: bool) -> int:
     """(Re)load the demo tables users, accounts, events and sessions."""
     from ..demo.data import USERS_PER_SCALE, seed_demo_data
 
     confirm(f"Replace the demo tables with {scale * USERS_PER_SCALE:,} users", yes)
     started = time.monotonic()
-    with settings.core.matviews().connect("demo seed") as conn:
+    with options.database().connect("demo seed") as conn:
         counts = seed_demo_data(conn, scale)
     summary = ", ".join(f"{table} {rows:,}" for table, rows in counts.items())
     click.echo(f"loaded {summary} in {time.monotonic() - started:.1f} s")

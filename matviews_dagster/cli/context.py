@@ -40,7 +40,7 @@ class Interrupted(click.ClickException):
 
 
 @dataclass
-class Settings:
+class CliOptions:
     """The global options: ``--dsn``, ``--definitions`` (or ``--demo``), ``--runs-schema``, ``--debug``."""
 
     dsn: str | None
@@ -50,8 +50,16 @@ class Settings:
     _mv: MatViews | None = field(default=None, repr=False)
 
     @property
-    def core(self) -> MatViewsSettings:
+    def settings(self) -> MatViewsSettings:
+        """The core's settings these options give."""
         return MatViewsSettings(dsn=self.dsn, runs_schema=self.runs_schema)
+
+    def database(self) -> MatViews:
+        """``MatViews`` without definitions: the database, the run store (no definitions file
+        is read)."""
+        from ..core.matviews import MatViews
+
+        return MatViews(settings=self.settings)
 
     def definitions(self) -> list[MatViewDefinition]:
         from ..core.definition import load_definitions
@@ -66,7 +74,9 @@ class Settings:
     def matviews(self) -> MatViews:
         """``MatViews`` over the definitions file; a cycle is bad input, said before anything runs."""
         if self._mv is None:
-            mv = self.core.matviews(self.definitions())
+            from ..core.matviews import MatViews
+
+            mv = MatViews(definitions=self.definitions(), settings=self.settings)
             try:
                 mv.graph  # noqa: B018
             except ValueError as exc:
@@ -81,7 +91,7 @@ class Settings:
         return self.matviews().select(None if all_views else list(dict.fromkeys(names)))
 
 
-pass_settings = click.make_pass_decorator(Settings)
+pass_options = click.make_pass_decorator(CliOptions)
 
 
 def confirm(action: str, yes: bool) -> None:

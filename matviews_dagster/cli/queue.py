@@ -6,19 +6,19 @@ import click
 
 from ..core.vocabulary import REQUEST_STATUSES
 from . import render
-from .context import Settings, pass_settings
+from .context import CliOptions, pass_options
 
 
 @click.command()
 @click.option("--status", type=click.Choice(REQUEST_STATUSES), help="Only requests in this state.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of request rows.")
-@pass_settings
-def requests(settings: Settings, status: str | None, limit: int, as_json: bool) -> int:
+@pass_options
+def requests(options: CliOptions, status: str | None, limit: int, as_json: bool) -> int:
     """Queued requests newest first: status, the Dagster run that served each, and why one failed."""
     from dataclasses import asdict
 
-    mv = settings.matviews() if settings.definitions_path.exists() else settings.core.matviews()
+    mv = options.matviews() if options.definitions_path.exists() else options.database()
     rows = [asdict(row) for row in mv.requests(status=status, limit=limit)]
     if as_json:
         render.emit_json(rows)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..core.wording import in_words
+from ..core.messages import in_words
 from .context import EXIT_FAILED, Interrupted
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .messages import shown
 from .vocabulary import REFRESH_STRATEGIES, ROW_COUNT_STRATEGIES
-from .wording import shown
 
 _ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
 MAX_DEFINITION_ID = 2**63 - 1
@@ -90,3 +90,10 @@ def normalize_strategy(value: object) -> str | None:
     if isinstance(value, str) and value in REFRESH_STRATEGIES:
         return value
     raise ValueError(f"strategy {shown(value)} is invalid; accepted: None, {', '.join(REFRESH_STRATEGIES)}")
+
+
+def positive_integer(value: object, name: str) -> int:
+    """``value`` if it is a positive ``int`` (not a ``bool``), else ``ValueError`` naming ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {shown(value)}")
+    return value

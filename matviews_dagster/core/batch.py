@@ -4,26 +4,27 @@ graph (``scheduler``); a view whose connection cannot be had fails on its own.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from .arguments import positive_integer
 from .connection import DatabaseUnavailable
 from .definition import MatViewDefinition
 from .operation import failed_before_start
 from .result import OperationResult
 from .scheduler import run_in_dependency_order
-from .services.response import describe_db_error
 from .vocabulary import RunKind
-from .wording import shown
 
 if TYPE_CHECKING:
-    from .checks import CheckOutcome
-    from .matviews import MatViews
+    from .database import Database
+    from .graph import ViewGraph
+    from .health_checks import CheckOutcome
 
 One = Callable[[MatViewDefinition, psycopg.Connection], OperationResult]
+R = TypeVar("R")
 
 
 class BatchStopped(RuntimeError):
@@ -32,13 +33,9 @@ class BatchStopped(RuntimeError):
     may have changed (the CLI exits 1, never 2)."""
 
 
-def check_parallel(max_parallel: object) -> None:
-    if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
-        raise ValueError(f"max_parallel must be a positive integer, got {shown(max_parallel)}")
-
-
 def run_batch(
-    mv: MatViews,
+    db: Database,
+    graph: ViewGraph,
     kind: RunKind,
     definitions: Sequence[MatViewDefinition],
     one: One,
@@ -47,44 +44,44 @@ def run_batch(
     dagster_run_id: str | None,
     reverse: bool = False,
 ) -> Iterator[OperationResult]:
-    """``one`` on every view, upstream first (``reverse``: the views built on others first),
-    ``max_parallel`` at once; results as they finish, those blocked by a failure ``skipped``.
-    ``max_parallel`` is checked now (``ValueError``), the work starts on the first ``next``."""
-    check_parallel(max_parallel)
+    """``one`` on every view of ``definitions`` (ordered by ``graph``), upstream first
+    (``reverse``: the views built on others first), ``max_parallel`` at once; results as they
+    finish, those blocked by a failure ``skipped``. ``max_parallel`` is checked now
+    (``ValueError``), the work starts on the first ``next``."""
+    positive_integer(max_parallel, "max_parallel")
 
     def results() -> Iterator[OperationResult]:
         if not definitions:
             return
         by_name = {d.name: d for d in definitions}
-        graph = mv.graph_of(definitions)
         order = [d.name for d in graph.order(by_name)]
         related = graph.downstream if reverse else graph.upstream
         if reverse:
             order.reverse()
-        mv.runs.mirror(list(definitions))  # in the background, while the workers connect
-        connections = WorkerConnections(lambda: mv.connect(f"{kind} batch"))
+        db.runs.mirror(list(definitions))  # in the background, while the workers connect
         began = threading.Event()
         finished = 0
 
-        def work(name: str) -> OperationResult:
+        def work(name: str, connections: WorkerConnections) -> OperationResult:
             try:
                 conn = connections.get()
             except DatabaseUnavailable as exc:
                 if not exc.limit_reached and not connections.opened_any:  # unreachable: nothing ran, say so once
                     raise
-                return _not_started(mv, kind, by_name[name], str(exc), dagster_run_id)  # e.g. max_connections
+                return _not_started(db, kind, by_name[name], str(exc), dagster_run_id)  # e.g. max_connections
             began.set()
             return one(by_name[name], conn)
 
         try:
-            for result in run_in_dependency_order(
+            for result in _on_workers(
+                db,
+                f"{kind} batch",
                 order,
                 related,
                 work,
                 succeeded=lambda result: result.ok,
                 skip=lambda name, failed: OperationResult.skipped(kind, name, failed),
                 max_parallel=max_parallel,
-                interrupt=connections.cancel,
             ):
                 finished += 1
                 yield result
@@ -96,49 +93,60 @@ def run_batch(
                 f"the {kind} batch stopped after {finished} of {len(order)} views ({type(exc).__name__}: {cause}); "
                 "the run rows record what each finished view did, the others were not started"
             ) from exc
-        finally:
-            connections.close()
 
     return results()
 
 
 def check_batch(
-    mv: MatViews, checks: list[tuple[MatViewDefinition, Sequence[str]]], max_parallel: int
+    db: Database, checks: list[tuple[MatViewDefinition, Sequence[str]]], max_parallel: int
 ) -> Iterator[tuple[MatViewDefinition, list[CheckOutcome]]]:
     """Health checks without refreshing, ``max_parallel`` views at once (checked now)."""
-    check_parallel(max_parallel)
+    positive_integer(max_parallel, "max_parallel")
+    from .health_checks import run_checks_safely  # only when checks run (not on the CLI's path)
 
-    def outcomes() -> Iterator[tuple[MatViewDefinition, list[CheckOutcome]]]:
-        by_name = {d.name: (d, names) for d, names in checks}
-        connections = WorkerConnections(lambda: mv.connect("checks"))
-        try:
-            yield from run_in_dependency_order(
-                list(by_name),
-                lambda name: (),
-                lambda name: (by_name[name][0], checked(mv, connections.get(), *by_name[name])),
-                succeeded=lambda outcome: True,
-                skip=lambda name, failed: (by_name[name][0], []),
-                max_parallel=max_parallel,
-                interrupt=connections.cancel,
-            )
-        finally:
-            connections.close()
-
-    return outcomes()
+    by_name = {d.name: (d, names) for d, names in checks}
+    return _on_workers(
+        db,
+        "checks",
+        list(by_name),
+        lambda name: (),
+        lambda name, connections: (
+            by_name[name][0],
+            run_checks_safely(db.runs, connections.get(), *by_name[name]),
+        ),
+        succeeded=lambda outcome: True,
+        skip=lambda name, failed: (by_name[name][0], []),
+        max_parallel=max_parallel,
+    )
 
 
-def checked(
-    mv: MatViews, conn: psycopg.Connection, definition: MatViewDefinition, names: Sequence[str]
-) -> list[CheckOutcome]:
-    """The checks' outcomes; a database error fails every check with its message."""
-    from .checks import CheckOutcome, run_checks  # only when checks run (not on the CLI's path)
-
+def _on_workers(
+    db: Database,
+    purpose: str,
+    order: Sequence[str],
+    related: Callable[[str], Iterable[str]],
+    work: Callable[[str, WorkerConnections], R],
+    *,
+    succeeded: Callable[[R], bool],
+    skip: Callable[[str, tuple[str, ...]], R],
+    max_parallel: int,
+) -> Iterator[R]:
+    """``work(name, connections)`` for every name over the dependency graph, on up to
+    ``max_parallel`` worker connections (opened on first use, cancelled when the batch is
+    interrupted, closed after)."""
+    connections = WorkerConnections(lambda: db.connect(purpose))
     try:
-        applied = mv.runs.applied(definition, conn.info.dbname) if "definition_matches" in names else None
-        return run_checks(conn, definition, list(names), applied.indexes if applied else ())
-    except psycopg.Error as exc:
-        message = f"the check could not run: {describe_db_error(exc)}"
-        return [CheckOutcome(name, False, message) for name in names]
+        yield from run_in_dependency_order(
+            order,
+            related,
+            lambda name: work(name, connections),
+            succeeded=succeeded,
+            skip=skip,
+            max_parallel=max_parallel,
+            interrupt=connections.cancel,
+        )
+    finally:
+        connections.close()
 
 
 class WorkerConnections:
@@ -191,14 +199,14 @@ class WorkerConnections:
 
 
 def _not_started(
-    mv: MatViews, kind: RunKind, definition: MatViewDefinition, error: str, dagster_run_id: str | None
+    db: Database, kind: RunKind, definition: MatViewDefinition, error: str, dagster_run_id: str | None
 ) -> OperationResult:
     """A ``failed`` row for a view whose work could not start (no connection to be had)."""
     hint = "lower max_parallel (--parallel) or raise the server's max_connections"
-    database = _database_of(mv.dsn)
+    database = _database_of(db.dsn)
     meta = {"hint": hint}
     return failed_before_start(
-        mv, kind, definition, database=database, error=error, hint=hint, meta=meta, dagster_run_id=dagster_run_id
+        db, kind, definition, database=database, error=error, hint=hint, meta=meta, dagster_run_id=dagster_run_id
     )
 
 

@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import definition_cache
 from .analysis import facts_as_json, remember, statement_text, validate_query
+from .messages import shown
 from .names import DEFAULT_SCHEMA, QualifiedName, user_relation, validate_identifier
-from .vocabulary import DefinitionChangePolicy, RefreshStrategy, RowCountStrategy
-from .wording import shown
+from .vocabulary import DefinitionChangePolicy, RowCountStrategy, Strategy
 
 _DOCUMENT_KEYS = {"views", "search_path"}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*")
@@ -89,10 +89,10 @@ class MatViewDefinition(BaseModel):
 
     name: str
     sql: str
-    refresh_strategy: RefreshStrategy = "regular"
+    refresh_strategy: Strategy = Strategy.regular
     unique_index_columns: list[str] = Field(default_factory=list)
     indexes: list[list[str]] = Field(default_factory=list)
-    row_count_strategy: RowCountStrategy = "estimated"
+    row_count_strategy: RowCountStrategy = RowCountStrategy.estimated
     schedule_cron: str | None = None
     statement_timeout: float | None = None
     dependencies: list[str] = Field(default_factory=list)

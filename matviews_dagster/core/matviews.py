@@ -7,33 +7,31 @@ Each call normalizes its arguments, checks every view name, and runs one operati
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from . import batch
-from .arguments import UNSET, normalize_flag, normalize_row_count, normalize_strategy
-from .connection import connect
+from .arguments import UNSET, normalize_flag, normalize_row_count, normalize_strategy, positive_integer
+from .database import Database
+from .defined_views import DefinedViews, ViewRef
 from .definition import MatViewDefinition
-from .dsn import resolve_dsn
-from .flows import apply_one, create_one, delete_one, refresh_one
-from .inventory import view_status
+from .listing import view_status
+from .messages import shown
 from .names import QualifiedName
 from .planning import plan_views
-from .registry import DefinedViews, ViewRef
 from .result import OperationResult
-from .services.locking import LockPolicy
-from .settings import DEFAULTS
+from .settings import MatViewsSettings
 from .source_versions import SourceGate
-from .store import RunStore
+from .view_operations import apply_one, create_one, delete_one, refresh_one
 from .vocabulary import DEFAULT_MAX_PARALLEL, REQUEST_STATUSES, SOURCES_UNCHANGED, RunKind
-from .wording import shown
 
 if TYPE_CHECKING:
-    from .checks import CheckOutcome
     from .drift import ViewPlan
+    from .health_checks import CheckOutcome
     from .store.requests import RunRequestRow
 
 
@@ -46,10 +44,11 @@ class MatViews(DefinedViews):
     >>> [r.view for r in mv.refresh_many(max_parallel=4)]              # doctest: +SKIP
     ['public.mv_users', 'public.mv_user_accounts']
 
-    ``lock_wait_timeout`` (seconds) bounds the wait for another operation on the same view;
-    ``lock_timeout`` (seconds) and ``lock_retries`` bound each wait for a table lock readers
-    queue behind; ``statement_timeout`` (seconds, None: the server's) applies to the work.
-    Raises ``ValueError`` when a view is defined twice.
+    The keywords are ``MatViewsSettings``'s (``runs_dsn``, ``runs_schema``, ``lock_wait_timeout``,
+    ``lock_timeout``, ``lock_retries``, ``statement_timeout``, ``application_name``; seconds,
+    with their defaults and what each bounds there), or ``settings`` whole. Raises
+    ``ValueError`` when a view is defined twice, ``TypeError`` for a keyword that is not a
+    setting.
     """
 
     def __init__(
@@ -57,21 +56,17 @@ class MatViews(DefinedViews):
         dsn: str | None = None,
         definitions: Iterable[MatViewDefinition] = (),
         *,
-        runs_dsn: str | None = None,
-        runs_schema: str = DEFAULTS.runs_schema,
-        lock_wait_timeout: float = DEFAULTS.lock_wait_timeout,
-        lock_timeout: float = DEFAULTS.lock_timeout,
-        lock_retries: int = DEFAULTS.lock_retries,
-        statement_timeout: float | None = DEFAULTS.statement_timeout,
-        application_name: str = DEFAULTS.application_name,
+        settings: MatViewsSettings | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(definitions)
-        self.dsn = resolve_dsn(dsn)
-        self.runs = RunStore(runs_dsn or self.dsn, runs_schema)
-        self.lock_wait_timeout = lock_wait_timeout
-        self.lock_policy = LockPolicy(timeout_ms=int(lock_timeout * 1000), attempts=lock_retries)
-        self.statement_timeout = statement_timeout
-        self.application_name = application_name
+        settings = replace(settings, **options) if settings else MatViewsSettings(dsn=dsn, **options)
+        self.db = Database(settings if dsn is None or settings.dsn == dsn else replace(settings, dsn=dsn))
+        super().__init__(definitions, self.db.runs)
+
+    @property
+    def dsn(self) -> str:
+        """The views' database, resolved (option, ``MATVIEWS_DSN``, ``DATABASE_URL``, embedded)."""
+        return self.db.dsn
 
     def migrate(self) -> int:
         """Create or upgrade the run tables; returns the schema version."""
@@ -82,12 +77,12 @@ class MatViews(DefinedViews):
     def create(self, view: ViewRef, force: Any = None, *, dagster_run_id: str | None = None) -> OperationResult:
         """Create the view and its indexes; ``force`` recreates it (old one kept if that fails)."""
         flag = normalize_flag(force, "force")
-        return create_one(self, self.definition(view), force=flag, dagster_run_id=dagster_run_id, conn=None)
+        return create_one(self.db, self, self.definition(view), force=flag, dagster_run_id=dagster_run_id, conn=None)
 
     def refresh(
         self,
         view: ViewRef,
-        row_count: Any = UNSET,
+        row_count_strategy: Any = UNSET,
         *,
         strategy: str | None = None,
         create_if_missing: bool = False,
@@ -96,20 +91,18 @@ class MatViews(DefinedViews):
     ) -> OperationResult:
         """Refresh with the view's strategy (``strategy`` overrides once) and count rows.
 
-        ``row_count`` omitted uses the definition's ``row_count_strategy``. With
-        ``create_if_missing`` a missing view is created first (recorded as a create run,
-        returned as ``created``). With ``describe``, a successful result also carries the
-        view's ``description`` (columns, size) and ``database``, read on the same connection
-        before the view's lock is released.
+        ``row_count_strategy`` omitted uses the definition's. With ``create_if_missing`` a
+        missing view is created first (recorded as a create run, returned as ``created``). With
+        ``describe``, a successful result also carries the view's ``description`` (columns,
+        size) and ``database``, read on the same connection before the view's lock is released.
         """
         definition = self.definition(view)
-        rows = normalize_row_count(row_count, definition.row_count_strategy)
-        chosen = normalize_strategy(strategy)
         return refresh_one(
+            self.db,
             self,
             definition,
-            rows=rows,
-            strategy=chosen,
+            row_count_strategy=normalize_row_count(row_count_strategy, definition.row_count_strategy),
+            strategy=normalize_strategy(strategy),
             create_if_missing=create_if_missing,
             dagster_run_id=dagster_run_id,
             describe=describe,
@@ -120,14 +113,14 @@ class MatViews(DefinedViews):
         """Drop the view; ``cascade`` drops views that depend on it too (each defined one
         gets its own delete run)."""
         flag = normalize_flag(cascade, "cascade")
-        return delete_one(self, self.definition(view), cascade=flag, dagster_run_id=dagster_run_id, conn=None)
+        return delete_one(self.db, self, self.definition(view), cascade=flag, dagster_run_id=dagster_run_id, conn=None)
 
     # -- many views -------------------------------------------------------------------
 
     def refresh_many(
         self,
         views: Iterable[ViewRef] | None = None,
-        row_count: Any = UNSET,
+        row_count_strategy: Any = UNSET,
         *,
         strategy: str | None = None,
         max_parallel: int = DEFAULT_MAX_PARALLEL,
@@ -140,40 +133,41 @@ class MatViews(DefinedViews):
         """Refresh ``views`` (default: all) upstream first, up to ``max_parallel`` at once.
 
         Each view is still one operation (its lock, its run row, its row count), on one of
-        ``max_parallel`` connections. Results come as each view finishes. A view whose
-        upstream view in the batch failed is not refreshed: its result is ``skipped`` and
-        names that view; independent views go on. ``checks`` (``{view name: [check names]}``,
-        see ``core.checks``) run on the view's connection right after a successful refresh.
-        With ``if_changed``, a view whose sources are as its last refresh read them is not
-        refreshed (``core.source_versions.SourceGate``; any doubt counts as changed): ``success``,
-        outcome ``skipped (sources unchanged)``, no run row. Arguments are validated before
-        anything runs (``ValueError``); the other arguments are those of ``refresh``.
+        ``max_parallel`` connections; one view alone runs in the calling thread on a connection
+        of its own. Results come as each view finishes. A view whose upstream view in the batch
+        failed is not refreshed: its result is ``skipped`` and names that view; independent
+        views go on. ``checks`` (``{view name: [check names]}``, see ``core.health_checks``)
+        run on the view's connection right after a successful refresh. With ``if_changed``, a
+        view whose sources are as its last refresh read them is not refreshed
+        (``core.source_versions.SourceGate``; any doubt counts as changed): ``success``, outcome
+        ``skipped (sources unchanged)``, no run row. Arguments are validated before anything
+        runs (``ValueError``); the other arguments are those of ``refresh``.
         """
         selected = self.select(views)
-        chosen = normalize_strategy(strategy)
-        rows = {d.name: normalize_row_count(row_count, d.row_count_strategy) for d in selected}
-        wanted = dict(checks or {})
+        positive_integer(max_parallel, "max_parallel")
+        chosen, wanted = normalize_strategy(strategy), dict(checks or {})
 
-        gate = SourceGate(self.runs, self.graph_of(selected), [d.name for d in selected]) if if_changed else None
+        def options(definition: MatViewDefinition) -> dict[str, Any]:
+            return {
+                "row_count_strategy": normalize_row_count(row_count_strategy, definition.row_count_strategy),
+                "strategy": chosen,
+                "create_if_missing": create_if_missing,
+                "dagster_run_id": dagster_run_id,
+                "describe": describe,
+                "checks": wanted.get(definition.name, ()),
+            }
+
+        planned = {definition.name: options(definition) for definition in selected}  # checked before anything runs
+        if not if_changed and len(selected) == 1:  # one view alone: in this thread, no batch
+            return (refresh_one(self.db, self, d, **planned[d.name]) for d in selected)
+        gate = SourceGate(self.runs, self.graph_of(selected), list(planned)) if if_changed else None
 
         def one(definition: MatViewDefinition, conn: psycopg.Connection) -> OperationResult:
             if gate is not None and gate.unchanged(definition, conn):
                 return OperationResult("refresh", definition.name, "success", SOURCES_UNCHANGED)
-            result = refresh_one(
-                self,
-                definition,
-                rows=rows[definition.name],
-                strategy=chosen,
-                create_if_missing=create_if_missing,
-                dagster_run_id=dagster_run_id,
-                describe=describe,
-                conn=conn,
-            )
-            if result.ok and wanted.get(definition.name):
-                result = replace(result, checks=tuple(batch.checked(self, conn, definition, wanted[definition.name])))
-            return result
+            return refresh_one(self.db, self, definition, conn, **planned[definition.name])
 
-        return batch.run_batch(self, "refresh", selected, one, max_parallel=max_parallel, dagster_run_id=dagster_run_id)
+        return self._each("refresh", selected, one, max_parallel, dagster_run_id)
 
     def create_many(
         self,
@@ -186,14 +180,8 @@ class MatViews(DefinedViews):
         """Create ``views`` (default: all) upstream first, up to ``max_parallel`` at once; a
         view whose upstream view failed to be created is ``skipped``."""
         flag, selected = normalize_flag(force, "force"), self.select(views)
-        return batch.run_batch(
-            self,
-            "create",
-            selected,
-            lambda definition, conn: create_one(self, definition, force=flag, dagster_run_id=dagster_run_id, conn=conn),
-            max_parallel=max_parallel,
-            dagster_run_id=dagster_run_id,
-        )
+        one = partial(create_one, self.db, self, force=flag, dagster_run_id=dagster_run_id)
+        return self._each("create", selected, one, max_parallel, dagster_run_id)
 
     def delete_many(
         self,
@@ -206,17 +194,8 @@ class MatViews(DefinedViews):
         """Drop ``views`` (default: all), the views built on others first; a view a failed
         delete still depends on is ``skipped``."""
         flag, selected = normalize_flag(cascade, "cascade"), self.select(views)
-        return batch.run_batch(
-            self,
-            "delete",
-            selected,
-            lambda definition, conn: delete_one(
-                self, definition, cascade=flag, dagster_run_id=dagster_run_id, conn=conn
-            ),
-            max_parallel=max_parallel,
-            dagster_run_id=dagster_run_id,
-            reverse=True,
-        )
+        one = partial(delete_one, self.db, self, cascade=flag, dagster_run_id=dagster_run_id)
+        return self._each("delete", selected, one, max_parallel, dagster_run_id, reverse=True)
 
     def apply_many(
         self,
@@ -230,13 +209,35 @@ class MatViews(DefinedViews):
         indexes and the views built on them), alter indexes and comments in place; each is a
         create run (``skipped`` when unchanged) whose ``meta.change`` holds the plan."""
         selected = self.select(views)
+        one = partial(apply_one, self.db, self, dagster_run_id=dagster_run_id)
+        return self._each("create", selected, one, max_parallel, dagster_run_id)
+
+    def _each(
+        self,
+        kind: RunKind,
+        selected: list[MatViewDefinition],
+        one: Callable[[MatViewDefinition, psycopg.Connection | None], OperationResult],
+        max_parallel: int,
+        dagster_run_id: str | None,
+        *,
+        reverse: bool = False,
+    ) -> Iterator[OperationResult]:
+        """``one`` on each selected view: one view alone in the calling thread, its operation
+        opening its own connection; more through ``batch`` (worker connections, dependency
+        order). ``max_parallel`` is checked now, the work starts on the first ``next``."""
+        positive_integer(max_parallel, "max_parallel")
+        if len(selected) == 1:
+            return (one(definition, None) for definition in selected)
+        graph = self.graph_of(selected)
         return batch.run_batch(
-            self,
-            "create",
+            self.db,
+            graph,
+            kind,
             selected,
-            lambda definition, conn: apply_one(self, definition, dagster_run_id=dagster_run_id, conn=conn),
+            one,
             max_parallel=max_parallel,
             dagster_run_id=dagster_run_id,
+            reverse=reverse,
         )
 
     def plan(self, views: Iterable[ViewRef] | None = None) -> list[ViewPlan]:
@@ -244,7 +245,8 @@ class MatViews(DefinedViews):
         ``unchanged`` or ``change`` with the query diff and index changes), in dependency
         order; for all views, also each ``orphan``. Reads only."""
         chosen = self.select(views)
-        return plan_views(self, self.graph_of(chosen).order(d.name for d in chosen), orphans=views is None)
+        ordered = self.graph_of(chosen).order(d.name for d in chosen)
+        return plan_views(self.db, self, ordered, orphans=views is None)
 
     def check_many(
         self, checks: Mapping[str, Sequence[str]], *, max_parallel: int = DEFAULT_MAX_PARALLEL
@@ -252,18 +254,17 @@ class MatViews(DefinedViews):
         """Run health checks without refreshing: ``{view name: [check names]}``, up to
         ``max_parallel`` views at once; yields each view's outcomes as they come."""
         wanted = [(self.definition(view), names) for view, names in checks.items()]
-        return batch.check_batch(self, wanted, max_parallel)
+        return batch.check_batch(self.db, wanted, max_parallel)
 
     # -- what is there ----------------------------------------------------------------
 
     def status(self) -> list[dict[str, Any]]:
-        """Every defined view's state in the catalog and its last run (``inventory.view_status``)."""
-        return view_status(self)
+        """Every defined view's state in the catalog and its last run (``listing.view_status``)."""
+        return view_status(self.db, self.definitions)
 
     def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Run rows newest first, each with ``kind``; ``view`` may omit the ``public.`` schema."""
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValueError(f"limit must be a positive integer, got {shown(limit)}")
+        positive_integer(limit, "limit")
         name = None
         if view is not None:
             known = self._known(view)
@@ -277,20 +278,17 @@ class MatViews(DefinedViews):
 
         if status is not None and status not in REQUEST_STATUSES:
             raise ValueError(f"status must be one of {', '.join(REQUEST_STATUSES)}, got {shown(status)}")
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValueError(f"limit must be a positive integer, got {shown(limit)}")
+        positive_integer(limit, "limit")
         return RunRequestQueue(self.runs).recent(status=status, limit=limit)
 
     # -- what operations share ----------------------------------------------------------
 
     def connect(self, purpose: str = "") -> psycopg.Connection:
-        """An autocommit connection to the views' database, tagged with ``application_name``,
-        that stops its statement soon after this process dies (PostgreSQL 14+). Raises
-        ``DatabaseUnavailable`` (password masked) when the server cannot be reached."""
-        return connect(self.dsn, f"{self.application_name} {purpose}".strip(), check_client=True)
+        """``Database.connect``: an autocommit connection to the views' database."""
+        return self.db.connect(purpose)
 
     def close(self) -> None:
-        self.runs.close()
+        self.db.close()
 
     def __enter__(self) -> MatViews:
         return self

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from .wording import shown
+from .messages import shown
 
 DEFAULT_SCHEMA = "public"
 MAX_IDENTIFIER_BYTES = 63

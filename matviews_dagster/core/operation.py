@@ -3,7 +3,7 @@ statements, drop an interrupted swap's leftovers, then run services as recorded 
 
 ``Operation.run`` inserts the ``running`` row (the first one of the operation also marks
 rows of dead processes abandoned), calls the service on the locked connection, and
-finalizes the row whatever happens. ``flows`` holds what ``MatViews`` runs for each view.
+finalizes the row whatever happens. ``view_operations`` holds what runs inside it for each kind.
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ TIMED_OUT = "57014"
 """SQLSTATE query_canceled: a statement timeout, or a cancel request."""
 
 if TYPE_CHECKING:
-    from .matviews import MatViews
+    from .database import Database
 
 
 class Operation:
     """The view's lock is held on ``conn`` (unless ``not_started`` holds the recorded failure)."""
 
-    def __init__(self, mv: MatViews, conn: psycopg.Connection, definition: MatViewDefinition, run_id: str | None):
-        self.mv = mv
+    def __init__(self, db: Database, conn: psycopg.Connection, definition: MatViewDefinition, run_id: str | None):
+        self.db = db
         self.conn = conn
         self.definition = definition
         self.dagster_run_id = run_id
@@ -67,7 +67,7 @@ class Operation:
     ) -> OperationResult:
         """``service(conn, *args, **kwargs)`` as one recorded run; an interrupt finalizes the
         row ``failed`` and goes on, an unexpected error becomes the run's error."""
-        store, view = self.mv.runs, self.definition.name
+        store, view = self.db.runs, self.definition.name
         meta: dict[str, Any] = {
             "options": options,
             "lock_wait_ms": self.lock_wait_ms,
@@ -81,7 +81,7 @@ class Operation:
             kind,
             view_name=view,
             database_name=self.database,
-            definition_id=self.mv.runs.definition_id(self.definition),
+            definition_id=self.db.runs.definition_id(self.definition),
             meta=meta,
             dagster_run_id=self.dagster_run_id,
             reconcile=not self._reconciled,
@@ -102,7 +102,7 @@ class Operation:
         status = "success" if response.ok else "failed"
         if response.meta.get("sqlstate") == TIMED_OUT and "statement timeout" in (response.error or ""):
             response.error, response.hint = self._timed_out(response.error or "")
-        error = scrub(response.error, self.mv.dsn) if response.error else None
+        error = scrub(response.error, self.db.dsn) if response.error else None
         rows_count = response.payload.get("rows_count")
         if self.warnings:
             response.meta["warnings"] = [*self.warnings, *response.meta.get("warnings", ())]
@@ -136,7 +136,7 @@ class Operation:
 
     def _timed_out(self, error: str) -> tuple[str, str]:
         """A statement cancelled by ``statement_timeout``: say whose limit it was, and how long."""
-        own, given = self.definition.statement_timeout, self.mv.statement_timeout
+        own, given = self.definition.statement_timeout, self.db.statement_timeout
         if own:
             whose = f"the view's own statement_timeout of {own:g} s (statement_timeout in its definition)"
             fix = f"raise statement_timeout in the definition of {self.definition.name}, or make its query faster"
@@ -159,7 +159,7 @@ class Operation:
 
 @contextlib.contextmanager
 def operation(
-    mv: MatViews,
+    db: Database,
     kind: RunKind,
     definition: MatViewDefinition,
     dagster_run_id: str | None,
@@ -171,21 +171,21 @@ def operation(
     recorded and returned in ``not_started``."""
     with contextlib.ExitStack() as stack:
         if conn is None:
-            conn = stack.enter_context(mv.connect(definition.name))
-        op = Operation(mv, conn, definition, dagster_run_id)
+            conn = stack.enter_context(db.connect(definition.name))
+        op = Operation(db, conn, definition, dagster_run_id)
         try:
-            op.lock = stack.enter_context(view_lock(conn, definition.qualified, mv.lock_wait_timeout))
+            op.lock = stack.enter_context(view_lock(conn, definition.qualified, db.lock_wait_timeout))
             op.lock_wait_ms = op.lock.waited_ms
         except ViewLockTimeout as exc:
             op.not_started = _lock_timed_out(op, kind, exc)
             yield op
             return
-        _statement_timeout(conn, definition.statement_timeout or mv.statement_timeout)
+        _statement_timeout(conn, definition.statement_timeout or db.statement_timeout)
         try:
             op.leftovers = drop_swap_leftovers(conn, definition.qualified)
         except ServiceError as exc:
             op.not_started = failed_before_start(
-                mv,
+                db,
                 kind,
                 definition,
                 database=op.database,
@@ -200,10 +200,10 @@ def operation(
 def _lock_timed_out(op: Operation, kind: RunKind, exc: ViewLockTimeout) -> OperationResult:
     held_by = [
         f"{row['kind']} run #{row['id']} (started {row['started_at']:%Y-%m-%d %H:%M:%S%z})"
-        for row in op.mv.runs.running(database_name=op.database, view_name=op.definition.name)
+        for row in op.db.runs.running(database_name=op.database, view_name=op.definition.name)
     ]
     return failed_before_start(
-        op.mv,
+        op.db,
         kind,
         op.definition,
         database=op.database,
@@ -215,7 +215,7 @@ def _lock_timed_out(op: Operation, kind: RunKind, exc: ViewLockTimeout) -> Opera
 
 
 def failed_before_start(
-    mv: MatViews,
+    db: Database,
     kind: RunKind,
     definition: MatViewDefinition,
     *,
@@ -227,12 +227,12 @@ def failed_before_start(
 ) -> OperationResult:
     """An operation whose work could not begin (its lock or a connection could not be had),
     recorded as a finished ``failed`` run row."""
-    run_id = mv.runs.record_finished(
+    run_id = db.runs.record_finished(
         kind,
         status="failed",
         view_name=definition.name,
         database_name=database,
-        definition_id=mv.runs.definition_id(definition),
+        definition_id=db.runs.definition_id(definition),
         error=error,
         meta=meta,
         dagster_run_id=dagster_run_id,

@@ -18,20 +18,23 @@ from .services.binding import bind_search_path, create_statement
 from .services.response import ServiceError
 
 if TYPE_CHECKING:
-    from .matviews import MatViews
+    from .database import Database
+    from .defined_views import DefinedViews
 
 
-def plan_views(mv: MatViews, definitions: Sequence[MatViewDefinition], *, orphans: bool) -> list[ViewPlan]:
+def plan_views(
+    db: Database, views: DefinedViews, definitions: Sequence[MatViewDefinition], *, orphans: bool
+) -> list[ViewPlan]:
     """One plan per definition, in the order given (a dependency order), then (with
     ``orphans``) one per orphan. Every definition is checked as ``create`` and ``apply`` would
     check it; a view to be created that others read is created empty inside the plan's
     transaction, which is rolled back, so the views planned after it compile against it as
     ``apply`` will."""
-    with mv.connect("plan") as conn:
+    with db.connect("plan") as conn:
         database = conn.info.dbname
-        applied = mv.runs.read_applied([d.name for d in definitions], database)
+        applied = db.runs.read_applied([d.name for d in definitions], database)
         plans = []
-        graph = mv.graph_of(definitions)
+        graph = views.graph_of(definitions)
         with conn.transaction() as transaction:
             for definition in definitions:
                 previous = applied.get(definition.name)
@@ -44,8 +47,8 @@ def plan_views(mv: MatViews, definitions: Sequence[MatViewDefinition], *, orphan
                     _stand_in(conn, definition)
             raise psycopg.Rollback(transaction)
         if orphans:
-            for name in mv.runs.views_with_runs(database_name=database):
-                if not mv.is_defined(name) and _is_matview(conn, name):
+            for name in db.runs.views_with_runs(database_name=database):
+                if not views.is_defined(name) and _is_matview(conn, name):
                     plans.append(ViewPlan(name, "orphan"))
     return plans
 

@@ -9,7 +9,7 @@ from .vocabulary import RunKind
 
 if TYPE_CHECKING:
     from .catalog import ViewDescription
-    from .checks import CheckOutcome
+    from .health_checks import CheckOutcome
 
 Status = Literal["success", "failed", "skipped"]
 

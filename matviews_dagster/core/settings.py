@@ -1,16 +1,10 @@
-"""``MatViewsSettings``: where the views and the run tables are and how long operations wait;
-the one place a ``MatViews`` is built from configuration (the CLI's options, the Dagster
-resources, the adapter)."""
+"""``MatViewsSettings``: where the views and the run tables are and how long operations wait.
+Every interface (the CLI's options, the Dagster resources, the adapter, ``MatViews``'s own
+keywords) fills these fields; their defaults are ``DEFAULTS``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .definition import MatViewDefinition
-    from .matviews import MatViews
 
 
 @dataclass(frozen=True)
@@ -19,7 +13,10 @@ class MatViewsSettings:
 
     ``dsn`` None: ``MATVIEWS_DSN``, ``DATABASE_URL``, else the embedded Postgres (``core.dsn``).
     ``runs_dsn`` None: the run tables live in the views' database, in ``runs_schema``.
-    Timeouts are seconds; see ``MatViews`` for what each bounds.
+    Timeouts are seconds: ``lock_wait_timeout`` bounds the wait for another operation on the
+    same view; ``lock_timeout`` and ``lock_retries`` bound each wait for a table lock readers
+    queue behind; ``statement_timeout`` (None: the server's) applies to the work.
+    ``application_name`` tags the connections (``pg_stat_activity``).
     """
 
     dsn: str | None = None
@@ -34,23 +31,6 @@ class MatViewsSettings:
     @property
     def lock_timeout_ms(self) -> int:
         return int(self.lock_timeout * 1000)
-
-    def matviews(self, definitions: Iterable[MatViewDefinition] = ()) -> MatViews:
-        """A ``MatViews`` over ``definitions`` with these settings (no connection is opened
-        yet). Raises ``ValueError`` when a view is defined twice."""
-        from .matviews import MatViews
-
-        return MatViews(
-            dsn=self.dsn,
-            definitions=definitions,
-            runs_dsn=self.runs_dsn,
-            runs_schema=self.runs_schema,
-            lock_wait_timeout=self.lock_wait_timeout,
-            lock_timeout=self.lock_timeout,
-            lock_retries=self.lock_retries,
-            statement_timeout=self.statement_timeout,
-            application_name=self.application_name,
-        )
 
 
 DEFAULTS = MatViewsSettings()

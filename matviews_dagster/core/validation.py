@@ -15,7 +15,7 @@ from psycopg import sql
 from .definition import MatViewDefinition
 from .services.binding import bind_search_path, query_statement
 from .services.owner_rights import owner_scratch
-from .services.response import StatementLog
+from .services.statement_log import StatementLog
 
 
 @dataclass(frozen=True)

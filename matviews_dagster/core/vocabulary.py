@@ -6,28 +6,52 @@ job name is added here once.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal, get_args
 
-RefreshStrategy = Literal["regular", "concurrent", "swap"]
-RowCountStrategy = Literal["estimated", "exact", "none"]
+
+class Strategy(StrEnum):
+    """How a view is refreshed: ``REFRESH``, ``REFRESH ... CONCURRENTLY``, or a copy built beside
+    it and renamed into place (``docs/strategies.md``). A ``str``: ``Strategy.swap == "swap"``;
+    members are named as their values, which is what Dagster's run config shows and takes."""
+
+    regular = "regular"
+    concurrent = "concurrent"
+    swap = "swap"
+
+
+class RowCountStrategy(StrEnum):
+    """How a refresh counts the view's rows: ``pg_class.reltuples``, ``count(*)``, or not at all
+    (members named as their values, as ``Strategy``'s)."""
+
+    estimated = "estimated"
+    exact = "exact"
+    none = "none"
+
+
 RunKind = Literal["create", "refresh", "delete"]
 DefinitionChangePolicy = Literal["apply", "warn", "fail"]
 """What a refresh does when the deployed view no longer matches its definition (as dbt's
 ``on_configuration_change``): rebuild it to match, refresh the deployed query and warn, or fail."""
 
-REFRESH_STRATEGIES: tuple[str, ...] = get_args(RefreshStrategy)
-ROW_COUNT_STRATEGIES: tuple[str, ...] = get_args(RowCountStrategy)
+REFRESH_STRATEGIES: tuple[str, ...] = tuple(Strategy)
+ROW_COUNT_STRATEGIES: tuple[str, ...] = tuple(RowCountStrategy)
 RUN_KINDS: tuple[RunKind, ...] = get_args(RunKind)
 DEFINITION_CHANGE_POLICIES: tuple[str, ...] = get_args(DefinitionChangePolicy)
 
-CreateViewJob = "create_mat_views"
-"""Dagster job that creates views (op ``create_views``; config ``views``, ``force``)."""
-RefreshViewJob = "refresh_mat_views"
-"""Dagster asset job that refreshes every view asset."""
-DeleteViewJob = "delete_mat_views"
-"""Dagster job that drops views (op ``delete_views``; config ``views``, ``cascade``)."""
+JOB_NAMES: dict[RunKind, str] = {
+    "create": "create_mat_views",
+    "refresh": "refresh_mat_views",
+    "delete": "delete_mat_views",
+}
+"""The Dagster job of each kind: create (op ``create_views``; config ``views``, ``force``), the asset job
+refreshing every view asset, delete (op ``delete_views``; config ``views``, ``cascade``)."""
+CreateViewJob = JOB_NAMES["create"]
+RefreshViewJob = JOB_NAMES["refresh"]
+DeleteViewJob = JOB_NAMES["delete"]
+"""The job names as exported (the adapter's ``enqueue(RefreshViewJob, ...)``)."""
 
-JOB_KINDS: dict[str, RunKind] = {CreateViewJob: "create", RefreshViewJob: "refresh", DeleteViewJob: "delete"}
+JOB_KINDS: dict[str, RunKind] = {name: kind for kind, name in JOB_NAMES.items()}
 OP_NAMES: dict[RunKind, str] = {"create": "create_views", "delete": "delete_views"}
 FLAG_OF: dict[RunKind, str] = {"create": "force", "delete": "cascade"}
 """The boolean option of each job that takes one."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psycopg
 
-from ..core.wording import shown
+from ..core.messages import shown
 
 USERS_PER_SCALE = 500
 TABLES = ("users", "accounts", "events", "sessions")

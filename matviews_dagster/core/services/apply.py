@@ -21,8 +21,9 @@ from .indexes import (
     index_shapes,
     index_statement,
 )
-from .locking import LockPolicy, with_lock_retries
-from .response import ServiceError, ServiceResponse, StatementLog, disk_full, returns_errors
+from .locking import LockAttempts, LockPolicy
+from .response import ServiceError, ServiceResponse, disk_full, returns_errors
+from .statement_log import StatementLog
 from .swap import rebuild
 
 
@@ -120,18 +121,17 @@ def _in_place(
                 built.append(index)
         carry_over.set_comments(log, name, definition.description, definition.column_descriptions)
 
-    def drop() -> None:
-        for index in plan.drop_indexes:
-            log.execute(sql.SQL("DROP INDEX {}").format(name.sibling(index).identifier))
-
-    attempts = waited = 0
+    attempts = LockAttempts(conn, lock_policy, what=str(name), oids=[oid])
     if plan.drop_indexes:
-        _, attempts, waited = with_lock_retries(conn, lock_policy, drop, what=str(name), oids=[oid])
+        for attempt in attempts:
+            with attempt:
+                for index in plan.drop_indexes:
+                    log.execute(sql.SQL("DROP INDEX {}").format(name.sibling(index).identifier))
     return {
         "created_indexes": built,
         "dropped_indexes": list(plan.drop_indexes),
-        "lock_attempts": attempts,
-        "table_lock_wait_ms": waited,
+        "lock_attempts": attempts.number,
+        "table_lock_wait_ms": attempts.waited_ms,
     }
 
 

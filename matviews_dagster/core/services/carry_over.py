@@ -20,7 +20,8 @@ from psycopg import sql
 from ..names import QualifiedName
 from .grants import Grant, grants_of, restore_grants
 from .indexes import IndexShape, index_shapes
-from .response import ServiceError, StatementLog
+from .response import ServiceError
+from .statement_log import StatementLog
 
 KINDS = {"v": "view", "m": "materialized view"}
 _STORAGE = {"p": "PLAIN", "e": "EXTERNAL", "x": "EXTENDED", "m": "MAIN"}

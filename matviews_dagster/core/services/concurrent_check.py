@@ -21,7 +21,8 @@ from psycopg import sql
 from ..catalog import MatViewState, columns_with_nulls, index_key_columns
 from ..names import QualifiedName
 from .owner_rights import OwnerRightsRefused, owner_scratch
-from .response import ServiceError, StatementLog, describe_db_error
+from .response import ServiceError, describe_db_error
+from .statement_log import StatementLog
 
 
 @dataclass(frozen=True)

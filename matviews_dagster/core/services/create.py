@@ -22,7 +22,8 @@ from .binding import (
 from .carry_over import set_comments
 from .indexes import check_declared_columns, declared_index_names, definition_index_statements
 from .locking import LockPolicy
-from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, disk_full, returns_errors
+from .response import ServiceError, ServiceResponse, describe_db_error, disk_full, returns_errors
+from .statement_log import StatementLog
 
 
 @returns_errors

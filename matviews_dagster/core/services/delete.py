@@ -7,7 +7,8 @@ from psycopg import sql
 
 from ..catalog import dependent_relations, described, matview_state
 from ..names import QualifiedName
-from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, returns_errors
+from .response import ServiceError, ServiceResponse, describe_db_error, returns_errors
+from .statement_log import StatementLog
 
 
 @returns_errors

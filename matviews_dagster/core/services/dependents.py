@@ -21,7 +21,8 @@ from ..definition import MatViewDefinition
 from ..names import QualifiedName, derived_name
 from .binding import bind_search_path
 from .carry_over import KINDS, Relation, capture, restore
-from .response import ServiceError, StatementLog, describe_db_error
+from .response import ServiceError, describe_db_error
+from .statement_log import StatementLog
 
 _BUILT_ON = """
     WITH RECURSIVE built_on(oid, depth) AS (

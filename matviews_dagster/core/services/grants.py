@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from ..names import QualifiedName
-from .response import StatementLog
+from .statement_log import StatementLog
 
 PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"}
 

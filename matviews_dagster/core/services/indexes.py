@@ -14,7 +14,8 @@ from psycopg import sql
 
 from ..definition import MatViewDefinition
 from ..names import MAX_IDENTIFIER_BYTES, QualifiedName
-from .response import ServiceError, StatementLog
+from .response import ServiceError
+from .statement_log import StatementLog
 
 Declared = tuple[tuple[str, ...], bool]
 """A declared index: its columns and whether it is unique."""

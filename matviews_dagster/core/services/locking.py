@@ -6,28 +6,17 @@ waits that touch readers are capped (the Postgres lock-queue problem).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from types import TracebackType
 
 import psycopg
 
 from ..catalog import lock_holders
-from ..settings import DEFAULTS
+from ..settings import DEFAULTS, MatViewsSettings
 from .response import ServiceError
-
-T = TypeVar("T")
-
-
-@contextmanager
-def _pipeline(conn: psycopg.Connection, wanted: bool) -> Iterator[None]:
-    if not wanted:
-        yield
-        return
-    with conn.pipeline():
-        yield
 
 
 @dataclass(frozen=True)
@@ -38,46 +27,87 @@ class LockPolicy:
     attempts: int = DEFAULTS.lock_retries
     backoff_ms: int = 200
 
+    @classmethod
+    def of(cls, settings: MatViewsSettings) -> LockPolicy:
+        """The policy ``settings`` give (``lock_timeout`` seconds per attempt, ``lock_retries``)."""
+        return cls(timeout_ms=settings.lock_timeout_ms, attempts=settings.lock_retries)
 
-def with_lock_retries(
-    conn: psycopg.Connection,
-    policy: LockPolicy,
-    work: Callable[[], T],
-    *,
-    what: str,
-    oids: list[int],
-    pipeline: bool = True,
-) -> tuple[T, int, int]:
-    """Run ``work`` in a transaction with ``lock_timeout``; retry on lock timeouts. With
-    ``pipeline`` BEGIN, the statements and COMMIT travel in one round trip (for work that does
-    not branch on what it reads).
 
-    Returns ``(result, attempts, waited_ms)``: ``waited_ms`` is the time the attempts that
-    timed out and the pauses between them took (what ``work`` waited within the attempt that
-    succeeded only it can tell). When every attempt timed out, raises ``ServiceError`` naming
-    the sessions that held the lock.
-    """
-    holders: list[str] = []
-    started = time.monotonic()
-    for attempt in range(1, policy.attempts + 1):
-        tried = time.monotonic()
+class LockAttempt:
+    """One attempt of ``lock_attempts``: a transaction (pipelined or not) with ``lock_timeout``,
+    entered with ``with attempt:``. A lock timeout (or deadlock) inside it, or surfacing when a
+    pipeline syncs, ends the attempt quietly; any other error goes on."""
+
+    def __init__(self, conn: psycopg.Connection, policy: LockPolicy, number: int, pipeline: bool) -> None:
+        self.conn, self.policy, self.number, self.pipeline = conn, policy, number, pipeline
+        self.succeeded = False
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> LockAttempt:
+        if self.pipeline:
+            self._stack.enter_context(self.conn.pipeline())
+        self._stack.enter_context(self.conn.transaction())
+        self.conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{self.policy.timeout_ms}ms",))
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
         try:
-            with _pipeline(conn, pipeline), conn.transaction():
-                conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{policy.timeout_ms}ms",))
-                result = work()
-            return result, attempt, int((tried - started) * 1000)
-        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
-            holders = lock_holders(conn, oids)
-            if attempt < policy.attempts:
-                time.sleep(policy.backoff_ms * attempt / 1000)
-    raise ServiceError(
-        f"could not lock {what}: {policy.attempts} attempts of {policy.timeout_ms} ms timed out; "
-        f"held by {', '.join(holders) or 'a session that has since finished'}",
-        hint="end the blocking transaction, or retry later; lock_timeout bounds each attempt",
-        lock_attempts=policy.attempts,
-        lock_holders=holders,
-        table_lock_wait_ms=int((time.monotonic() - started) * 1000),
-    )
+            self._stack.__exit__(kind, exc, tb)  # commit, or roll back what ``exc`` interrupted
+        except _TIMED_OUT:  # surfaced when the pipeline synced
+            return kind is None or issubclass(kind, _TIMED_OUT)
+        if kind is None:
+            self.succeeded = True
+            return False
+        return issubclass(kind, _TIMED_OUT)
+
+
+_TIMED_OUT = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
+
+
+class LockAttempts:
+    """Transactions with a short ``lock_timeout``, tried again while a lock wait times out, so a
+    statement waiting for a lock never keeps readers queued behind it for long::
+
+        attempts = LockAttempts(conn, policy, what="public.mv", oids=[oid])
+        for attempt in attempts:
+            with attempt:
+                conn.execute(...)
+
+    With ``pipeline`` BEGIN, the statements and COMMIT travel in one round trip (for work that
+    does not branch on what it reads). After the loop, ``number`` is the attempt that
+    succeeded and ``waited_ms`` the time the attempts that timed out and the pauses between them
+    took (what waited within the one that succeeded only its statements can tell). When every
+    attempt timed out, iterating raises ``ServiceError`` naming the sessions that held the lock.
+    """
+
+    def __init__(
+        self, conn: psycopg.Connection, policy: LockPolicy, *, what: str, oids: list[int], pipeline: bool = True
+    ) -> None:
+        self.conn, self.policy, self.what, self.oids, self.pipeline = conn, policy, what, oids, pipeline
+        self.number = 0
+        self.waited_ms = 0
+
+    def __iter__(self) -> Iterator[LockAttempt]:
+        holders: list[str] = []
+        started = time.monotonic()
+        for number in range(1, self.policy.attempts + 1):
+            tried = time.monotonic()
+            attempt = LockAttempt(self.conn, self.policy, number, self.pipeline)
+            yield attempt
+            if attempt.succeeded:
+                self.number, self.waited_ms = number, int((tried - started) * 1000)
+                return
+            holders = lock_holders(self.conn, self.oids)
+            if number < self.policy.attempts:
+                time.sleep(self.policy.backoff_ms * number / 1000)
+        raise ServiceError(
+            f"could not lock {self.what}: {self.policy.attempts} attempts of {self.policy.timeout_ms} ms timed "
+            f"out; held by {', '.join(holders) or 'a session that has since finished'}",
+            hint="end the blocking transaction, or retry later; lock_timeout bounds each attempt",
+            lock_attempts=self.policy.attempts,
+            lock_holders=holders,
+            table_lock_wait_ms=int((time.monotonic() - started) * 1000),
+        )
 
 
 _CONFLICTING_HOLDERS = """

@@ -26,7 +26,8 @@ import psycopg
 from psycopg import sql
 
 from ..names import QualifiedName, derived_name
-from .response import ServiceError, StatementLog, describe_db_error
+from .response import ServiceError, describe_db_error
+from .statement_log import StatementLog
 
 
 class OwnerRightsRefused(ServiceError):

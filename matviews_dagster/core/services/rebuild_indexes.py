@@ -13,7 +13,8 @@ from psycopg import sql
 from ..definition import MatViewDefinition
 from ..names import QualifiedName, derived_name
 from .indexes import IndexShape, declared_indexes, free_index_name, index_statement
-from .response import ServiceError, StatementLog, describe_db_error
+from .response import ServiceError, describe_db_error
+from .statement_log import StatementLog
 
 
 @dataclass

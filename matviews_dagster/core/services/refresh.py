@@ -1,9 +1,8 @@
 """Refresh a materialized view with its strategy: ``STRATEGIES`` maps each name in
-``vocabulary.RefreshStrategy`` to its implementation (regular, concurrent, swap)."""
+``vocabulary.Strategy`` to its implementation (regular, concurrent, swap)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
@@ -12,16 +11,17 @@ from psycopg import sql
 
 from ..catalog import MatViewState, matview_state, usable_unique_index
 from ..definition import MatViewDefinition
-from ..names import QualifiedName
+from ..vocabulary import Strategy
 from .concurrent_check import null_trap_warning, refresh_and_verify
-from .locking import EXCLUSIVE_CONFLICTS, LockPolicy, wait_until_free, with_lock_retries
+from .locking import EXCLUSIVE_CONFLICTS, LockAttempts, LockPolicy, wait_until_free
 from .owner_rights import owner_lacks
-from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error, disk_full, returns_errors
+from .response import ServiceError, ServiceResponse, describe_db_error, disk_full, returns_errors
 from .row_count import count_rows
+from .statement_log import StatementLog
 from .swap import swap_refresh
 
 
-class Strategy(Protocol):
+class RefreshFunction(Protocol):
     """A refresh strategy: refresh the existing view ``state`` describes and count its rows
     (``row_count_strategy``), waiting for table locks as ``lock_policy`` allows; every
     statement goes through ``log``. ``query`` (when not None) is the deployed query, for a
@@ -53,7 +53,7 @@ def refresh_view(
     log: StatementLog,
 ) -> ServiceResponse:
     """Refresh with ``strategy`` (default: the definition's; one of ``STRATEGIES``) and count
-    rows; ``query``: see ``Strategy``."""
+    rows; ``query``: see ``RefreshFunction``."""
     strategy = strategy or definition.refresh_strategy
     state = matview_state(conn, definition.qualified)
     if state is None:
@@ -112,14 +112,13 @@ def in_place_refresh(
     statement = sql.SQL("REFRESH MATERIALIZED VIEW {}{}").format(
         sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""), name.identifier
     )
+    attempts = LockAttempts(conn, policy, what=str(name), oids=[state.oid], pipeline=not concurrently)
     try:
-        if concurrently:  # the view must equal its query: verified in the refresh's own snapshot
-            check = partial(refresh_and_verify, conn, log, statement, name, state, str(meta["unique_index"]))
+        if concurrently:  # the view must equal its query: checked before the refresh commits
             waited = wait_until_free(conn, state.oid, EXCLUSIVE_CONFLICTS, policy)  # timed: no snapshot, no lock
-            verified, attempts, retried = with_lock_retries(
-                conn, policy, check, what=str(name), oids=[state.oid], pipeline=False
-            )
-            waited += retried
+            for attempt in attempts:
+                with attempt:
+                    verified = refresh_and_verify(conn, log, statement, name, state, str(meta["unique_index"]))
             meta["equality_check_ms"] = verified.ms
             meta["equality_check"] = "query" if verified.full else "view scan"
             if verified.unverified:
@@ -127,10 +126,16 @@ def in_place_refresh(
                     "the concurrent refresh could not be checked for rows with the same key that contain NULLs: "
                     + verified.unverified
                 )
-        else:
-            refresh = partial(_locked_refresh, conn, log, statement, state, name)
-            clock, attempts, waited = with_lock_retries(conn, policy, refresh, what=str(name), oids=[state.oid])
-            waited += clock.waited_ms()
+        else:  # its lock is taken first, by a statement of its own, so the wait is timed apart from the query
+            for attempt in attempts:
+                with attempt:
+                    before = conn.execute("SELECT clock_timestamp()")
+                    if state.owned:  # the owner it already has: changes nothing, takes REFRESH's lock
+                        owner = sql.Identifier(state.owner)
+                        conn.execute(sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(name.identifier, owner))
+                    after = conn.execute("SELECT clock_timestamp()")
+                    log.execute(statement)
+            waited = _server_ms(before, after)  # read once the pipelined transaction has run
     except psycopg.errors.InsufficientPrivilege as exc:
         if name.name not in (exc.diag.message_primary or ""):  # refused while running as the owner
             raise owner_lacks(name, state.owner, exc) from None
@@ -138,7 +143,7 @@ def in_place_refresh(
             f"{describe_db_error(exc)}: REFRESH needs ownership of {name} (or MAINTAIN on PostgreSQL 17+)",
             hint=f"refresh as the owner of {name}, or GRANT MAINTAIN ON {name} to the role (PostgreSQL 17+)",
         ) from None
-    meta["lock_attempts"], meta["table_lock_wait_ms"] = attempts, waited
+    meta["lock_attempts"], meta["table_lock_wait_ms"] = attempts.number, waited + attempts.waited_ms
     if concurrently:
         warning = null_trap_warning(conn, name, state.oid, str(meta["unique_index"]))
         if warning:
@@ -158,40 +163,16 @@ def in_place_refresh(
     return ServiceResponse("updated", payload={"rows_count": rows}, meta=meta)
 
 
-@dataclass(frozen=True)
-class LockClock:
-    """The server's clock read before and after the statement that takes the view's lock (the
-    cursors are read once the pipelined transaction has run)."""
-
-    before: psycopg.Cursor
-    after: psycopg.Cursor
-
-    def waited_ms(self) -> int:
-        before, after = self.before.fetchone(), self.after.fetchone()
-        assert before is not None and after is not None
-        return int((after[0] - before[0]).total_seconds() * 1000)
+def _server_ms(before: psycopg.Cursor, after: psycopg.Cursor) -> int:
+    """Milliseconds between two ``clock_timestamp()`` readings of the server."""
+    start, end = before.fetchone(), after.fetchone()
+    assert start is not None and end is not None
+    return int((end[0] - start[0]).total_seconds() * 1000)
 
 
-def _locked_refresh(
-    conn: psycopg.Connection, log: StatementLog, statement: sql.Composable, state: MatViewState, name: QualifiedName
-) -> LockClock:
-    """``REFRESH MATERIALIZED VIEW``, its lock taken first by a statement of its own so the
-    wait for it is timed apart from the query: ``ALTER ... OWNER TO`` the owner it already has
-    changes nothing and takes the ``ACCESS EXCLUSIVE`` lock ``REFRESH`` takes (only a role that
-    may act as the owner may send it; for a ``MAINTAIN``-only role the wait is the query's)."""
-    before = conn.execute("SELECT clock_timestamp()")
-    if state.owned:
-        conn.execute(
-            sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(name.identifier, sql.Identifier(state.owner))
-        )
-    after = conn.execute("SELECT clock_timestamp()")
-    log.execute(statement)
-    return LockClock(before, after)
-
-
-STRATEGIES: dict[str, Strategy] = {
-    "regular": partial(in_place_refresh, concurrently=False),
-    "concurrent": partial(in_place_refresh, concurrently=True),
-    "swap": swap_refresh,
+STRATEGIES: dict[Strategy, RefreshFunction] = {
+    Strategy.regular: partial(in_place_refresh, concurrently=False),
+    Strategy.concurrent: partial(in_place_refresh, concurrently=True),
+    Strategy.swap: swap_refresh,
 }
-"""Each refresh strategy's implementation, by the name ``vocabulary.RefreshStrategy`` lists."""
+"""Each refresh strategy's implementation (``vocabulary.Strategy``)."""

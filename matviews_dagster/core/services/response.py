@@ -8,10 +8,10 @@ from functools import wraps
 from typing import Any, Concatenate, Literal, ParamSpec
 
 import psycopg
-from psycopg import sql
 
 from ..catalog import NotAMaterializedView
 from ..names import QualifiedName
+from .statement_log import StatementLog
 
 ServiceStatus = Literal["created", "updated", "deleted", "skipped", "error"]
 P = ParamSpec("P")
@@ -137,15 +137,3 @@ def returns_errors(
         return response
 
     return wrapper
-
-
-class StatementLog:
-    """Executes statements on a connection and keeps their text for the run's ``meta``."""
-
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self.conn = conn
-        self.statements: list[str] = []
-
-    def execute(self, statement: sql.Composable, params: Any = None) -> psycopg.Cursor:
-        self.statements.append(statement.as_string(self.conn))
-        return self.conn.execute(statement, params)

@@ -27,10 +27,11 @@ from .binding import bind_search_path, does_not_compile, refused_at_compile_time
 from .indexes import (
     check_declared_columns,
 )
-from .locking import LockPolicy, with_lock_retries
+from .locking import LockAttempts, LockPolicy
 from .rebuild_indexes import Rebuilt, build_indexes
-from .response import ServiceError, ServiceResponse, StatementLog, describe_db_error
+from .response import ServiceError, ServiceResponse, describe_db_error
 from .row_count import count_rows
+from .statement_log import StatementLog
 
 
 def swap_names(name: QualifiedName) -> tuple[QualifiedName, QualifiedName]:
@@ -91,68 +92,58 @@ def rebuild(
     """
     name = definition.qualified
     new, backup = swap_names(name)  # an interrupted swap's copies were dropped before the operation began
+    builds = LockAttempts(conn, lock_policy, what=str(name), oids=[state.oid], pipeline=False)
+    swaps = LockAttempts(conn, lock_policy, what=str(name), oids=[state.oid], pipeline=False)
     try:
-
-        def build() -> tuple[carry_over.Relation, Rebuilt, list[tuple[str, str, bool]], float]:
-            asked = time.monotonic()  # the lock capture needs (a session refreshing the view holds it), timed
-            conn.execute(sql.SQL("SELECT FROM {} LIMIT 0").format(name.identifier))
-            locked_s = time.monotonic() - asked
-            result = Rebuilt(rows=0)
-            old = carry_over.capture(conn, state.oid)
-            bind_search_path(conn, definition)
-            _build(conn, log, definition, new, query, old.tablespace, old.owner)
-            columns = column_names(conn, _oid(conn, new))
-            if indexes == "declared":
-                check_declared_columns(definition, columns)
-            try:
-                owner_rights.give_to_owner(conn, log, new, old.owner, view=name, what=what)
-            except owner_rights.OwnerRightsRefused as exc:
-                raise owner_rights.OwnerRightsRefused(f"{exc}; nothing was changed", hint=exc.hint) from None
-            result.warnings += carry_over.restore(conn, log, old, new, columns=set(columns), options=True)
-            owner_rights.populate(conn, log, new, view=name, owner=old.owner)  # as the owner, as REFRESH runs it
-            renames = build_indexes(conn, log, definition, old.indexes, new, indexes, set(drop_indexes), result)
-            temporary = {final: temp for final, temp, _ in renames}
-            if old.clustered_on in temporary:
-                cluster = sql.SQL("ALTER MATERIALIZED VIEW {} CLUSTER ON {}")
-                log.execute(cluster.format(new.identifier, sql.Identifier(temporary[old.clustered_on])))
-            result.rows = _rows_built(conn, new, indexed=bool(renames))
-            return old, result, renames, locked_s
-
-        (old, result, renames, build_wait_s), _, build_waited = with_lock_retries(
-            conn, lock_policy, build, what=str(name), oids=[state.oid], pipeline=False
-        )
-
-        locked_after: list[float] = []
-
-        def swap() -> list[carry_over.Relation]:
-            asked = time.monotonic()
-            built_on = dependents.lock_and_capture(conn, name, state.oid)
-            locked_after.append(time.monotonic() - asked)
-            for relation in reversed(built_on):
-                dependents.drop(log, relation)
-            for statistics, _ in old.statistics:  # they hang on the old copy; made again on the new one
-                log.execute(sql.SQL("DROP STATISTICS {}").format(sql.SQL(statistics)))  # type: ignore[arg-type]
-            _rename(log, name, backup.name)
-            _rename(log, new, name.name)
-            for final, temp, old_name in renames:
-                if old_name:
-                    log.execute(_rename_index(name.sibling(final), derived_name(final, "mvold")))
-                log.execute(_rename_index(name.sibling(temp), final))
-            _statistics(conn, log, old, result)
-            for relation in built_on:
-                result.warnings += dependents.recreate(conn, log, relation, definitions or {})
-            return built_on
-
-        built_on, attempts, waited = with_lock_retries(
-            conn, lock_policy, swap, what=str(name), oids=[state.oid], pipeline=False
-        )
+        for attempt in builds:
+            with attempt:
+                asked = time.monotonic()  # the lock capture needs (a session refreshing the view holds it), timed
+                conn.execute(sql.SQL("SELECT FROM {} LIMIT 0").format(name.identifier))
+                build_wait_s = time.monotonic() - asked
+                result = Rebuilt(rows=0)
+                old = carry_over.capture(conn, state.oid)
+                bind_search_path(conn, definition)
+                _build(conn, log, definition, new, query, old.tablespace, old.owner)
+                columns = column_names(conn, _oid(conn, new))
+                if indexes == "declared":
+                    check_declared_columns(definition, columns)
+                try:
+                    owner_rights.give_to_owner(conn, log, new, old.owner, view=name, what=what)
+                except owner_rights.OwnerRightsRefused as exc:
+                    raise owner_rights.OwnerRightsRefused(f"{exc}; nothing was changed", hint=exc.hint) from None
+                result.warnings += carry_over.restore(conn, log, old, new, columns=set(columns), options=True)
+                owner_rights.populate(conn, log, new, view=name, owner=old.owner)  # as the owner, as REFRESH does
+                renames = build_indexes(conn, log, definition, old.indexes, new, indexes, set(drop_indexes), result)
+                temporary = {final: temp for final, temp, _ in renames}
+                if old.clustered_on in temporary:
+                    cluster = sql.SQL("ALTER MATERIALIZED VIEW {} CLUSTER ON {}")
+                    log.execute(cluster.format(new.identifier, sql.Identifier(temporary[old.clustered_on])))
+                result.rows = _rows_built(conn, new, indexed=bool(renames))
+        for attempt in swaps:
+            with attempt:
+                asked = time.monotonic()
+                built_on = dependents.lock_and_capture(conn, name, state.oid)
+                swap_wait_s = time.monotonic() - asked
+                for relation in reversed(built_on):
+                    dependents.drop(log, relation)
+                for statistics, _ in old.statistics:  # they hang on the old copy; made again on the new one
+                    log.execute(sql.SQL("DROP STATISTICS {}").format(sql.SQL(statistics)))  # type: ignore[arg-type]
+                _rename(log, name, backup.name)
+                _rename(log, new, name.name)
+                for final, temp, old_name in renames:
+                    if old_name:
+                        log.execute(_rename_index(name.sibling(final), derived_name(final, "mvold")))
+                    log.execute(_rename_index(name.sibling(temp), final))
+                _statistics(conn, log, old, result)
+                for relation in built_on:
+                    result.warnings += dependents.recreate(conn, log, relation, definitions or {})
     except BaseException:
         with contextlib.suppress(ServiceError):  # the original error says what went wrong
             drop_swap_leftovers(conn, name)
         raise
     # the attempts that timed out, then the waits of the ones that won: the build's, the rename's
-    table_wait = build_waited + waited + int((build_wait_s + locked_after[-1]) * 1000)
-    result.meta.update(lock_attempts=attempts, table_lock_wait_ms=table_wait, indexes=[f for f, _, _ in renames])
+    table_wait = builds.waited_ms + swaps.waited_ms + int((build_wait_s + swap_wait_s) * 1000)
+    result.meta.update(lock_attempts=swaps.number, table_lock_wait_ms=table_wait, indexes=[f for f, _, _ in renames])
     if built_on:
         result.meta["recreated_dependents"] = [str(relation) for relation in built_on]
     try:  # readers of the old copy may still hold it: wait once, boundedly, else leave it

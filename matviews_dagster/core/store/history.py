@@ -7,8 +7,8 @@ from typing import Any
 
 from psycopg import sql
 
+from ..messages import shown
 from ..vocabulary import RUN_KINDS, RunKind
-from ..wording import shown
 from .migrations import RESULT_COLUMNS, RUN_TABLES, Migrations
 
 

@@ -1,8 +1,8 @@
-"""Schedules: one per definition with ``schedule_cron``, and a nightly refresh of everything."""
+"""``matviews_queue_sensor``: the adapter's queued requests, coalesced into Dagster runs and
+followed to their end."""
 
 import hashlib
-import os
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -11,46 +11,9 @@ from .core.definition import MatViewDefinition
 from .core.matviews import MatViews
 from .core.store.requests import Claim, RunRequestQueue, RunRequestRow, outcome_of
 from .core.vocabulary import JOB_KINDS, RUN_KEY_TAG
-from .ops import Request, ViewTargets, coalesce, parse_request, plan_run
 from .resources import MatViewsResource
-from .translator import valid_cron
-
-
-def build_matview_schedules(views: Iterable[tuple[MatViewDefinition, dg.AssetKey]]) -> list[dg.ScheduleDefinition]:
-    """A schedule per view with ``schedule_cron``, refreshing that view's asset (its
-    translated key), named ``refresh_<key path joined by _>_schedule``."""
-    schedules = []
-    for definition, key in views:
-        if definition.schedule_cron:
-            name = "_".join(key.path)
-            schedules.append(
-                dg.ScheduleDefinition(
-                    name=f"refresh_{name}_schedule",
-                    cron_schedule=valid_cron(definition.schedule_cron, definition, "schedule_cron"),
-                    target=dg.AssetSelection.assets(key),
-                    description=f"Refresh {definition.name} on {definition.schedule_cron}",
-                )
-            )
-    return schedules
-
-
-def nightly_refresh_schedule(
-    target: Any,
-    cron_schedule: str = "0 3 * * *",
-    *,
-    timezone: str = "UTC",
-) -> dg.ScheduleDefinition:
-    """Refresh ``target`` (e.g. the ``refresh_mat_views`` job) once a night, upstreams first.
-
-    >>> nightly_refresh_schedule(defs.get_job_def("refresh_mat_views"))  # doctest: +SKIP
-    """
-    return dg.ScheduleDefinition(
-        name="refresh_mat_views_nightly",
-        cron_schedule=cron_schedule,
-        target=target,
-        execution_timezone=timezone,
-    )
-
+from .run_liveness import fail_if_worker_died
+from .run_requests import Request, ViewTargets, coalesce, parse_request, plan_run
 
 QUEUE_SENSOR = "matviews_queue_sensor"
 RELAUNCH_AFTER_SECONDS = 10.0
@@ -177,61 +140,10 @@ def _follow(instance: dg.DagsterInstance, queue: RunRequestQueue, claim: Claim, 
         )
         return
     if not run.is_finished:
-        _fail_if_worker_died(instance, queue, claim, run)
+        fail_if_worker_died(instance, queue, claim, run)
         return
     rows = mv.runs.for_dagster_run(run_id)
     queue.settle({row.id: _outcome(row, run, rows, instance) for row in claim.requests})
-
-
-def _fail_if_worker_died(
-    instance: dg.DagsterInstance, queue: RunRequestQueue, claim: Claim, run: dg.DagsterRun
-) -> None:
-    """A run Dagster still calls started whose worker is gone (``kill -9``, a crash, the
-    daemon's process group killed) never ends by itself: its requests fail saying so, and
-    Dagster is told, so the run's concurrency slot frees. Gone means: it began serving the
-    claim and no longer holds the claim's liveness lock; or, with the default run launcher
-    (run workers on this host), the process Dagster recorded for the run no longer exists."""
-    if run.status != dg.DagsterRunStatus.STARTED or queue.worker_alive(claim.run_key):
-        return
-    if any(row.running_since is not None for row in claim.requests):
-        how = "its worker no longer holds the request's lock"
-    else:
-        pid = _local_run_pid(instance, run.run_id)
-        if pid is None or _process_exists(pid):
-            return
-        how = f"its process {pid} is gone"
-    reason = f"the run serving it (Dagster run {run.run_id}) died before it finished: {how}; enqueue the request again"
-    if queue.settle({row.id: reason for row in claim.requests}):
-        current = instance.get_run_by_id(run.run_id)
-        if current is not None and not current.is_finished:
-            instance.report_run_failed(current, message=f"matviews queue: the run's worker died ({how})")
-
-
-def _local_run_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """The pid of the run's worker when the default run launcher started it on this host."""
-    from dagster._core.launcher import DefaultRunLauncher
-
-    if not isinstance(instance.run_launcher, DefaultRunLauncher):
-        return None  # other launchers' workers live elsewhere; Dagster's run monitoring covers them
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        data = getattr(event, "event_specific_data", None) if event else None
-        pid = getattr(getattr(data, "metadata", None), "get", lambda _: None)("pid")
-        value = str(getattr(pid, "value", pid))
-        if value.isascii() and value.isdigit():
-            return int(value)
-    return None
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _outcome(

@@ -1,4 +1,5 @@
-"""The defined views of a ``MatViews``: lookup by name or id, selection, the dependency graph."""
+"""``DefinedViews``: the views a program defines, by name or definition id, their selection and
+their dependency graph."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import TYPE_CHECKING
 from .arguments import definition_id
 from .definition import MatViewDefinition
 from .graph import ViewGraph
+from .messages import shown
 from .names import QualifiedName
-from .wording import shown
 
 if TYPE_CHECKING:
     from .store import RunStore
@@ -19,15 +20,14 @@ ViewRef = MatViewDefinition | str | int
 
 
 class DefinedViews:
-    """The views a ``MatViews`` knows, by their qualified name (``schema.view``); a definition
-    id is looked up in ``runs``, the run store of the class that uses this one.
+    """The defined views, by their qualified name (``schema.view``); a definition id is looked
+    up in ``runs``, the run store that mirrors the definitions.
 
     Raises ``ValueError`` when a view is defined twice.
     """
 
-    runs: RunStore
-
-    def __init__(self, definitions: Iterable[MatViewDefinition]) -> None:
+    def __init__(self, definitions: Iterable[MatViewDefinition], runs: RunStore) -> None:
+        self.runs = runs
         self._definitions: dict[str, MatViewDefinition] = {}
         for definition in definitions:
             if definition.name in self._definitions:
@@ -37,6 +37,11 @@ class DefinedViews:
     @property
     def definitions(self) -> list[MatViewDefinition]:
         return list(self._definitions.values())
+
+    @property
+    def by_name(self) -> dict[str, MatViewDefinition]:
+        """The definitions by qualified name (a copy)."""
+        return dict(self._definitions)
 
     @cached_property
     def graph(self) -> ViewGraph:

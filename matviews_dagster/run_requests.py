@@ -1,139 +1,22 @@
-"""Create and delete jobs (one op each, attempting every selected view), and how a request for
-any of the three jobs becomes a Dagster run (``JobPlan``)."""
+"""How a request for one of the three jobs (from the adapter, or queued) is checked and becomes a
+Dagster run (``JobPlan``)."""
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
 
 from .core.arguments import UNSET, normalize_flag, normalize_row_count
 from .core.definition import MatViewDefinition
 from .core.matviews import MatViews
-from .core.result import OperationResult
-from .core.vocabulary import (
-    FLAG_OF,
-    JOB_KINDS,
-    OP_NAMES,
-    RUN_KEY_TAG,
-    CreateViewJob,
-    DeleteViewJob,
-    RefreshViewJob,
-    RunKind,
-)
-from .core.wording import shown
-from .events import config_words, failure_reason, serving_requests
-from .resources import MatViewsResource
+from .core.messages import shown
+from .core.vocabulary import FLAG_OF, JOB_KINDS, OP_NAMES, RUN_KEY_TAG, CreateViewJob, DeleteViewJob, RefreshViewJob
 
 QUEUE_TAG = "matviews/queue"
-
-_SUMMARY_COLUMNS = ("view", "status", "outcome", "duration_ms", "run_id", "error")
 ViewTargets = Mapping[str, tuple[dg.AssetKey, str]]
 """``{view name: (asset key, op name)}``: where each view lives in a code location."""
-
-
-class CreateViewsConfig(dg.Config):
-    views: list[str] = Field(default_factory=list, description="Views to create; empty: all.")
-    force: bool = Field(default=False, description="Drop and recreate views that exist.")
-
-
-class DeleteViewsConfig(dg.Config):
-    views: list[str] = Field(default_factory=list, description="Views to delete; empty: all.")
-    cascade: bool = Field(default=False, description="Also drop views that depend on them.")
-
-
-def _summary(results: list[OperationResult]) -> str:
-    rows = [
-        "| " + " | ".join("" if (v := getattr(r, column)) is None else str(v) for column in _SUMMARY_COLUMNS) + " |"
-        for r in results
-    ]
-    return "\n".join(["| view | status | outcome | ms | run | error |", "|---|---|---|---|---|---|", *rows])
-
-
-def _names(mv: MatViews, views: Sequence[str]) -> list[str]:
-    return [definition.name for definition in mv.select(list(views) or None)]
-
-
-def _created(key: dg.AssetKey, result: OperationResult) -> dg.AssetMaterialization:
-    """A view the create job made, as a materialization of its asset."""
-    return dg.AssetMaterialization(
-        asset_key=key,
-        metadata={
-            "run_record_id": dg.MetadataValue.text(str(result.run_id)),
-            "outcome": "created",
-            "duration_ms": dg.MetadataValue.int(result.duration_ms or 0),
-            **({"dagster/row_count": result.rows_count} if result.rows_count is not None else {}),
-        },
-    )
-
-
-def _build_job(
-    definitions: Sequence[MatViewDefinition], kind: RunKind, description: str, keys: Mapping[str, dg.AssetKey]
-) -> dg.JobDefinition:
-    """One op that runs ``kind`` on each selected view (dependency order, ``max_parallel`` at
-    once), reports a summary, then fails naming each view that failed or was skipped. A view
-    created by the op is reported as a materialization of its asset."""
-    config_class = CreateViewsConfig if kind == "create" else DeleteViewsConfig
-    flag = FLAG_OF[kind]
-
-    @dg.op(name=OP_NAMES[kind], out=dg.Out(list, io_manager_key="io_manager"))
-    def views_op(
-        context: dg.OpExecutionContext,
-        config: config_class,  # type: ignore[valid-type]
-        matviews: MatViewsResource,
-    ) -> Iterator[Any]:
-        operation = matviews.create if kind == "create" else matviews.delete
-        try:
-            stream = operation(
-                definitions, config.views, **{flag: getattr(config, flag)}, dagster_run_id=context.run.run_id
-            )
-        except ValueError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        results = []
-        with matviews.matviews(definitions) as mv, serving_requests(context, mv, _names(mv, config.views)) as settle:
-            for result in stream:
-                results.append(result)
-                log = context.log.info if result.ok else context.log.error
-                log(
-                    f"{result.view}: {result.outcome} ({result.duration_ms} ms)"
-                    + (f": {result.error}" if result.error else "")
-                )
-                if result.outcome == "created" and result.view in keys:
-                    yield _created(keys[result.view], result)
-            failed = [r for r in results if not r.ok]
-            settle({r.view: failure_reason(r) for r in failed})
-        summary = dg.MetadataValue.md(_summary(results))
-        if failed:
-            raise dg.Failure(
-                description="; ".join(
-                    f"{r.view}: {config_words(r.error or '')}" + (f" Hint: {config_words(r.hint)}." if r.hint else "")
-                    for r in failed
-                ),
-                metadata={"summary": summary, "failed_views": [r.view for r in failed]},
-                allow_retries=False,
-            )
-        yield dg.Output([r.to_dict() for r in results], metadata={"summary": summary, "views": len(results)})
-
-    @dg.job(name=next(job for job, k in JOB_KINDS.items() if k == kind), description=description)
-    def views_job() -> None:
-        views_op()
-
-    return views_job
-
-
-def build_create_job(
-    definitions: Sequence[MatViewDefinition], keys: Mapping[str, dg.AssetKey] | None = None
-) -> dg.JobDefinition:
-    """``create_mat_views``: op ``create_views``, config ``views`` (empty: all) and ``force``;
-    ``keys`` (``{view name: asset key}``) names the assets its creates materialize."""
-    return _build_job(definitions, "create", "Create materialized views (force: recreate).", keys or {})
-
-
-def build_delete_job(definitions: Sequence[MatViewDefinition]) -> dg.JobDefinition:
-    """``delete_mat_views``: op ``delete_views``, config ``views`` (empty: all) and ``cascade``."""
-    return _build_job(definitions, "delete", "Delete materialized views (cascade: with dependents).", {})
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ script, the CLI) can read them as they are.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,7 +17,8 @@ from .catalog import matview_state, usable_unique_index
 from .definition import MatViewDefinition
 from .drift import plan_view
 from .services.concurrent_check import null_trap_warning
-from .services.response import ServiceError
+from .services.response import ServiceError, describe_db_error
+from .store import RunStore
 
 
 @dataclass(frozen=True)
@@ -124,3 +125,16 @@ def run_checks(
         else CHECKS[name][1](conn, definition)
         for name in names
     ]
+
+
+def run_checks_safely(
+    runs: RunStore, conn: psycopg.Connection, definition: MatViewDefinition, names: Sequence[str]
+) -> list[CheckOutcome]:
+    """``run_checks`` with what the last applied definition declared (from ``runs``); a
+    database error fails every check with its message instead of raising."""
+    try:
+        applied = runs.applied(definition, conn.info.dbname) if "definition_matches" in names else None
+        return run_checks(conn, definition, list(names), applied.indexes if applied else ())
+    except psycopg.Error as exc:
+        message = f"the check could not run: {describe_db_error(exc)}"
+        return [CheckOutcome(name, False, message) for name in names]

@@ -1,28 +1,30 @@
-"""What is there: each defined view's state in the catalog and its last run, for ``matviews list``."""
+"""``matviews list``: each defined view's state in the catalog and its last run."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .catalog import describe_view
 
 if TYPE_CHECKING:
-    from .matviews import MatViews
+    from .database import Database
+    from .definition import MatViewDefinition
 
 _LAST_RUN_FIELDS = ("kind", "status", "finished_at", "duration_ms")
 
 
-def view_status(mv: MatViews) -> list[dict[str, Any]]:
+def view_status(db: Database, definitions: Sequence[MatViewDefinition]) -> list[dict[str, Any]]:
     """Every defined view: ``name``, ``strategy``, ``exists``, ``populated``, ``rows_estimate``
     (``pg_class.reltuples``; where Postgres has no estimate, the count of the last refresh
     that counted), ``size_bytes`` and ``last_run`` (``{kind, status, finished_at,
     duration_ms}`` of the newest run of any kind, or None)."""
-    with mv.connect("list") as conn:
-        described = [(d, describe_view(conn, d.qualified)) for d in mv.definitions]
+    with db.connect("list") as conn:
+        described = [(d, describe_view(conn, d.qualified)) for d in definitions]
         database = conn.info.dbname
-    names = [d.name for d in mv.definitions]
-    latest = mv.runs.latest(database_name=database, view_names=names)
-    counted = mv.runs.last_row_counts(database_name=database, view_names=names)
+    names = [d.name for d in definitions]
+    latest = db.runs.latest(database_name=database, view_names=names)
+    counted = db.runs.last_row_counts(database_name=database, view_names=names)
     rows = []
     for definition, description in described:
         last = latest.get(definition.name)

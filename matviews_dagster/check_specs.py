@@ -9,8 +9,8 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from .core.checks import CHECKS, checks_for
 from .core.definition import MatViewDefinition
+from .core.health_checks import CHECKS, checks_for
 
 
 def view_check_specs(definition: MatViewDefinition, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:

@@ -1,0 +1,48 @@
+"""``Database``: the database the views live in, and what every operation on them shares.
+
+One connection factory, the run store their run rows go to, the lock policy and the timeouts,
+built from ``MatViewsSettings``. The core's operations take this small context (never the
+``MatViews`` facade that calls them), so nothing below the facade depends on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from .connection import connect
+from .dsn import resolve_dsn
+from .services.locking import LockPolicy
+from .settings import MatViewsSettings
+from .store import RunStore
+
+
+class Database:
+    """Where the views are (``dsn``, resolved: option, ``MATVIEWS_DSN``, ``DATABASE_URL``, the
+    embedded server), where their runs go (``runs``), and how long operations wait
+    (``lock_policy``, ``lock_wait_timeout``, ``statement_timeout``, in seconds as the settings
+    say). No connection is opened until one is asked for."""
+
+    def __init__(self, settings: MatViewsSettings) -> None:
+        self.settings = settings
+        self.dsn = resolve_dsn(settings.dsn)
+        self.runs = RunStore(settings.runs_dsn or self.dsn, settings.runs_schema)
+        self.lock_policy = LockPolicy.of(settings)
+
+    @property
+    def lock_wait_timeout(self) -> float:
+        return self.settings.lock_wait_timeout
+
+    @property
+    def statement_timeout(self) -> float | None:
+        return self.settings.statement_timeout
+
+    def connect(self, purpose: str = "") -> psycopg.Connection[Any]:
+        """An autocommit connection to the views' database, tagged ``<application_name>
+        <purpose>``, that stops its statement soon after this process dies (PostgreSQL 14+).
+        Raises ``DatabaseUnavailable`` (password masked) when the server cannot be reached."""
+        return connect(self.dsn, f"{self.settings.application_name} {purpose}".strip(), check_client=True)
+
+    def close(self) -> None:
+        self.runs.close()

@@ -1,0 +1,240 @@
+"""A step's work on its views as one object, as dagster-dbt's ``DbtCliInvocation`` is one dbt
+command: ``MatViewsResource.refresh(context)`` returns a ``RefreshInvocation`` and its
+``stream()`` yields the events; the create and delete ops' ``JobInvocation`` does the same.
+
+The invocation owns what a step decides before the core runs: which views and checks are
+selected, what a re-execution's failed parents already did, the run config's overrides, and
+the queued requests the run serves. ``events`` only turns results into Dagster events.
+"""
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from enum import Enum
+from typing import Any
+
+import dagster as dg
+
+from .core.arguments import UNSET
+from .core.definition import MatViewDefinition
+from .core.matviews import MatViews
+from .core.result import OperationResult
+from .core.vocabulary import RUN_KEY_TAG, RunKind
+from .events import (
+    RefreshEvent,
+    check_result,
+    config_words,
+    created_materialization,
+    failure_reason,
+    job_failure,
+    job_output,
+    materialize_result,
+    step_failure,
+)
+from .translator import definitions_of
+
+OpenMatViews = Callable[[Iterable[MatViewDefinition]], MatViews]
+"""Opens the core ``MatViews`` over some definitions (the resource's ``matviews``)."""
+
+
+class RefreshInvocation:
+    """The refresh step of a ``@matview_assets`` definition: ``stream()`` refreshes the selected
+    views upstream first, ``max_parallel`` at once, and yields each view's ``MaterializeResult``
+    and ``AssetCheckResult``s as it finishes; selected checks of views not refreshed run on
+    their own. After every view that can run has run, it raises a ``dagster.Failure`` naming
+    each view that failed and each one skipped because an upstream view failed.
+
+    ``strategy`` and ``row_count_strategy`` override the definitions' for this run; left out,
+    the step's run config decides, then each definition. A re-execution from failure refreshes
+    only the views its failed parent runs did not.
+    """
+
+    def __init__(
+        self,
+        open_matviews: OpenMatViews,
+        max_parallel: int,
+        context: dg.AssetExecutionContext,
+        *,
+        strategy: str | None = None,
+        row_count_strategy: Any = UNSET,
+    ) -> None:
+        self.open_matviews, self.max_parallel, self.context = open_matviews, max_parallel, context
+        self.definitions = definitions_of(context.assets_def)
+        self.names = {key: definition.name for key, definition in self.definitions.items()}
+        self.keys = {name: key for key, name in self.names.items()}
+        config = run_config(context)
+        self.strategy = strategy or config.get("strategy")
+        self.row_count_strategy = (
+            row_count_strategy if row_count_strategy is not UNSET else config.get("row_count_strategy", UNSET)
+        )
+
+    def __iter__(self) -> Iterator[RefreshEvent]:
+        return self.stream()
+
+    def stream(self) -> Iterator[RefreshEvent]:
+        context, keys = self.context, self.keys
+        selected = [self.names[key] for key in context.selected_asset_keys if key in self.names]
+        checks: dict[str, list[str]] = {}
+        for check_key in context.selected_asset_check_keys:
+            if check_key.asset_key in self.names:
+                checks.setdefault(self.names[check_key.asset_key], []).append(check_key.name)
+        done = refreshed_by_parent_runs(self.open_matviews, context, self.definitions.values())
+        if done:
+            context.log.info(
+                f"re-execution from failure: {len(done)} view(s) refreshed by the parent run(s) are skipped"
+            )
+        refresh = [name for name in selected if name not in done]
+        failures: list[OperationResult] = []
+        with (
+            self.open_matviews(self.definitions.values()) as mv,
+            serving_requests(context, mv, [*refresh, *done]) as settle,
+        ):
+            for result in mv.refresh_many(
+                refresh,
+                self.row_count_strategy,
+                strategy=self.strategy,
+                max_parallel=self.max_parallel,
+                create_if_missing=True,
+                dagster_run_id=context.run.run_id,
+                describe=True,
+                checks={name: checks[name] for name in refresh if name in checks},
+            ):
+                key = keys[result.view]
+                if not result.ok:
+                    failures.append(result)
+                    hint = f" (hint: {config_words(result.hint)})" if result.hint else ""
+                    context.log.error(f"{result.view}: {config_words(result.error or '')}{hint}")
+                    continue
+                yield materialize_result(key, result, self.strategy or mv.definition(result.view).refresh_strategy)
+                yield from (check_result(key, outcome) for outcome in result.checks)
+            settle({r.view: failure_reason(r) for r in failures})
+            checks_only = {name: names for name, names in checks.items() if name not in refresh and name not in done}
+            if checks_only:
+                for definition, outcomes in mv.check_many(checks_only, max_parallel=self.max_parallel):
+                    yield from (check_result(keys[definition.name], outcome) for outcome in outcomes)
+        if failures:
+            raise step_failure(failures)
+
+
+class JobInvocation:
+    """The create or delete op's work: ``kind`` on each of ``views`` (names or definition ids;
+    empty: every one of ``definitions``) in dependency order, ``max_parallel`` at once, with the
+    op's ``flag`` (``force`` / ``cascade``). ``stream()`` logs each result, reports a view the
+    op created as a materialization of its asset (``keys``: ``{view name: asset key}``), then
+    yields the op's output with a summary table, or raises a ``dagster.Failure`` naming each
+    view that failed or was skipped. An unknown view fails the op before anything runs."""
+
+    def __init__(
+        self,
+        open_matviews: OpenMatViews,
+        max_parallel: int,
+        context: dg.OpExecutionContext,
+        definitions: Sequence[MatViewDefinition],
+        kind: RunKind,
+        views: Sequence[str | int] = (),
+        *,
+        flag: bool = False,
+        keys: Mapping[str, dg.AssetKey] | None = None,
+    ) -> None:
+        self.open_matviews, self.max_parallel = open_matviews, max_parallel
+        self.context, self.definitions = context, definitions
+        self.kind, self.views, self.flag, self.keys = kind, list(views), flag, keys or {}
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.stream()
+
+    def stream(self) -> Iterator[Any]:
+        context = self.context
+        with self.open_matviews(self.definitions) as mv:
+            try:
+                selected = [definition.name for definition in mv.select(self.views or None)]
+                run = mv.create_many if self.kind == "create" else mv.delete_many
+                stream = run(
+                    selected,
+                    self.flag,
+                    max_parallel=self.max_parallel,
+                    dagster_run_id=context.run.run_id,
+                )
+            except ValueError as exc:
+                raise dg.Failure(description=str(exc), allow_retries=False) from None
+            results = []
+            with serving_requests(context, mv, selected) as settle:
+                for result in stream:
+                    results.append(result)
+                    log = context.log.info if result.ok else context.log.error
+                    log(
+                        f"{result.view}: {result.outcome} ({result.duration_ms} ms)"
+                        + (f": {result.error}" if result.error else "")
+                    )
+                    if result.outcome == "created" and result.view in self.keys:
+                        yield created_materialization(self.keys[result.view], result)
+                failed = [r for r in results if not r.ok]
+                settle({r.view: failure_reason(r) for r in failed})
+        if failed:
+            raise job_failure(results, failed)
+        yield job_output(results)
+
+
+@contextmanager
+def serving_requests(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext, mv: MatViews, views: Iterable[str]
+) -> Iterator[Callable[[Mapping[str, str]], None]]:
+    """In a run the queue sensor launched (tag ``matviews/run_key``): hold the run key's
+    liveness lock while the step works on ``views`` (the sensor fails the requests of a run
+    whose worker died holding it), and yield ``settle(failed)``, which ends the requests whose
+    views all lie in ``views`` as soon as the step is done instead of on the sensor's next
+    tick: ``success``, or ``failed`` with the reasons in ``failed`` (``{view: reason}``).
+    Outside such a run, ``settle`` does nothing."""
+    run_key = context.run.tags.get(RUN_KEY_TAG)
+    if not run_key:
+        yield lambda failed: None
+        return
+    from .core.store.requests import RunRequestQueue
+
+    queue = RunRequestQueue(mv.runs)
+    scope = list(views)
+
+    def settle(failed: Mapping[str, str]) -> None:
+        done = {view: failed.get(view) for view in scope}
+        settled = queue.settle_run(run_key, context.run.run_id, done, scope)
+        context.log.info(f"{settled} queued request(s) of {run_key} settled")
+
+    with queue.serving(run_key, context.run.run_id, scope):
+        yield settle
+
+
+def run_config(context: dg.AssetExecutionContext) -> dict[str, Any]:
+    """``strategy`` and ``row_count_strategy`` of the step's run config, when it has them."""
+    config = context.op_execution_context.op_config
+    if not isinstance(config, dict):
+        return {}
+    found = {}
+    for key in ("strategy", "row_count_strategy"):
+        value = config.get(key)
+        if value is not None:
+            found[key] = value.value if isinstance(value, Enum) else value
+    return found
+
+
+def refreshed_by_parent_runs(
+    open_matviews: OpenMatViews, context: dg.AssetExecutionContext, definitions: Iterable[MatViewDefinition]
+) -> set[str]:
+    """In a re-execution of a failed run's step (from failure, from the UI, a run retry or
+    ``ReexecutionOptions.from_failure``): the views the failed ancestors already refreshed."""
+    run = context.run
+    ancestors: list[str] = []
+    while run is not None and run.parent_run_id and (run.is_resume_retry or run.step_keys_to_execute is not None):
+        parent = context.instance.get_run_by_id(run.parent_run_id)
+        if parent is None or not parent.is_failure:
+            break
+        ancestors.append(parent.run_id)
+        run = parent
+    if not ancestors:
+        return set()
+    names = {definition.name for definition in definitions}
+    with open_matviews(()) as mv:
+        return {
+            row["view_name"]
+            for run_id in ancestors
+            for row in mv.runs.for_dagster_run(run_id)
+            if row["kind"] == "refresh" and row["status"] == "success" and row["view_name"] in names
+        }
