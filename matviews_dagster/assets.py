@@ -6,7 +6,7 @@ first and several at once, through ``MatViewsResource``:
 
 >>> @matview_assets(definitions=load_definitions("matviews.yaml"))
 ... def views(context: dg.AssetExecutionContext, matviews: MatViewsResource):
-...     yield from matviews.refresh(context)
+...     yield from matviews.refresh(context).stream()
 """
 
 import inspect
@@ -84,18 +84,30 @@ def matview_assets(
     return inner
 
 
+Execute = Callable[[dg.AssetExecutionContext, MatViewsResource], Iterator[Any]]
+"""A refresh step's body: ``(context, matviews) -> events``."""
+
+
+def default_execute(context: dg.AssetExecutionContext, matviews: MatViewsResource) -> Iterator[Any]:
+    """The usual body: ``yield from matviews.refresh(context).stream()``."""
+    yield from matviews.refresh(context).stream()
+
+
 def build_matview_assets(
     definitions: Sequence[MatViewDefinition] | ViewGraph,
     *,
     translator: DagsterMatViewTranslator | None = None,
     name: str = DEFAULT_NAME,
     pool: str | None = DEFAULT_POOL,
+    execute: Execute | None = None,
 ) -> dg.AssetsDefinition:
-    """``@matview_assets`` with the usual body: ``yield from matviews.refresh(context)``."""
+    """``@matview_assets`` whose body is ``execute`` (default: ``default_execute``), the same
+    decorator a user writes (``MatViewsComponent.execute`` is such a body)."""
+    body = execute or default_execute
 
     @matview_assets(definitions=definitions, translator=translator, name=name, pool=pool)
     def _refresh_views(context: dg.AssetExecutionContext, matviews: MatViewsResource) -> Iterator[Any]:
-        yield from matviews.refresh(context)
+        yield from body(context, matviews)
 
     return _refresh_views
 

@@ -12,6 +12,7 @@ from .assets import (
     DEFAULT_POOL,
     MATVIEWS_KEY,
     RUN_STORE_KEY,
+    Execute,
     build_matview_assets,
     source_asset_specs,
     view_keys,
@@ -43,6 +44,7 @@ def build_definitions(
     queue_sensor_interval: int = 10,
     extra_assets: Sequence[dg.AssetsDefinition | dg.AssetSpec] = (),
     observe_cron: str | None = DEFAULT_OBSERVE_CRON,
+    execute: Execute | None = None,
 ) -> dg.Definitions:
     """The views' assets and checks (one ``@matview_assets`` step), create/refresh/delete jobs,
     schedules, the queue sensor and the resources, in one ``Definitions``.
@@ -52,7 +54,8 @@ def build_definitions(
     ``matviews`` replaces the ``MatViewsResource`` built from ``dsn``, ``runs_dsn``,
     ``runs_schema`` and ``max_parallel``. ``extra_assets`` (e.g. the assets that load the
     source tables) take the place of the external source assets with the same keys.
-    ``nightly_cron`` adds a schedule refreshing every view. The tables the views read are
+    ``nightly_cron`` adds a schedule refreshing every view. ``execute`` is the refresh step's
+    body (``assets.Execute``; default ``yield from matviews.refresh(context).stream()``). The tables the views read are
     observable source assets (``matviews_sources``, data versions from Postgres's counters);
     when a view uses ``automation``, the automation sensor observes them on ``observe_cron``.
     Raises ``ValueError`` for an invalid definitions file, a duplicate view or a cycle.
@@ -64,7 +67,7 @@ def build_definitions(
         definitions = list(definitions_or_yaml_path)
     graph = ViewGraph(definitions)
     translator = translator or DagsterMatViewTranslator()
-    views = build_matview_assets(graph, translator=translator, pool=pool)
+    views = build_matview_assets(graph, translator=translator, pool=pool, execute=execute)
     targets = view_keys([views])
     keys = {name: key for name, (key, _) in targets.items()}
     extra_keys = [key for extra in extra_assets for key in _keys(extra)]

@@ -17,7 +17,7 @@ schedules, the queue sensor, resources); ``dg scaffold defs matviews_dagster.Mat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,10 @@ from pydantic import Field
 from .build import build_definitions
 from .core.definition import MatViewDefinition, definitions_from_mapping, load_definitions
 from .core.graph import ViewGraph
+from .core.names import QualifiedName
 from .core.settings import DEFAULTS
 from .core.vocabulary import DEFAULT_MAX_PARALLEL
+from .resources import MatViewsResource
 from .sources import DEFAULT_OBSERVE_CRON
 from .translator import DagsterMatViewTranslator
 
@@ -73,6 +75,12 @@ class _TranslatedTranslator(DagsterMatViewTranslator):
             group_name=t.group_name or spec.group_name,
             tags={**spec.tags, **t.tags},
         )
+
+    def get_source_asset_key(self, relation: QualifiedName) -> dg.AssetKey:
+        """The source tables' keys take the prefix too: one translation decides every key."""
+        key = super().get_source_asset_key(relation)
+        prefix = self.translation.key_prefix
+        return key.with_prefix([prefix] if isinstance(prefix, str) else list(prefix)) if prefix else key
 
 
 class MatViewsScaffolder(Scaffolder):
@@ -134,19 +142,27 @@ class MatViewsComponent(dg.Component, dg.Resolvable, dg.Model):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         run_store = self.run_store or RunStoreModel()
+        translator = _TranslatedTranslator(self.translation) if self.translation else DagsterMatViewTranslator()
         extra: Sequence[dg.AssetsDefinition] = ()
         if self.demo:
-            from .demo.assets import demo_source_data
+            from .demo.assets import build_demo_source_data
 
-            extra = [demo_source_data]
+            extra = [build_demo_source_data(translator)]
         return build_definitions(
             self.definitions(context.path),
             dsn=self.dsn,
             runs_dsn=run_store.dsn,
             runs_schema=run_store.schema_name,
-            translator=_TranslatedTranslator(self.translation) if self.translation else None,
+            translator=translator,
             max_parallel=self.max_parallel,
             queue_sensor_interval=self.queue_sensor_interval,
             observe_cron=self.observe_cron,
             extra_assets=extra,
+            execute=self.execute,
         )
+
+    def execute(self, context: dg.AssetExecutionContext, matviews: MatViewsResource) -> Iterator[Any]:
+        """The refresh step's body, as ``DbtProjectComponent.execute``: the one place to override
+        to run code around the refresh (the default refreshes the selected views and yields
+        their events). Its assets are built by ``@matview_assets``, as a user's would be."""
+        yield from matviews.refresh(context).stream()

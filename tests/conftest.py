@@ -93,6 +93,19 @@ def users(db: psycopg.Connection) -> Callable[[int], None]:
 
 
 @pytest.fixture
+def sleepy(db: psycopg.Connection, users: Callable[[int], None]) -> Callable[[float], None]:
+    """``sleep_seconds`` (one row, 0): a view that reads it (``pg_sleep(s)``) takes that long to
+    build and refresh; the fixture sets it."""
+    db.execute("CREATE TABLE sleep_seconds (s float)")
+    db.execute("INSERT INTO sleep_seconds VALUES (0)")
+
+    def set_sleep(seconds: float) -> None:
+        db.execute("UPDATE sleep_seconds SET s = %s", (seconds,))
+
+    return set_sleep
+
+
+@pytest.fixture
 def make_mv(dsn: str) -> Iterator[Callable[..., MatViews]]:
     """Build ``MatViews`` on the test database; closed after the test."""
     created: list[MatViews] = []

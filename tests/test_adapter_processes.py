@@ -119,7 +119,7 @@ def test_queue_backend_with_a_real_daemon(project, dsn, storage_dsn, db) -> None
             lambda: (
                 scalar(db, "SELECT status FROM mat_view_run_requests WHERE id = %s", (request_ids[0],)) == "success"
             ),
-            60,
+            180,  # the relaunch delay, then sensor ticks of a daemon that shares two cores with the suite
             "the relaunched claim to find its run",
         )
         time.sleep(3)

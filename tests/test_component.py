@@ -171,3 +171,48 @@ def test_a_cron_dagster_refuses_is_refused_at_load_naming_the_view(field, messag
 def test_a_freshness_window_dagster_refuses_is_refused_by_the_definition() -> None:
     with pytest.raises(ValueError, match="fail_after must be at least 1m"):
         MatViewDefinition(name="mv_bad", sql="SELECT 1 AS x", freshness={"fail_after": "30s"})
+
+
+def test_execute_is_the_one_place_to_override_and_the_prefix_reaches_the_sources(project, dsn, db, users, monkeypatch):
+    """A subclass's ``execute`` is the step's body (its assets built by ``@matview_assets``), and
+    ``translation.key_prefix`` keys the source tables too, so lineage meets them."""
+    package = project / "matviews_demo"
+    (package / "audited.py").write_text(
+        textwrap.dedent(
+            """
+            from matviews_dagster import MatViewsComponent
+
+            CALLS = []
+
+
+            class AuditedViews(MatViewsComponent):
+                def execute(self, context, matviews):
+                    CALLS.append(sorted(key.to_user_string() for key in context.selected_asset_keys))
+                    yield from super().execute(context, matviews)
+            """
+        )
+    )
+    (package / "defs" / "views" / "defs.yaml").write_text(
+        textwrap.dedent(
+            """
+            type: matviews_demo.audited.AuditedViews
+            attributes:
+              dsn: "{{ env.APP_DSN }}"
+              translation: {key_prefix: [pg]}
+              views:
+                - name: mv_plans
+                  sql: SELECT plan, count(*) AS n FROM users GROUP BY plan
+            """
+        )
+    )
+    monkeypatch.setenv("APP_DSN", dsn)
+    monkeypatch.syspath_prepend(str(project))
+    defs = dg.load_from_defs_folder(project_root=project)
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    plans, users_table = dg.AssetKey(["pg", "public", "mv_plans"]), dg.AssetKey(["pg", "public", "users"])
+    assert [dep.asset_key for dep in specs[plans].deps] == [users_table] and users_table in specs
+    assert defs.resolve_implicit_global_asset_job_def().execute_in_process().success
+    from matviews_demo.audited import CALLS  # type: ignore[import-not-found]
+
+    assert CALLS == [["pg/public/mv_plans"]]
+    assert scalar(db, "SELECT count(*) FROM mat_view_create_runs WHERE status = 'success'") == 1

@@ -24,18 +24,6 @@ SLOW = MatViewDefinition(
 FAST = MatViewDefinition(name="mv_fast", sql="SELECT id FROM users")
 
 
-@pytest.fixture
-def sleepy(db, users):
-    """``mv_slow`` reads ``sleep_seconds``: set it to make refreshes take that long."""
-    db.execute("CREATE TABLE sleep_seconds (s float)")
-    db.execute("INSERT INTO sleep_seconds VALUES (0)")
-
-    def set_sleep(seconds: float) -> None:
-        db.execute("UPDATE sleep_seconds SET s = %s", (seconds,))
-
-    return set_sleep
-
-
 @pytest.mark.parametrize(
     ("value", "expected"),
     [

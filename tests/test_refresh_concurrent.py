@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 from conftest import scalar
 from psycopg import sql
 
-from matviews_dagster import MatViewDefinition
+from matviews_dagster import MatViewDefinition, build_definitions
 
 USERS = MatViewDefinition(
     name="mv_users",
@@ -135,3 +136,30 @@ def test_the_check_reads_the_deployed_query_and_tolerates_volatile_ones(make_mv,
     edited = sampled.model_copy(update={"sql": "SELECT id, plan FROM users WHERE id > 5"})
     result = make_mv(edited).refresh("mv_sample")
     assert result.ok, result.error
+
+
+def test_concurrent_null_trap_is_reported(make_mv, dsn, db, users) -> None:
+    definition = MatViewDefinition(
+        name="mv_plans",
+        sql="SELECT nullif(id, 3) AS id, plan FROM users",
+        refresh_strategy="concurrent",
+        unique_index_columns=["id"],
+    )
+    mv = make_mv(definition)
+    mv.create("mv_plans")
+    result = mv.refresh("mv_plans")
+    assert result.status == "success"
+    warnings = mv.history(kind="refresh", limit=1)[0]["meta"]["warnings"]
+    assert "has NULLs in id" in warnings[0] and "every concurrent refresh rewrites" in warnings[0]
+
+    defs = build_definitions([definition], dsn=dsn)
+    key = dg.AssetKey(["public", "mv_plans"])
+    job = dg.Definitions.merge(
+        defs, dg.Definitions(jobs=[dg.define_asset_job("checks", selection=dg.AssetSelection.checks_for_assets(key))])
+    ).resolve_job_def("checks")
+    check = next(e for e in job.execute_in_process().get_asset_check_evaluations() if e.check_name == "unique_index")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN and "NULLs in id" in check.description
+
+    db.execute("DELETE FROM users WHERE id = 3")
+    mv.refresh("mv_plans")
+    assert "warnings" not in mv.history(kind="refresh", limit=1)[0]["meta"]

@@ -27,18 +27,6 @@ def overlap(a: tuple, b: tuple) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-@pytest.fixture
-def sleepy(db, users):
-    """Views built with ``slow`` take ``sleep_seconds.s`` seconds to build and refresh."""
-    db.execute("CREATE TABLE sleep_seconds (s float)")
-    db.execute("INSERT INTO sleep_seconds VALUES (0)")
-
-    def set_sleep(seconds: float) -> None:
-        db.execute("UPDATE sleep_seconds SET s = %s", (seconds,))
-
-    return set_sleep
-
-
 def test_independent_views_overlap_and_dependents_wait(make_mv, db, sleepy) -> None:
     mv = make_mv(slow("mv_a"), slow("mv_b"), slow("mv_after_a", "mv_a"))
     assert all(r.ok for r in mv.create_many())

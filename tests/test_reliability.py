@@ -5,25 +5,17 @@ from __future__ import annotations
 import threading
 import time
 
-import dagster as dg
 import psycopg
 import pytest
 from conftest import scalar
 
-from matviews_dagster import MatViewDefinition, build_definitions
+from matviews_dagster import MatViewDefinition
 
 SLOW = MatViewDefinition(
     name="mv_slow",
     sql="SELECT u.id FROM users u CROSS JOIN (SELECT pg_sleep(s) FROM sleep_seconds) z",
     unique_index_columns=["id"],
 )
-
-
-@pytest.fixture
-def sleepy(db, users):
-    db.execute("CREATE TABLE sleep_seconds (s float)")
-    db.execute("INSERT INTO sleep_seconds VALUES (0)")
-    return lambda seconds: db.execute("UPDATE sleep_seconds SET s = %s", (seconds,))
 
 
 @pytest.mark.parametrize("strategy", ["regular", "concurrent", "swap"])
@@ -84,30 +76,3 @@ def test_refresh_never_queues_readers_for_longer_than_lock_timeout(make_mv, dsn,
     assert max(waits) < 0.6, f"a reader waited {max(waits):.3f}s behind the refresh's lock request"
     assert scalar(db, "SELECT count(*) FROM mv_users") == 10
     assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'mv_users_mv%%'") == 0
-
-
-def test_concurrent_null_trap_is_reported(make_mv, dsn, db, users) -> None:
-    definition = MatViewDefinition(
-        name="mv_plans",
-        sql="SELECT nullif(id, 3) AS id, plan FROM users",
-        refresh_strategy="concurrent",
-        unique_index_columns=["id"],
-    )
-    mv = make_mv(definition)
-    mv.create("mv_plans")
-    result = mv.refresh("mv_plans")
-    assert result.status == "success"
-    warnings = mv.history(kind="refresh", limit=1)[0]["meta"]["warnings"]
-    assert "has NULLs in id" in warnings[0] and "every concurrent refresh rewrites" in warnings[0]
-
-    defs = build_definitions([definition], dsn=dsn)
-    key = dg.AssetKey(["public", "mv_plans"])
-    job = dg.Definitions.merge(
-        defs, dg.Definitions(jobs=[dg.define_asset_job("checks", selection=dg.AssetSelection.checks_for_assets(key))])
-    ).resolve_job_def("checks")
-    check = next(e for e in job.execute_in_process().get_asset_check_evaluations() if e.check_name == "unique_index")
-    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN and "NULLs in id" in check.description
-
-    db.execute("DELETE FROM users WHERE id = 3")
-    mv.refresh("mv_plans")
-    assert "warnings" not in mv.history(kind="refresh", limit=1)[0]["meta"]

@@ -11,6 +11,7 @@ from datetime import datetime
 import psycopg
 
 from .names import QualifiedName
+from .timing import elapsed_ms, seconds_to_ms
 
 LOCK_NAMESPACE = 0x4D56  # "MV": the first key of every advisory lock this package takes
 LOCK_ARGS = "%s, hashtext(%s)"
@@ -65,7 +66,7 @@ def view_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float
     assert row is not None
     if not row[0]:
         _wait_for_lock(conn, name, wait_seconds, started)
-    held = HeldLock(int((time.monotonic() - started) * 1000), row[1], contended=not row[0])
+    held = HeldLock(elapsed_ms(started), row[1], contended=not row[0])
     try:
         yield held
     finally:
@@ -75,10 +76,10 @@ def view_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float
 
 def _wait_for_lock(conn: psycopg.Connection, name: QualifiedName, wait_seconds: float, started: float) -> None:
     try:
-        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(int(wait_seconds * 1000), 1)}ms",))
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(seconds_to_ms(wait_seconds), 1)}ms",))
         conn.execute(f"SELECT pg_advisory_lock({LOCK_ARGS})", (LOCK_NAMESPACE, str(name)))
     except psycopg.errors.LockNotAvailable:
-        waited = int((time.monotonic() - started) * 1000)
+        waited = elapsed_ms(started)
         holder = None if conn.broken else lock_holder(conn, name)
         raise ViewLockTimeout(
             f"timed out after {wait_seconds:g}s waiting for {name}: another operation holds it", waited, holder

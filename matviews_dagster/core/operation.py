@@ -24,6 +24,7 @@ from .locks import HeldLock, ViewLockTimeout, view_lock
 from .result import OperationResult
 from .services.response import ServiceError, ServiceResponse
 from .services.swap import drop_swap_leftovers
+from .timing import elapsed_ms, seconds_to_ms
 from .vocabulary import RunKind
 
 _SETTING_SOURCES = {
@@ -94,10 +95,10 @@ class Operation:
             response = ServiceResponse.failure(f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
         except BaseException as exc:
             error = f"interrupted ({type(exc).__name__})"
-            store.finish(kind, run_id, status="failed", duration_ms=_elapsed_ms(started), meta={}, error=error)
+            store.finish(kind, run_id, status="failed", duration_ms=elapsed_ms(started), meta={}, error=error)
             raise
         table_wait_ms = int(response.meta.get("table_lock_wait_ms") or 0)
-        duration_ms = max(_elapsed_ms(started) - table_wait_ms, 0)  # the work, not the waits
+        duration_ms = max(elapsed_ms(started) - table_wait_ms, 0)  # the work, not the waits
         self.payload = response.payload
         status = "success" if response.ok else "failed"
         if response.meta.get("sqlstate") == TIMED_OUT and "statement timeout" in (response.error or ""):
@@ -240,10 +241,6 @@ def failed_before_start(
     return OperationResult(kind, definition.name, "failed", "error", run_id=run_id, error=error, hint=hint)
 
 
-def _elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
-
-
 _TIMEOUTS: weakref.WeakKeyDictionary[psycopg.Connection, float | None] = weakref.WeakKeyDictionary()
 
 
@@ -253,7 +250,7 @@ def _statement_timeout(conn: psycopg.Connection, seconds: float | None) -> None:
     if _TIMEOUTS.get(conn) == seconds:
         return
     if seconds:
-        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(seconds * 1000)}ms",))
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{seconds_to_ms(seconds)}ms",))
     elif conn in _TIMEOUTS:
         conn.execute("RESET statement_timeout")
     _TIMEOUTS[conn] = seconds

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .timing import seconds_to_ms
+
 
 @dataclass(frozen=True)
 class MatViewsSettings:
@@ -30,7 +32,7 @@ class MatViewsSettings:
 
     @property
     def lock_timeout_ms(self) -> int:
-        return int(self.lock_timeout * 1000)
+        return seconds_to_ms(self.lock_timeout)
 
 
 DEFAULTS = MatViewsSettings()

@@ -1,4 +1,5 @@
-"""The demo's source data as a Dagster asset, upstream of the demo views."""
+"""The demo's source data as a Dagster asset, upstream of the demo views; its keys are the
+translator's source keys, so the views' deps point at it whatever the translator does."""
 
 from collections.abc import Iterator
 
@@ -7,7 +8,7 @@ from pydantic import Field
 
 from ..core.names import QualifiedName
 from ..resources import MatViewsResource
-from ..translator import relation_key
+from ..translator import DagsterMatViewTranslator
 from .data import TABLES, USERS_PER_SCALE, seed_demo_data
 
 
@@ -15,19 +16,27 @@ class DemoDataConfig(dg.Config):
     scale: int = Field(default=1, ge=1, description=f"{USERS_PER_SCALE} users per unit.")
 
 
-@dg.multi_asset(
-    name="demo_source_data",
-    specs=[
-        dg.AssetSpec(relation_key(QualifiedName("public", table)), kinds={"postgres"}, group_name="demo_sources")
-        for table in TABLES
-    ],
-)
-def demo_source_data(config: DemoDataConfig, matviews: MatViewsResource) -> Iterator[dg.MaterializeResult]:
-    """(Re)load users, accounts, events and sessions at ``scale``."""
-    with matviews.get_connection() as conn:
-        counts = seed_demo_data(conn, config.scale)
-    for table, rows in counts.items():
-        yield dg.MaterializeResult(
-            asset_key=relation_key(QualifiedName("public", table)),
-            metadata={"dagster/row_count": dg.MetadataValue.int(rows)},
-        )
+def build_demo_source_data(translator: DagsterMatViewTranslator | None = None) -> dg.AssetsDefinition:
+    """``demo_source_data``: one asset per demo table (users, accounts, events, sessions), keyed
+    by ``translator.get_source_asset_key`` as the views that read them."""
+    translator = translator or DagsterMatViewTranslator()
+    keys = {table: translator.get_source_asset_key(QualifiedName("public", table)) for table in TABLES}
+
+    @dg.multi_asset(
+        name="demo_source_data",
+        specs=[dg.AssetSpec(key, kinds={"postgres"}, group_name="demo_sources") for key in keys.values()],
+    )
+    def demo_source_data(config: DemoDataConfig, matviews: MatViewsResource) -> Iterator[dg.MaterializeResult]:
+        """(Re)load users, accounts, events and sessions at ``scale``."""
+        with matviews.get_connection() as conn:
+            counts = seed_demo_data(conn, config.scale)
+        for table, rows in counts.items():
+            yield dg.MaterializeResult(
+                asset_key=keys[table], metadata={"dagster/row_count": dg.MetadataValue.int(rows)}
+            )
+
+    return demo_source_data
+
+
+demo_source_data = build_demo_source_data()
+"""The demo's source data with the default translator's keys (``[public, users]``, ...)."""

@@ -20,6 +20,7 @@ from psycopg import sql
 
 from ..catalog import MatViewState, columns_with_nulls, index_key_columns
 from ..names import QualifiedName
+from ..timing import elapsed_ms
 from .owner_rights import OwnerRightsRefused, owner_scratch
 from .response import ServiceError, describe_db_error
 from .statement_log import StatementLog
@@ -75,13 +76,13 @@ def refresh_and_verify(
             f"{describe_db_error(exc)} (GRANT SELECT ON {name} to the role lets it scan the view)",
         )
     if not suspect:
-        return Verified(_ms_since(started))
+        return Verified(elapsed_ms(started))
     key = index_key_columns(conn, state.oid, index)
     try:
         duplicate = _duplicate_key(conn, log, name, state, key)
     except (OwnerRightsRefused, psycopg.errors.InsufficientPrivilege) as exc:
         why = f"{exc}; {exc.hint}" if isinstance(exc, OwnerRightsRefused) else describe_db_error(exc)
-        return Verified(_ms_since(started), True, "; ".join(filter(None, [unreadable, why])))
+        return Verified(elapsed_ms(started), True, "; ".join(filter(None, [unreadable, why])))
     if duplicate is not None:
         values = ", ".join(repr(value)[:40] for value in duplicate[:-1])
         raise ServiceError(
@@ -92,7 +93,7 @@ def refresh_and_verify(
             "duplicate key",
             duplicate_key=[str(value) for value in duplicate[:-1]],
         )
-    return Verified(_ms_since(started), True)
+    return Verified(elapsed_ms(started), True)
 
 
 def _duplicate_key(
@@ -121,10 +122,6 @@ def _duplicate_key(
         duplicate = conn.execute(check).fetchone()
         raise psycopg.Rollback(savepoint)  # nothing of the check stays (a scratch view, the search path)
     return tuple(duplicate) if duplicate is not None else None
-
-
-def _ms_since(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
 
 
 def null_trap_warning(conn: psycopg.Connection, name: QualifiedName, oid: int, index: str) -> str | None:

@@ -16,6 +16,7 @@ import psycopg
 
 from ..catalog import lock_holders
 from ..settings import DEFAULTS, MatViewsSettings
+from ..timing import elapsed_ms
 from .response import ServiceError
 
 
@@ -95,7 +96,7 @@ class LockAttempts:
             attempt = LockAttempt(self.conn, self.policy, number, self.pipeline)
             yield attempt
             if attempt.succeeded:
-                self.number, self.waited_ms = number, int((tried - started) * 1000)
+                self.number, self.waited_ms = number, elapsed_ms(started) - elapsed_ms(tried)
                 return
             holders = lock_holders(self.conn, self.oids)
             if number < self.policy.attempts:
@@ -106,7 +107,7 @@ class LockAttempts:
             hint="end the blocking transaction, or retry later; lock_timeout bounds each attempt",
             lock_attempts=self.policy.attempts,
             lock_holders=holders,
-            table_lock_wait_ms=int((time.monotonic() - started) * 1000),
+            table_lock_wait_ms=elapsed_ms(started),
         )
 
 
@@ -132,7 +133,7 @@ def wait_until_free(conn: psycopg.Connection, oid: int, modes: tuple[str, ...], 
             break
         time.sleep(pause)
         pause = min(pause * 2, 0.2)
-    return int((time.monotonic() - started) * 1000)
+    return elapsed_ms(started)
 
 
 EXCLUSIVE_CONFLICTS = (

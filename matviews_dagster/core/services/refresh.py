@@ -11,6 +11,7 @@ from psycopg import sql
 
 from ..catalog import MatViewState, matview_state, usable_unique_index
 from ..definition import MatViewDefinition
+from ..timing import seconds_to_ms
 from ..vocabulary import Strategy
 from .concurrent_check import null_trap_warning, refresh_and_verify
 from .locking import EXCLUSIVE_CONFLICTS, LockAttempts, LockPolicy, wait_until_free
@@ -167,7 +168,7 @@ def _server_ms(before: psycopg.Cursor, after: psycopg.Cursor) -> int:
     """Milliseconds between two ``clock_timestamp()`` readings of the server."""
     start, end = before.fetchone(), after.fetchone()
     assert start is not None and end is not None
-    return int((end[0] - start[0]).total_seconds() * 1000)
+    return seconds_to_ms((end[0] - start[0]).total_seconds())
 
 
 STRATEGIES: dict[Strategy, RefreshFunction] = {

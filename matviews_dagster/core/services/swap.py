@@ -22,6 +22,7 @@ from psycopg import sql
 from ..catalog import MatViewState, column_names, matview_state
 from ..definition import MatViewDefinition
 from ..names import QualifiedName, derived_name
+from ..timing import seconds_to_ms
 from . import carry_over, dependents, owner_rights
 from .binding import bind_search_path, does_not_compile, refused_at_compile_time
 from .indexes import (
@@ -142,7 +143,7 @@ def rebuild(
             drop_swap_leftovers(conn, name)
         raise
     # the attempts that timed out, then the waits of the ones that won: the build's, the rename's
-    table_wait = builds.waited_ms + swaps.waited_ms + int((build_wait_s + swap_wait_s) * 1000)
+    table_wait = builds.waited_ms + swaps.waited_ms + seconds_to_ms(build_wait_s + swap_wait_s)
     result.meta.update(lock_attempts=swaps.number, table_lock_wait_ms=table_wait, indexes=[f for f, _, _ in renames])
     if built_on:
         result.meta["recreated_dependents"] = [str(relation) for relation in built_on]

@@ -10,6 +10,9 @@ from psycopg.types.json import Jsonb
 from ..vocabulary import RUN_KINDS, RunKind
 from .migrations import RESULT_COLUMNS, RUN_TABLES, Migrations
 
+_NOW = object()
+"""A column value that is the server's ``now()``."""
+
 
 class RunRecords(Migrations):
     """Writing the run tables (``mat_view_{create,refresh,delete}_runs``): one row per
@@ -32,22 +35,9 @@ class RunRecords(Migrations):
         the view's other ``running`` rows of every kind ``failed`` (abandoned): they belong to
         processes that died, since no live one can hold the lock.
         """
-        self.ensure_migrated()
-        insert = sql.SQL(
-            """INSERT INTO {} (mat_view_definition_id, view_name, database_name, status, meta, dagster_run_id)
-               VALUES (%(definition_id)s, %(view)s, %(db)s, 'running', %(meta)s, %(dagster_run_id)s) RETURNING id"""
-        ).format(self.table(RUN_TABLES[kind]))
-        query = sql.SQL("WITH {} {}").format(self._abandon(), insert) if reconcile else insert
-        params = {
-            "definition_id": definition_id,
-            "view": view_name,
-            "db": database_name,
-            "meta": Jsonb(meta),
-            "dagster_run_id": dagster_run_id,
-        }
-        row = self.run(lambda conn: conn.execute(query, params).fetchone())
-        assert row is not None
-        return int(row["id"])
+        values = {"status": "running"}
+        prefix = self._abandon() if reconcile else None
+        return self._insert(kind, view_name, database_name, definition_id, meta, dagster_run_id, values, prefix)
 
     def finish(
         self,
@@ -99,40 +89,52 @@ class RunRecords(Migrations):
     ) -> int:
         """Insert an already finished row in one statement: a run that failed before its work
         began, or a view another operation dropped (``DROP ... CASCADE``)."""
-        self.ensure_migrated()
         results = _results(kind, meta)
-        query = sql.SQL(
-            """INSERT INTO {table} (mat_view_definition_id, view_name, database_name, status, finished_at,
-                               duration_ms, error, meta, dagster_run_id{columns})
-               VALUES (%(definition_id)s, %(view)s, %(db)s, %(status)s, now(), 0, %(error)s, %(meta)s,
-                       %(dagster_run_id)s{values}) RETURNING id"""
-        ).format(
-            table=self.table(RUN_TABLES[kind]),
-            columns=sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(name)) for name in results),
-            values=sql.SQL("").join(sql.SQL(", {}").format(sql.Placeholder(f"result_{name}")) for name in results),
-        )
-        params = {
-            "definition_id": definition_id,
-            "view": view_name,
-            "db": database_name,
-            "status": status,
-            "error": error,
+        values = {"status": status, "finished_at": _NOW, "duration_ms": 0, "error": error, **results}
+        return self._insert(kind, view_name, database_name, definition_id, meta, dagster_run_id, values)
+
+    def _insert(
+        self,
+        kind: RunKind,
+        view_name: str,
+        database_name: str,
+        definition_id: int | None,
+        meta: dict[str, Any],
+        dagster_run_id: str | None,
+        values: dict[str, Any],
+        prefix: sql.Composable | None = None,
+    ) -> int:
+        """Insert one run row (``values`` are its other columns; ``_NOW``: the server's time),
+        after ``prefix``'s common table expressions when given; returns its id."""
+        self.ensure_migrated()
+        columns = {
+            "mat_view_definition_id": definition_id,
+            "view_name": view_name,
+            "database_name": database_name,
             "meta": Jsonb(meta),
             "dagster_run_id": dagster_run_id,
-            **{f"result_{name}": value for name, value in results.items()},
+            **values,
         }
+        insert = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id").format(
+            self.table(RUN_TABLES[kind]),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(sql.SQL("now()") if v is _NOW else sql.Placeholder(k) for k, v in columns.items()),
+        )
+        query = sql.SQL("WITH {} {}").format(prefix, insert) if prefix is not None else insert
+        params = {k: v for k, v in columns.items() if v is not _NOW}
         row = self.run(lambda conn: conn.execute(query, params).fetchone())
         assert row is not None
         return int(row["id"])
 
     def _abandon(self) -> sql.Composed:
-        """CTEs marking the ``running`` rows of view ``%(view)s`` in ``%(db)s`` failed, one per
+        """CTEs marking the ``running`` rows of view ``%(view_name)s`` in ``%(database_name)s`` failed, one per
         kind, each returning a row per row marked."""
         return sql.SQL(", ").join(
             sql.SQL(
                 """{alias} AS (UPDATE {table} SET status = 'failed', finished_at = now(),
                      error = 'abandoned: the process running this operation died before finishing'
-                   WHERE database_name = %(db)s AND view_name = %(view)s AND status = 'running' RETURNING 1)"""
+                   WHERE database_name = %(database_name)s AND view_name = %(view_name)s AND status = 'running'
+                   RETURNING 1)"""
             ).format(alias=sql.Identifier(f"abandoned_{kind}"), table=self.table(RUN_TABLES[kind]))
             for kind in RUN_KINDS
         )
