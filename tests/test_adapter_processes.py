@@ -165,10 +165,11 @@ def _daemon(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen
 @pytest.mark.timeout(600)
 def test_the_queue_under_faults(tmp_path, dsn, storage_dsn, db, users) -> None:
     """Two code locations share the run tables. One daemon drains until a run is in the middle
-    of its step, then its process group is killed (-9); it comes back next to a second daemon
-    on the same instance. Every request ends: ``success``, served by the one run its run key
-    names, which refreshed its view; or ``failed`` saying its run died. No run key ran twice;
-    each location's runs touched only its own views."""
+    of its step, then its process group is killed (-9) and it comes back (one daemon per
+    instance, as Dagster requires: a second one races the run queue and fails runs it did not
+    launch). Every request ends: ``success``, served by the one run its run key names, which
+    refreshed its view; or ``failed`` saying its run died. No run key ran twice; each
+    location's runs touched only its own views."""
     users(10)
     locations = {"loc_a": [f"mv_a{i}" for i in range(5)], "loc_b": [f"mv_b{i}" for i in range(5)]}
     everything = [name for names in locations.values() for name in names]
@@ -193,7 +194,6 @@ def test_the_queue_under_faults(tmp_path, dsn, storage_dsn, db, users) -> None:
     unfinished = "SELECT count(*) FROM mat_view_run_requests WHERE status IN ('pending', 'submitted')"
     in_step = "SELECT count(*) FROM mat_view_run_requests WHERE status = 'submitted' AND running_since IS NOT NULL"
     first = _daemon(daemon, tmp_path, env)
-    second = None
     try:
         wait_for(lambda: scalar(db, "SELECT count(*) FROM mat_view_queue_consumers") == 2, 180, "both sensors")
         writers = [
@@ -207,9 +207,8 @@ def test_the_queue_under_faults(tmp_path, dsn, storage_dsn, db, users) -> None:
         for writer in writers:
             assert writer.wait(120) == 0
         first = _daemon(daemon, tmp_path, env)
-        second = _daemon(daemon, tmp_path, env)
         wait_for(lambda: scalar(db, unfinished) == 0, 240, "every request to end")
-        # the same queue afterwards, two daemons serving the instance: every request succeeds
+        # the same queue afterwards, served by the restarted daemon: every request succeeds
         later = scalar(db, "SELECT max(id) FROM mat_view_run_requests")
         writers = [
             subprocess.Popen([sys.executable, "enqueue.py", ",".join(everything[i::2]), "20"], cwd=tmp_path, env=env)
@@ -219,11 +218,9 @@ def test_the_queue_under_faults(tmp_path, dsn, storage_dsn, db, users) -> None:
             assert writer.wait(120) == 0
         wait_for(lambda: scalar(db, unfinished) == 0, 150, "the later requests to end")
     finally:
-        for process in (first, second):
-            if process is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-                process.wait(60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGTERM)
+        first.wait(60)
     rows = db.execute(
         "SELECT view_name, status, error, run_key, dagster_run_id, id FROM mat_view_run_requests"
     ).fetchall()

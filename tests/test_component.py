@@ -29,8 +29,11 @@ def dg_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProces
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A copy of the example dg project, so a run writes nothing into the repository."""
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the example dg project, so a run writes nothing into the repository. The package
+    an earlier test imported in this process is forgotten, so a load reads this copy."""
+    for name in [m for m in sys.modules if m == "matviews_demo" or m.startswith("matviews_demo.")]:
+        monkeypatch.delitem(sys.modules, name)
     copy = tmp_path / "matviews_demo"
     shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("__pycache__", ".matviews"))
     return copy
@@ -90,7 +93,7 @@ def test_inline_views_translation_automation_and_freshness_from_defs_yaml(projec
     )
     monkeypatch.setenv("APP_DSN", dsn)
     monkeypatch.syspath_prepend(str(project))  # the project's package, as `pip install -e .` would
-    defs = dg.load_from_defs_folder(project_root=project)
+    defs = dg.load_from_defs_folder(path_within_project=project)
     specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
     plans, pro, nightly = (dg.AssetKey(["pg", "public", name]) for name in ("mv_plans", "mv_pro", "mv_nightly"))
     assert {plans, pro, nightly} <= set(specs)
@@ -176,8 +179,8 @@ def test_a_freshness_window_dagster_refuses_is_refused_by_the_definition() -> No
 def test_execute_is_the_one_place_to_override_and_the_prefix_reaches_the_sources(project, dsn, db, users, monkeypatch):
     """A subclass's ``execute`` is the step's body (its assets built by ``@matview_assets``), and
     ``translation.key_prefix`` keys the source tables too, so lineage meets them."""
-    package = project / "matviews_demo"
-    (package / "audited.py").write_text(
+    module = f"audited_views_{os.getpid()}_{time.monotonic_ns()}"  # a module no other test imported
+    (project / f"{module}.py").write_text(
         textwrap.dedent(
             """
             from matviews_dagster import MatViewsComponent
@@ -192,13 +195,13 @@ def test_execute_is_the_one_place_to_override_and_the_prefix_reaches_the_sources
             """
         )
     )
-    (package / "defs" / "views" / "defs.yaml").write_text(
+    (project / "matviews_demo" / "defs" / "views" / "defs.yaml").write_text(
         textwrap.dedent(
-            """
-            type: matviews_demo.audited.AuditedViews
+            f"""
+            type: {module}.AuditedViews
             attributes:
-              dsn: "{{ env.APP_DSN }}"
-              translation: {key_prefix: [pg]}
+              dsn: "{{{{ env.APP_DSN }}}}"
+              translation: {{key_prefix: [pg]}}
               views:
                 - name: mv_plans
                   sql: SELECT plan, count(*) AS n FROM users GROUP BY plan
@@ -207,12 +210,12 @@ def test_execute_is_the_one_place_to_override_and_the_prefix_reaches_the_sources
     )
     monkeypatch.setenv("APP_DSN", dsn)
     monkeypatch.syspath_prepend(str(project))
-    defs = dg.load_from_defs_folder(project_root=project)
+    defs = dg.load_from_defs_folder(path_within_project=project)
     specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
     plans, users_table = dg.AssetKey(["pg", "public", "mv_plans"]), dg.AssetKey(["pg", "public", "users"])
     assert [dep.asset_key for dep in specs[plans].deps] == [users_table] and users_table in specs
     assert defs.resolve_implicit_global_asset_job_def().execute_in_process().success
-    from matviews_demo.audited import CALLS  # type: ignore[import-not-found]
+    import importlib
 
-    assert CALLS == [["pg/public/mv_plans"]]
+    assert importlib.import_module(module).CALLS == [["pg/public/mv_plans"]]
     assert scalar(db, "SELECT count(*) FROM mat_view_create_runs WHERE status = 'success'") == 1

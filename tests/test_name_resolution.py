@@ -40,8 +40,7 @@ def test_create_and_refresh_agree_with_the_graph_whatever_the_dsn_says(
     db.execute("CREATE TABLE public.orders (day date, amount numeric)")  # a decoy the DSN might find first
     db.execute("INSERT INTO public.orders VALUES ('2026-11-02', 1000)")
     target = make_conninfo(dsn, options=f"-c search_path={dsn_search_path}") if dsn_search_path is not None else dsn
-    mv = make_mv(WEEKLY, REVENUE)
-    mv.dsn = target
+    mv = make_mv(WEEKLY, REVENUE, dsn=target, runs_dsn=dsn)  # the work's connections under the DSN's path
     created = list(mv.create_many())
     assert [r.view for r in created] == ["reporting.mv_daily_revenue", "reporting.mv_weekly"]
     assert all(r.ok and not r.warnings for r in created), created

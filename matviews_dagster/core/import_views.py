@@ -81,11 +81,11 @@ def definitions_yaml(definitions: Sequence[MatViewDefinition], notes: Sequence[s
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     Dumper.add_representer(str, text)
-    defaults = MatViewDefinition(name="x", sql="SELECT 1").model_dump()
+    defaults = MatViewDefinition(name="x", sql="SELECT 1").model_dump(mode="json")
     views = [
         {
             key: value
-            for key, value in definition.model_dump().items()
+            for key, value in definition.model_dump(mode="json").items()
             if key in ("name", "sql") or value != defaults[key]
         }
         for definition in definitions

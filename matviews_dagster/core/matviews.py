@@ -167,7 +167,7 @@ class MatViews(DefinedViews):
                 return OperationResult("refresh", definition.name, "success", SOURCES_UNCHANGED)
             return refresh_one(self.db, self, definition, conn, **planned[definition.name])
 
-        return self._each("refresh", selected, one, max_parallel, dagster_run_id)
+        return self._each("refresh", selected, one, max_parallel, dagster_run_id, alone=False)
 
     def create_many(
         self,
@@ -221,12 +221,14 @@ class MatViews(DefinedViews):
         dagster_run_id: str | None,
         *,
         reverse: bool = False,
+        alone: bool = True,
     ) -> Iterator[OperationResult]:
-        """``one`` on each selected view: one view alone in the calling thread, its operation
-        opening its own connection; more through ``batch`` (worker connections, dependency
-        order). ``max_parallel`` is checked now, the work starts on the first ``next``."""
+        """``one`` on each selected view: one view ``alone`` in the calling thread, its operation
+        opening its own connection; more (or one that needs a connection first) through ``batch``
+        (worker connections, dependency order). ``max_parallel`` is checked now, the work starts
+        on the first ``next``."""
         positive_integer(max_parallel, "max_parallel")
-        if len(selected) == 1:
+        if alone and len(selected) == 1:
             return (one(definition, None) for definition in selected)
         graph = self.graph_of(selected)
         return batch.run_batch(
