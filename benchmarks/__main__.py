@@ -28,6 +28,7 @@ SUITES = (
     "queue",
     "changes",
     "many",
+    "dagster_dbt",
 )
 
 
@@ -63,7 +64,21 @@ def _meta(bench: Bench, machine: str, elapsed_s: float) -> str:
 @click.option(
     "--dbt", "dbt", envvar="MATVIEWS_BENCH_DBT", help="dbt executable (dbt-postgres); without it dbt is left out."
 )
-def main(smoke: bool, repeats: int | None, only: str, out: Path | None, dsn: str | None, dbt: str | None) -> None:
+@click.option(
+    "--dagster-dbt",
+    "dagster_dbt",
+    envvar="MATVIEWS_BENCH_DAGSTER_DBT",
+    help="The dagster executable of a venv with dagster-dbt and dbt-postgres; without it dagster-dbt is left out.",
+)
+def main(
+    smoke: bool,
+    repeats: int | None,
+    only: str,
+    out: Path | None,
+    dsn: str | None,
+    dbt: str | None,
+    dagster_dbt: str | None,
+) -> None:
     """Measure matviews-dagster against the alternatives; ratios are taken within one run."""
     chosen = [name.strip() for name in only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(SUITES))
@@ -77,7 +92,7 @@ def main(smoke: bool, repeats: int | None, only: str, out: Path | None, dsn: str
     results = workdir / "results.json"
     merged = json.loads(results.read_text()) if results.exists() and not smoke else {}
     with server(dsn) as server_dsn:
-        bench = Bench(server_dsn, repeats or (1 if smoke else 5), smoke, workdir, dbt, find_psql())
+        bench = Bench(server_dsn, repeats or (1 if smoke else 5), smoke, workdir, dbt, find_psql(), dagster_dbt)
         machine = _machine(bench)
         sections: list[Section] = []
         for name in chosen:

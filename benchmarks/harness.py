@@ -105,6 +105,7 @@ class Bench:
     workdir: Path
     dbt: str | None
     psql: str | None
+    dagster_dbt: str | None = None  # the ``dagster`` of a venv holding dagster-dbt
 
     @contextmanager
     def database(self, prefix: str) -> Iterator[str]:
