@@ -1,21 +1,20 @@
-"""Core results as Dagster events: one ``MaterializeResult`` and its check results per view,
+"""Core results as Dagster events: one ``MaterializeResult`` and one check result per view,
 the create job's materializations, the steps' failures and outputs, hints in run-config words.
 
 The invocations (``invocation``) stream these as each view finishes, as dagster-dbt's
 ``DbtEventIterator`` does for models; this module only translates.
 """
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
+from .check_specs import CHECK_NAME
 from .core.catalog import ViewDescription
 from .core.health_checks import CheckOutcome
 from .core.messages import in_words
 from .core.result import OperationResult
-
-if TYPE_CHECKING:
-    pass
 
 RefreshEvent = dg.MaterializeResult | dg.AssetCheckResult
 _CONFIG_WORDS = {
@@ -31,9 +30,6 @@ def config_words(text: str) -> str:
     """A hint in Dagster's words: the core speaks Python (``cascade=True``), a Dagster user
     sets run config (``cascade: true``)."""
     return in_words(text, _CONFIG_WORDS)
-
-
-_SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
 
 
 def view_metadata(description: ViewDescription, database: str) -> dict[str, Any]:
@@ -67,15 +63,23 @@ def materialize_result(key: dg.AssetKey, result: OperationResult, strategy: str)
     return dg.MaterializeResult(asset_key=key, metadata=metadata)
 
 
-def check_result(key: dg.AssetKey, outcome: CheckOutcome) -> dg.AssetCheckResult:
-    metadata: dict[str, Any] = dict(outcome.details)
-    metadata.update({name: dg.MetadataValue.md(f"```sql\n{text}\n```") for name, text in outcome.sql.items()})
+def check_result(key: dg.AssetKey, outcomes: Sequence[CheckOutcome]) -> dg.AssetCheckResult:
+    """The view's one ``deployed_as_defined`` result from its verdicts: passed when every one
+    passed; ``ERROR`` when a failed verdict is an error, else ``WARN``; the description of each
+    failed verdict; each verdict, its details and its SQL texts as metadata."""
+    failed = [outcome for outcome in outcomes if not outcome.passed]
+    metadata: dict[str, Any] = {}
+    for outcome in outcomes:
+        metadata[outcome.name] = "passed" if outcome.passed else f"failed ({outcome.severity})"
+        metadata.update(outcome.details)
+        metadata.update({name: dg.MetadataValue.md(f"```sql\n{text}\n```") for name, text in outcome.sql.items()})
+    warning_only = bool(failed) and all(outcome.severity == "warn" for outcome in failed)
     return dg.AssetCheckResult(
         asset_key=key,
-        check_name=outcome.name,
-        passed=outcome.passed,
-        severity=_SEVERITY[outcome.severity],
-        description=outcome.description,
+        check_name=CHECK_NAME,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.WARN if warning_only else dg.AssetCheckSeverity.ERROR,
+        description="; ".join(outcome.description or outcome.name for outcome in failed) or None,
         metadata=metadata,
     )
 

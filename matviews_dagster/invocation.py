@@ -14,8 +14,10 @@ from typing import Any
 
 import dagster as dg
 
+from .check_specs import CHECK_NAME
 from .core.arguments import UNSET
 from .core.definition import MatViewDefinition
+from .core.health_checks import checks_for
 from .core.matviews import MatViews
 from .core.result import OperationResult
 from .core.vocabulary import RUN_KEY_TAG, RunKind
@@ -73,10 +75,11 @@ class RefreshInvocation:
     def stream(self) -> Iterator[RefreshEvent]:
         context, keys = self.context, self.keys
         selected = [self.names[key] for key in context.selected_asset_keys if key in self.names]
-        checks: dict[str, list[str]] = {}
-        for check_key in context.selected_asset_check_keys:
-            if check_key.asset_key in self.names:
-                checks.setdefault(self.names[check_key.asset_key], []).append(check_key.name)
+        checks = {  # the selected views' checks, as the verdicts each carries
+            name: checks_for(self.definitions[check_key.asset_key])
+            for check_key in context.selected_asset_check_keys
+            if check_key.name == CHECK_NAME and (name := self.names.get(check_key.asset_key)) is not None
+        }
         done = refreshed_by_parent_runs(self.open_matviews, context, self.definitions.values())
         if done:
             context.log.info(
@@ -105,12 +108,13 @@ class RefreshInvocation:
                     context.log.error(f"{result.view}: {config_words(result.error or '')}{hint}")
                     continue
                 yield materialize_result(key, result, self.strategy or mv.definition(result.view).refresh_strategy)
-                yield from (check_result(key, outcome) for outcome in result.checks)
+                if result.checks:
+                    yield check_result(key, result.checks)
             settle({r.view: failure_reason(r) for r in failures})
             checks_only = {name: names for name, names in checks.items() if name not in refresh and name not in done}
             if checks_only:
                 for definition, outcomes in mv.check_many(checks_only, max_parallel=self.max_parallel):
-                    yield from (check_result(keys[definition.name], outcome) for outcome in outcomes)
+                    yield check_result(keys[definition.name], outcomes)
         if failures:
             raise step_failure(failures)
 

@@ -60,8 +60,9 @@ def test_one_step_materializes_every_view_with_its_checks(dsn, db, ctl) -> None:
     assert result.success
     assert {e.step_key for e in events(result, "STEP_START")} == {"matviews"}
     assert materialized(result) == {"mv_a", "mv_b", "mv_c", "mv_alone"}
-    evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 8 and all(e.passed for e in evaluations)
+    evaluations = result.get_asset_check_evaluations()  # one check per view, carrying every verdict
+    assert len(evaluations) == 4 and all(e.passed and e.check_name == "deployed_as_defined" for e in evaluations)
+    assert all(e.metadata["populated"].value == e.metadata["definition_matches"].value == "passed" for e in evaluations)
     assert scalar(db, "SELECT count(*) FROM mat_view_create_runs WHERE dagster_run_id = %s", (result.run_id,)) == 4
     metadata = next(
         e.materialization.metadata for e in result.get_asset_materialization_events() if e.asset_key == key("mv_c")
@@ -87,7 +88,12 @@ def test_selecting_only_checks_runs_only_checks(dsn, db, ctl) -> None:
     job = dg.Definitions.merge(defs, dg.Definitions(jobs=[checks_only])).resolve_job_def("checks_only")
     result = job.execute_in_process()
     assert result.success and materialized(result) == set()
-    assert {e.check_name for e in result.get_asset_check_evaluations()} == {"populated", "definition_matches"}
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "deployed_as_defined" and evaluation.passed
+    assert {name: evaluation.metadata[name].value for name in ("populated", "definition_matches")} == {
+        "populated": "passed",
+        "definition_matches": "passed",
+    }
     assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE dagster_run_id = %s", (result.run_id,)) == 0
 
 

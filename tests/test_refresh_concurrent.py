@@ -157,8 +157,9 @@ def test_concurrent_null_trap_is_reported(make_mv, dsn, db, users) -> None:
     job = dg.Definitions.merge(
         defs, dg.Definitions(jobs=[dg.define_asset_job("checks", selection=dg.AssetSelection.checks_for_assets(key))])
     ).resolve_job_def("checks")
-    check = next(e for e in job.execute_in_process().get_asset_check_evaluations() if e.check_name == "unique_index")
+    (check,) = job.execute_in_process().get_asset_check_evaluations()
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN and "NULLs in id" in check.description
+    assert check.metadata["unique_index"].value == "failed (warn)" and check.metadata["populated"].value == "passed"
 
     db.execute("DELETE FROM users WHERE id = 3")
     mv.refresh("mv_plans")

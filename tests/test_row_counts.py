@@ -59,7 +59,7 @@ def test_none_stores_null(make_mv, db, users, option) -> None:
 
 
 def test_omitted_option_uses_the_definitions_row_count_strategy(make_mv, db, users) -> None:
-    mv = make_mv(NO_INDEX.model_copy(update={"row_count_strategy": "none"}))
+    mv = make_mv(MatViewDefinition.model_validate({**NO_INDEX.model_dump(), "row_count_strategy": "none"}))
     mv.create("mv_plain")
     assert mv.refresh("mv_plain").rows_count is None
     assert mv.refresh("mv_plain", "exact").rows_count == 10

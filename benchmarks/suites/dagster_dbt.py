@@ -21,10 +21,19 @@ from ..data import load_source
 from ..harness import Bench, Section, interleaved, libpq_params, ratio, run_process, table
 
 ROWS = 1_000
+NO_CHECKS = "matviews-dagster, checks left out"
 OUR_LOCATION = '''"""{n} chained views through matviews-dagster, default checks on."""
 from matviews_dagster import build_definitions
 
 defs = build_definitions({path!r}, dsn={dsn!r}, pool=None)
+'''
+WITHOUT_CHECKS = '''"""The same views, their checks left out: what the checks cost is the difference."""
+import dagster as dg
+
+from defs import defs as views
+
+job = dg.define_asset_job("views_without_checks", selection=dg.AssetSelection.all().without_checks())
+defs = dg.Definitions.merge(views, dg.Definitions(jobs=[job]))
 '''
 DBT_LOCATION = '''"""The same {n} views as dbt materialized_view models, as dagster-dbt's docs write it."""
 from pathlib import Path
@@ -52,6 +61,7 @@ def _ours(folder: Path, dsn: str, count: int) -> None:
     views = [{"name": f"mv_{i:03d}", "sql": _query(i).format(src="src", prev=f"mv_{i - 1:03d}")} for i in range(count)]
     (folder / "views.yaml").write_text(yaml.safe_dump({"views": views}))
     (folder / "defs.py").write_text(OUR_LOCATION.format(n=count, path=str(folder / "views.yaml"), dsn=dsn))
+    (folder / "without_checks.py").write_text(WITHOUT_CHECKS)
 
 
 def _dbt(folder: Path, dsn: str, count: int) -> None:
@@ -80,11 +90,13 @@ def _dbt(folder: Path, dsn: str, count: int) -> None:
     (folder / "defs.py").write_text(DBT_LOCATION.format(n=count))
 
 
-def _events_of_last_run(home: Path) -> int:
-    """Events the latest run wrote to the instance's (default, SQLite) event log."""
-    runs = home / "history" / "runs"
-    latest = max(runs.glob("*.db"), key=lambda path: path.stat().st_mtime if path.name != "index.db" else 0)
-    with sqlite3.connect(latest) as conn:
+def _events_of_last_run(home: Path, job: str) -> int:
+    """Events the latest run of ``job`` wrote to the instance's (default, SQLite) event log."""
+    with sqlite3.connect(home / "history" / "runs.db") as conn:
+        row = conn.execute(
+            "SELECT run_id FROM runs WHERE pipeline_name = ? ORDER BY create_timestamp DESC LIMIT 1", (job,)
+        ).fetchone()
+    with sqlite3.connect(home / "history" / "runs" / f"{row[0]}.db") as conn:
         return int(conn.execute("SELECT count(*) FROM event_logs").fetchone()[0])
 
 
@@ -104,7 +116,8 @@ def run(bench: Bench) -> Section:
         for dsn in (ours_dsn, dbt_dsn):
             with psycopg.connect(dsn, autocommit=True) as conn:
                 load_source(conn, "src", ROWS)
-        sides = {"matviews-dagster": (ours_dsn, _ours, Path(sys.executable).parent)}
+        ours_bin = Path(sys.executable).parent
+        sides = {"matviews-dagster": (ours_dsn, _ours, ours_bin)}
         if bench.dagster_dbt:
             sides["dagster-dbt (dbt build, 4 threads)"] = (dbt_dsn, _dbt, Path(bench.dagster_dbt).absolute().parent)
         for name, (dsn, write, bin_dir) in sides.items():
@@ -121,10 +134,14 @@ def run(bench: Bench) -> Section:
                 run_process([str(bin_dir / "dbt"), "run", *dbt], env=env)
             materialize = [str(bin_dir / "dagster"), "asset", "materialize", "-f", "defs.py", "--select", "*"]
             contenders[name] = lambda m=materialize, e=env, f=folder, d=dsn: _materialize(m, e, f, d, count)
+            if write is _ours:
+                execute = [str(bin_dir / "dagster"), "job", "execute", "-f", "without_checks.py"]
+                execute += ["-j", "views_without_checks"]
+                contenders[NO_CHECKS] = lambda m=execute, e=env, f=folder, d=dsn: _materialize(m, e, f, d, count)
         samples = interleaved(contenders, bench.repeats)
         for name in contenders:
-            folder = work / ("ours" if name == "matviews-dagster" else "dbt")
-            events[name] = _events_of_last_run(folder)
+            folder = work / ("dbt" if name.startswith("dagster-dbt") else "ours")
+            events[name] = _events_of_last_run(folder, "views_without_checks" if name == NO_CHECKS else "__ASSET_JOB")
     ours = samples["matviews-dagster"]
     rows = [
         [name, f"{count}", sample.cell(), f"{events[name]:,}", f"{ratio(sample, ours):.2f}"]

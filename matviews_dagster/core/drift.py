@@ -119,7 +119,7 @@ def plan_view(
     )
     declared = [shape.name for shape in shapes if any(map(shape.is_declared, declared_indexes(definition)))]
     drop = tuple(s.name for s in shapes if s.name in set(previously_declared) and s.name not in declared)
-    comments = _comments_differ(conn, state.oid, definition)
+    comments = comments_differ(conn, state.oid, definition)
     changed = deployed != expected or add or drop or comments
     rebuilds = tuple(described for described in _built_on(conn, state.oid)) if deployed != expected else ()
     action: Action = "change" if changed else "unchanged"
@@ -182,7 +182,7 @@ def _built_on(conn: psycopg.Connection, oid: int) -> list[str]:
     return [f"{name} ({kind})" for name, kind in dependent_relations(conn, oid)]
 
 
-def _comments_differ(conn: psycopg.Connection, oid: int, definition: MatViewDefinition) -> bool:
+def comments_differ(conn: psycopg.Connection, oid: int, definition: MatViewDefinition) -> bool:
     """Whether a comment the definition sets (``description``, ``column_descriptions``) is not
     the one deployed; comments it does not set are not compared."""
     if definition.description is None and not definition.column_descriptions:

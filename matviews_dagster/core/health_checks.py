@@ -15,7 +15,7 @@ import psycopg
 
 from .catalog import matview_state, usable_unique_index
 from .definition import MatViewDefinition
-from .drift import plan_view
+from .drift import ViewPlan, plan_view
 from .services.concurrent_check import null_trap_warning
 from .services.response import ServiceError, describe_db_error
 from .store import RunStore
@@ -79,18 +79,25 @@ def check_definition(
         plan = plan_view(conn, definition, previously_declared)
     except ServiceError as exc:  # the definition does not compile, or the role cannot compare
         return CheckOutcome("definition_matches", False, f"{exc}; {exc.hint}" if exc.hint else str(exc))
-    if plan.action != "change":
+    return drift_outcome(definition, plan if plan.action == "change" else None)
+
+
+def drift_outcome(definition: MatViewDefinition, drift: ViewPlan | None) -> CheckOutcome:
+    """The ``definition_matches`` verdict of a compared view: passed without ``drift``, else a
+    warning (readers still get the deployed query's rows) saying what differs and what
+    materializing it does under ``on_definition_change``."""
+    if drift is None:
         return CheckOutcome("definition_matches", True)
-    sql = {"deployed": plan.deployed_sql or "", "expected": plan.expected_sql or ""} if plan.query_changed else {}
-    if plan.diff:
-        sql["diff"] = plan.diff
+    sql = {"deployed": drift.deployed_sql or "", "expected": drift.expected_sql or ""} if drift.query_changed else {}
+    if drift.diff:
+        sql["diff"] = drift.diff
     return CheckOutcome(
         "definition_matches",
         False,
-        f"{definition.name} differs from its definition ({plan.summary()}); "
+        f"{definition.name} differs from its definition ({drift.summary()}); "
         f"{_ON_CHANGE[definition.on_definition_change]}",
         "warn",
-        {"change": plan.summary()},
+        {"change": drift.summary()},
         sql=sql,
     )
 

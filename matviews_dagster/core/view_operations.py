@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -19,7 +19,7 @@ from .database import Database
 from .defined_views import DefinedViews
 from .definition import MatViewDefinition
 from .deployed import deployed_identity
-from .drift import ViewPlan, plan_view
+from .drift import ViewPlan, comments_differ, plan_view
 from .operation import Operation, operation
 from .result import OperationResult
 from .services.apply import apply_change
@@ -29,6 +29,9 @@ from .services.refresh import refresh_view
 from .services.response import ServiceError, ServiceResponse
 from .source_versions import flush_statistics, read_versions
 from .vocabulary import REFRESHED_MEANWHILE, RunKind
+
+if TYPE_CHECKING:
+    from .health_checks import CheckOutcome
 
 Connection = psycopg.Connection | None
 """A batch's worker connection, or None: the operation opens its own."""
@@ -88,7 +91,7 @@ def refresh_one(
         if covering is not None:
             skipped = op.run("refresh", options, _refreshed_meanwhile, covering)
             return replace(skipped, outcome=f"skipped ({REFRESHED_MEANWHILE.format(run_id=covering)})")
-    created, query, what = None, None, "create the missing view"
+    created, query, what, kept = None, None, "create the missing view", None
     if create_if_missing and not _exists(op.conn, definition):
         created = _create(op, views, {"force": False, "reason": "create_if_missing", "sql": definition.sql}, False)
     elif isinstance(change := _changed(op), ServiceError):
@@ -106,7 +109,7 @@ def refresh_one(
                 "applied (on_definition_change: warn): "
                 "the deployed query was refreshed; apply it with matviews apply"
             )
-            query = change.deployed_sql
+            query, kept = change.deployed_sql, change
     if created is not None and (not created.ok or created.rows_count is not None):
         result = op.run("refresh", options, _populated_by_create, created, rows, what)  # built: nothing to refresh
     else:
@@ -130,10 +133,20 @@ def refresh_one(
         with contextlib.suppress(psycopg.Error):  # the run is recorded; a description is a bonus
             result = replace(result, description=describe_view(op.conn, definition.qualified), database=op.database)
     if checks and result.ok:
-        from .health_checks import run_checks_safely  # only when checks run (not on the CLI's path)
-
-        result = replace(result, checks=tuple(run_checks_safely(db.runs, op.conn, definition, checks)))
+        result = replace(result, checks=_checks_after_refresh(op, checks, kept))
     return result
+
+
+def _checks_after_refresh(op: Operation, names: Sequence[str], drift: ViewPlan | None) -> tuple[CheckOutcome, ...]:
+    """The ``names`` checks of a view just refreshed, taken from what the refresh established
+    where it did: a view ``REFRESH`` or ``CREATE`` just filled is populated (PostgreSQL marks it
+    so), and its definition matches unless the refresh found a difference it kept
+    (``drift``, under ``on_definition_change: warn``); the others read the catalog."""
+    from .health_checks import CheckOutcome, drift_outcome, run_checks_safely  # not on the CLI's path
+
+    known = {"populated": CheckOutcome("populated", True), "definition_matches": drift_outcome(op.definition, drift)}
+    read = iter(run_checks_safely(op.db.runs, op.conn, op.definition, [n for n in names if n not in known]))
+    return tuple(known[name] if name in known else next(read) for name in names)
 
 
 @_in_operation("create")
@@ -215,8 +228,9 @@ def _changed(op: Operation) -> ViewPlan | ServiceError | None:
     """How the deployed view differs from its definition, None when it does not. Cheaply, when
     the definition is the one last applied and the deployed query is the one it was applied to
     (another tool that re-created the view with another query changed it; a swap keeps it) with
-    the declared indexes still there: one catalog read. Otherwise the catalog is compared
-    (``drift.plan_view``) and, when equal, the view recorded as applied."""
+    the declared indexes and comments still there: two catalog reads. Otherwise the catalog is
+    compared (``drift.plan_view``) and, when equal, the view recorded as applied. None means
+    what ``plan_view`` would call ``unchanged``, so a check can take it as its verdict."""
     applied = op.db.runs.applied(op.definition, op.database)
     identity = deployed_identity(op.conn, op.definition.qualified)
     if identity is None:
@@ -226,6 +240,7 @@ def _changed(op: Operation) -> ViewPlan | ServiceError | None:
         and applied.fingerprint == op.definition.fingerprint
         and applied.query == identity.query
         and set(applied.indexes) <= identity.indexes
+        and not comments_differ(op.conn, identity.oid, op.definition)
     ):
         return None
     try:
