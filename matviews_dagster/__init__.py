@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .core.services.response import ServiceResponse
     from .core.settings import MatViewsSettings
     from .core.store import RunStore
-    from .core.vocabulary import CreateViewJob, DeleteViewJob, RefreshViewJob
+    from .core.vocabulary import CreateViewJob, DeleteViewJob, RefreshViewJob, RowCountStrategy, Strategy
 
 _LAZY = {
     "MatViewDefinition": "core.definition",
@@ -35,6 +35,8 @@ _LAZY = {
     "CreateViewJob": "core.vocabulary",
     "RefreshViewJob": "core.vocabulary",
     "DeleteViewJob": "core.vocabulary",
+    "Strategy": "core.vocabulary",
+    "RowCountStrategy": "core.vocabulary",
     "build_definitions": "build",
     "matview_assets": "assets",
     "build_matview_assets": "assets",
@@ -69,9 +71,11 @@ __all__ = [
     "OperationResult",
     "RefreshConfig",
     "RefreshViewJob",
+    "RowCountStrategy",
     "RunStore",
     "RunStoreResource",
     "ServiceResponse",
+    "Strategy",
     "ViewGraph",
     "__version__",
     "build_create_job",

@@ -20,7 +20,7 @@ from pydantic import Field
 from .check_specs import build_matview_checks
 from .core.definition import MatViewDefinition
 from .core.graph import ViewGraph
-from .core.vocabulary import RowCountStrategy, Strategy
+from .core.vocabulary import REFRESH_CONFIG_TAG, RowCountStrategy, Strategy
 from .resources import MatViewsResource
 from .translator import DagsterMatViewTranslator, definitions_of, with_definition
 
@@ -77,7 +77,7 @@ def matview_assets(
             check_specs=check_specs,
             can_subset=True,
             pool=pool,
-            op_tags=op_tags,
+            op_tags=op_tags if own_config else {**(op_tags or {}), REFRESH_CONFIG_TAG: "true"},
             config_schema=None if own_config else _refresh_config_schema(),
         )(fn)
 

@@ -23,6 +23,7 @@ _CONFIG_WORDS = {
     "cascade": "cascade: true in the op's config",
     "force": "force: true in the op's config",
     "strategy": r"strategy: \1 in the step's run config",
+    "apply": "the create_mat_views job with force: true",
 }
 
 
@@ -57,7 +58,7 @@ def materialize_result(key: dg.AssetKey, result: OperationResult, strategy: str)
     if result.rows_count is not None:
         metadata["dagster/row_count"] = dg.MetadataValue.int(result.rows_count)
     if result.warnings:
-        metadata["warnings"] = dg.MetadataValue.text("\n".join(result.warnings))
+        metadata["warnings"] = dg.MetadataValue.text("\n".join(config_words(w) for w in result.warnings))
     if result.description is not None and result.database is not None:
         metadata.update(view_metadata(result.description, result.database))
     return dg.MaterializeResult(asset_key=key, metadata=metadata)

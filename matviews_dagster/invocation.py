@@ -20,7 +20,7 @@ from .core.definition import MatViewDefinition
 from .core.health_checks import checks_for
 from .core.matviews import MatViews
 from .core.result import OperationResult
-from .core.vocabulary import RUN_KEY_TAG, RunKind
+from .core.vocabulary import REFRESH_CONFIG_TAG, RUN_KEY_TAG, RunKind
 from .events import (
     RefreshEvent,
     check_result,
@@ -207,9 +207,10 @@ def serving_requests(
 
 
 def run_config(context: dg.AssetExecutionContext) -> dict[str, Any]:
-    """``strategy`` and ``row_count_strategy`` of the step's run config, when it has them."""
+    """``strategy`` and ``row_count_strategy`` of the step's run config (``RefreshConfig``),
+    when it has them; a body with a ``config`` of its own passes its overrides to ``refresh``."""
     config = context.op_execution_context.op_config
-    if not isinstance(config, dict):
+    if not isinstance(config, dict) or REFRESH_CONFIG_TAG not in context.op_execution_context.op_def.tags:
         return {}
     found = {}
     for key in ("strategy", "row_count_strategy"):

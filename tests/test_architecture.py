@@ -195,3 +195,17 @@ def test_no_import_circles_in_the_package() -> None:
         if name not in index:
             visit(name)
     assert circles == [], f"import circles: {circles}"
+
+
+def test_the_core_imports_only_the_core_and_never_its_facade() -> None:
+    """The core sits under the Dagster layer and the CLI, and its helpers take a small context,
+    never the ``MatViews`` facade built on top of them (imports inside functions included;
+    ``tests/test_layering.py`` proves no Dagster import is loaded)."""
+    core, facade = "matviews_dagster/core/", "matviews_dagster/core/matviews.py"
+    allowed = {"matviews_dagster/version.py"}  # the package's version, a constant (the cache key's)
+    wrong = {
+        name: sorted(t for t in imports_of(ROOT / name) if (not t.startswith(core) and t not in allowed) or t == facade)
+        for name in modules()
+        if name.startswith(core) and name not in (facade, f"{core}__init__.py")
+    }
+    assert {name: targets for name, targets in wrong.items() if targets} == {}

@@ -32,7 +32,8 @@ def evaluate(
 
 
 def verdicts(evaluation: dg.AssetCheckEvaluation) -> dict[str, str]:
-    return {name: evaluation.metadata[name].value for name in ("populated", "unique_index", "definition_matches")}
+    names = ("populated", "unique_index", "definition_matches")
+    return {name: evaluation.metadata[name].value for name in names if name in evaluation.metadata}
 
 
 @pytest.fixture
@@ -50,7 +51,14 @@ def test_missing_view_fails_populated(dsn, users) -> None:
     result = evaluate(dsn)
     assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
     assert "does not exist" in result.description
-    assert verdicts(result)["populated"] == verdicts(result)["unique_index"] == "failed (error)"
+    assert set(verdicts(result).values()) == {"failed (error)"}, "a view not deployed is not as defined"
+
+
+def test_a_name_taken_by_a_table_fails_the_check_and_not_the_step(dsn, db, users) -> None:
+    db.execute("CREATE TABLE mv_users (id int)")
+    result = evaluate(dsn)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+    assert "mv_users is a table, not a materialized view" in result.description
 
 
 def test_unpopulated_view_fails_populated(dsn, db, healthy) -> None:
@@ -110,3 +118,33 @@ def test_a_comment_changed_by_hand_is_a_difference_in_a_materialization_too(dsn,
     db.execute("COMMENT ON MATERIALIZED VIEW mv_users IS 'edited by hand'")
     changed = evaluate(dsn, described, selection=MATERIALIZE)
     assert not changed.passed and "comment" in changed.description
+
+
+@pytest.mark.parametrize("policy", ["warn", "apply"])
+def test_an_index_replaced_by_hand_under_its_name_is_a_difference_in_a_materialization(dsn, db, users, policy) -> None:
+    """The refresh compares declared indexes by shape, not by name: a non-unique index that took
+    the declared unique index's name is drift (warned, or rebuilt as declared under ``apply``)."""
+    definition = USERS.model_copy(update={"refresh_strategy": "regular", "on_definition_change": policy})
+    with MatViews(dsn=dsn, definitions=[definition]) as mv:
+        assert mv.create("mv_users").ok
+    assert evaluate(dsn, definition, selection=MATERIALIZE).passed
+    db.execute("DROP INDEX mv_users_id_idx")
+    db.execute("CREATE INDEX mv_users_id_idx ON mv_users (id)")
+    result = evaluate(dsn, definition, selection=MATERIALIZE)
+    unique = "SELECT bool_or(indisunique) FROM pg_index WHERE indrelid = 'mv_users'::regclass"
+    if policy == "warn":
+        assert not result.passed and verdicts(result)["definition_matches"] == "failed (warn)"
+        assert "UNIQUE (id)" in result.description and scalar(db, unique) is False
+    else:
+        assert result.passed and scalar(db, unique) is True
+
+
+def test_a_refused_change_says_how_to_apply_it_in_dagster_words(dsn, db, healthy) -> None:
+    changed = {"sql": "SELECT id, plan, 2 AS version FROM users", "on_definition_change": "fail"}
+    refused = USERS.model_copy(update=changed)
+    job = dg.define_asset_job("job", selection=MATERIALIZE)
+    defs = dg.Definitions.merge(build_definitions([refused], dsn=dsn), dg.Definitions(jobs=[job]))
+    result = defs.resolve_job_def("job").execute_in_process(raise_on_error=False)
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.event_specific_data.error.message
+    assert "the create_mat_views job with force: true" in message and "matviews apply" not in message

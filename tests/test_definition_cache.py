@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,12 @@ def test_a_hit_gives_the_same_definitions_nested_settings_included(tmp_path) -> 
     missed = load_definitions(path)
     hit = load_definitions(path)
     assert hit == missed
+    assert [(type(d.refresh_strategy), type(d.row_count_strategy)) for d in hit] == [
+        (type(d.refresh_strategy), type(d.row_count_strategy)) for d in missed
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a field of the wrong type warns when serialized
+        assert [d.stored_fields() for d in hit] == [d.stored_fields() for d in missed]
     weekly = next(d for d in hit if d.name == "reporting.mv_weekly")
     assert weekly.automation is not None and weekly.automation.on_cron == "0 3 * * *"
     assert weekly.freshness is not None and weekly.freshness.fail_after_seconds == 6 * 3600

@@ -52,7 +52,7 @@ def test_warn_refreshes_the_deployed_query_and_says_so(dsn, redefined) -> None:
     with MatViews(dsn, [warn]) as mv:
         (result,) = mv.refresh_many(if_changed=True)
     assert result.ok
-    assert any("differs from its definition (query changed)" in w and "matviews apply" in w for w in result.warnings)
+    assert any("differs from its definition (query changed)" in w and "apply_many()" in w for w in result.warnings)
     assert scalar(redefined, "SELECT count(*) FROM mv_small") == 150
     row = scalar(redefined, "SELECT meta -> 'warnings' ->> 0 FROM mat_view_refresh_runs ORDER BY id DESC LIMIT 1")
     assert "was not applied (on_definition_change: warn)" in row

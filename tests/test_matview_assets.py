@@ -157,6 +157,7 @@ def test_a_custom_key_reaches_lineage_checks_schedules_and_the_adapter(dsn, db, 
 
 class Options(dg.Config):
     exact: bool = False
+    strategy: str | None = None  # the body's own field, as RefreshConfig has one of that name
 
 
 def test_the_decorator_with_a_body_and_config_of_its_own(dsn, db, ctl) -> None:
@@ -171,6 +172,15 @@ def test_the_decorator_with_a_body_and_config_of_its_own(dsn, db, ctl) -> None:
     assert result.success and materialized(result) == {"mv_a"}
     assert scalar(db, "SELECT rows_count FROM ops.mat_view_refresh_runs") == 10
     assert scalar(db, "SELECT to_regclass('public.mat_view_refresh_runs')") is None
+    # a field of its own named like RefreshConfig's is the body's, never read as an override
+    again = dg.materialize(
+        [my_views],
+        resources={"matviews": resource},
+        run_config={"ops": {"my_views": {"config": {"exact": False, "strategy": "swap"}}}},
+    )
+    assert again.success
+    meta = scalar(db, "SELECT meta->>'strategy' FROM ops.mat_view_refresh_runs ORDER BY id DESC LIMIT 1")
+    assert meta == "regular"
 
 
 RETRY_DEFS = """

@@ -177,6 +177,20 @@ def test_temporary_names_fit_in_63_bytes(make_mv, db, users) -> None:
     assert leftovers(db) == []
 
 
+@pytest.mark.parametrize("strategy", ["regular", "swap"])
+def test_a_view_left_with_no_data_is_refreshed_by_every_strategy_that_can(make_mv, db, users, strategy) -> None:
+    """``REFRESH ... WITH NO DATA`` (by hand, or a restore) leaves a view unreadable; the next
+    refresh fills it (``concurrent`` cannot, PostgreSQL refuses it on an unpopulated view)."""
+    mv = make_mv(SWAP)
+    mv.create("mv_users")
+    db.execute("REFRESH MATERIALIZED VIEW mv_users WITH NO DATA")
+    users(12)
+    result = mv.refresh("mv_users", "exact", strategy=strategy)
+    assert result.status == "success", result.error
+    assert scalar(db, "SELECT relispopulated FROM pg_class WHERE relname = 'mv_users'") is True
+    assert scalar(db, "SELECT count(*) FROM mv_users") == result.rows_count == 12
+
+
 def test_swap_row_count_comes_from_the_build(make_mv, db, users) -> None:
     mv = make_mv(SWAP)
     mv.create("mv_users")

@@ -24,6 +24,7 @@ _CLI_WORDS = {
     "cascade": "--cascade",
     "force": "--force",
     "strategy": r"--strategy \1",
+    "apply": "matviews apply",
 }
 
 

@@ -253,6 +253,8 @@ def _constructed(fields: dict[str, Any]) -> MatViewDefinition:
     for key, model in nested.items():
         if isinstance(fields.get(key), dict):
             fields = {**fields, key: model.model_construct(**fields[key])}
+    enums = {"refresh_strategy": Strategy, "row_count_strategy": RowCountStrategy}  # stored as their values
+    fields = {**fields, **{key: kind(fields[key]) for key, kind in enums.items() if key in fields}}
     return MatViewDefinition.model_construct(**fields)
 
 

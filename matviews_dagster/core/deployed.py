@@ -1,4 +1,4 @@
-"""What the deployed view is: its identity (oid, a digest of its stored query, its indexes) and
+"""What the deployed view is: its identity (oid, a digest of its stored query) and
 the query Postgres stores for it, read from the catalog."""
 
 from __future__ import annotations
@@ -26,26 +26,23 @@ def query_digest(tree: str, oid: str) -> str:
 @dataclass(frozen=True)
 class DeployedIdentity:
     """Who the deployed materialized view is: its ``oid``, the digest of its stored query
-    (``query_digest``) and the names of its indexes."""
+    (``query_digest``)."""
 
     oid: int
     query: str
-    indexes: frozenset[str]
 
 
 def deployed_identity(conn: psycopg.Connection, name: QualifiedName) -> DeployedIdentity | None:
     """The identity of the materialized view ``name`` in one catalog read that takes no lock,
     None when there is none."""
     row = conn.execute(
-        f"""SELECT c.oid, {query_digest("r.ev_action::text", "c.oid")},
-                  coalesce((SELECT array_agg(i.relname::text) FROM pg_index x
-                            JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid), '{{}}')
+        f"""SELECT c.oid, {query_digest("r.ev_action::text", "c.oid")}
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            JOIN pg_rewrite r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
            WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'm'""",
         (name.schema, name.name),
     ).fetchone()
-    return DeployedIdentity(int(row[0]), str(row[1]), frozenset(row[2])) if row else None
+    return DeployedIdentity(int(row[0]), str(row[1])) if row else None
 
 
 def deployed_definition(conn: psycopg.Connection, name: QualifiedName) -> str | None:

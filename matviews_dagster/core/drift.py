@@ -111,7 +111,21 @@ def plan_view(
     if state is None:
         check_schema(conn, definition)
         return ViewPlan(definition.name, "create")
-    shapes = index_shapes(conn, state.oid)
+    add, drop = index_changes(conn, state.oid, definition, previously_declared)
+    comments = comments_differ(conn, state.oid, definition)
+    changed = deployed != expected or add or drop or comments
+    rebuilds = tuple(described for described in _built_on(conn, state.oid)) if deployed != expected else ()
+    action: Action = "change" if changed else "unchanged"
+    return ViewPlan(definition.name, action, deployed, expected, add, drop, comments, rebuilds)
+
+
+def index_changes(
+    conn: psycopg.Connection, oid: int, definition: MatViewDefinition, previously_declared: Collection[str] = ()
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(add, drop)``: the declared indexes the view ``oid`` lacks (compared by shape: columns,
+    uniqueness, method, predicate, not by name), and the indexes named in
+    ``previously_declared`` that are no longer of a declared shape. One catalog read."""
+    shapes = index_shapes(conn, oid)
     add = tuple(
         f"{'UNIQUE ' if unique else ''}({', '.join(keys)})"
         for keys, unique in declared_indexes(definition)
@@ -119,11 +133,7 @@ def plan_view(
     )
     declared = [shape.name for shape in shapes if any(map(shape.is_declared, declared_indexes(definition)))]
     drop = tuple(s.name for s in shapes if s.name in set(previously_declared) and s.name not in declared)
-    comments = comments_differ(conn, state.oid, definition)
-    changed = deployed != expected or add or drop or comments
-    rebuilds = tuple(described for described in _built_on(conn, state.oid)) if deployed != expected else ()
-    action: Action = "change" if changed else "unchanged"
-    return ViewPlan(definition.name, action, deployed, expected, add, drop, comments, rebuilds)
+    return add, drop
 
 
 def _query_texts(

@@ -13,7 +13,7 @@ from typing import Literal
 
 import psycopg
 
-from .catalog import matview_state, usable_unique_index
+from .catalog import NotAMaterializedView, matview_state, usable_unique_index
 from .definition import MatViewDefinition
 from .drift import ViewPlan, plan_view
 from .services.concurrent_check import null_trap_warning
@@ -79,6 +79,8 @@ def check_definition(
         plan = plan_view(conn, definition, previously_declared)
     except ServiceError as exc:  # the definition does not compile, or the role cannot compare
         return CheckOutcome("definition_matches", False, f"{exc}; {exc.hint}" if exc.hint else str(exc))
+    if plan.action == "create":
+        return CheckOutcome("definition_matches", False, f"{definition.name} does not exist; materialize it")
     return drift_outcome(definition, plan if plan.action == "change" else None)
 
 
@@ -138,10 +140,11 @@ def run_checks_safely(
     runs: RunStore, conn: psycopg.Connection, definition: MatViewDefinition, names: Sequence[str]
 ) -> list[CheckOutcome]:
     """``run_checks`` with what the last applied definition declared (from ``runs``); a
-    database error fails every check with its message instead of raising."""
+    database error, or the view's name taken by another kind of relation, fails every check
+    with its message instead of raising."""
     try:
         applied = runs.applied(definition, conn.info.dbname) if "definition_matches" in names else None
         return run_checks(conn, definition, list(names), applied.indexes if applied else ())
-    except psycopg.Error as exc:
-        message = f"the check could not run: {describe_db_error(exc)}"
-        return [CheckOutcome(name, False, message) for name in names]
+    except (psycopg.Error, NotAMaterializedView) as exc:
+        reason = describe_db_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
+        return [CheckOutcome(name, False, f"the check could not run: {reason}") for name in names]

@@ -13,6 +13,7 @@ TERMS = {
     "cascade": re.compile(r"\bcascade=True\b"),
     "force": re.compile(r"\bforce=True\b"),
     "strategy": re.compile(r"\bstrategy='(\w+)'"),
+    "apply": re.compile(r"\bapply_many\(\)"),
 }
 """The Python terms core messages use, by name; ``strategy`` captures the strategy's name."""
 

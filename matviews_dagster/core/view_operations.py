@@ -19,7 +19,7 @@ from .database import Database
 from .defined_views import DefinedViews
 from .definition import MatViewDefinition
 from .deployed import deployed_identity
-from .drift import ViewPlan, comments_differ, plan_view
+from .drift import ViewPlan, comments_differ, index_changes, plan_view
 from .operation import Operation, operation
 from .result import OperationResult
 from .services.apply import apply_change
@@ -107,7 +107,7 @@ def refresh_one(
             op.warnings.append(
                 f"the deployed view differs from its definition ({change.summary()}) and the definition was not "
                 "applied (on_definition_change: warn): "
-                "the deployed query was refreshed; apply it with matviews apply"
+                "the deployed query was refreshed; apply it with apply_many()"
             )
             query, kept = change.deployed_sql, change
     if created is not None and (not created.ok or created.rows_count is not None):
@@ -228,7 +228,7 @@ def _changed(op: Operation) -> ViewPlan | ServiceError | None:
     """How the deployed view differs from its definition, None when it does not. Cheaply, when
     the definition is the one last applied and the deployed query is the one it was applied to
     (another tool that re-created the view with another query changed it; a swap keeps it) with
-    the declared indexes and comments still there: two catalog reads. Otherwise the catalog is
+    the declared indexes (by shape) and comments still there: three catalog reads. Otherwise the catalog is
     compared (``drift.plan_view``) and, when equal, the view recorded as applied. None means
     what ``plan_view`` would call ``unchanged``, so a check can take it as its verdict."""
     applied = op.db.runs.applied(op.definition, op.database)
@@ -239,7 +239,7 @@ def _changed(op: Operation) -> ViewPlan | ServiceError | None:
         applied is not None
         and applied.fingerprint == op.definition.fingerprint
         and applied.query == identity.query
-        and set(applied.indexes) <= identity.indexes
+        and index_changes(op.conn, identity.oid, op.definition, applied.indexes) == ((), ())
         and not comments_differ(op.conn, identity.oid, op.definition)
     ):
         return None
@@ -274,7 +274,7 @@ def _refuse_change(conn: psycopg.Connection, change: ViewPlan) -> ServiceRespons
         f"the deployed {change.view} differs from its definition ({change.summary()}) and on_definition_change is "
         "fail: nothing was "
         "refreshed",
-        hint="apply the change (matviews apply), or set on_definition_change to apply or warn",
+        hint="apply the change (apply_many()), or set on_definition_change to apply or warn",
         change=change.to_dict(),
     )
 

@@ -65,6 +65,9 @@ REQUEST_STATUSES = ("pending", "submitted", "success", "failed")
 location's sensor (run key given), and the end of the run that served it."""
 RUN_KEY_TAG = "matviews/run_key"
 """The Dagster run tag naming the run key that the queued requests a run serves share."""
+REFRESH_CONFIG_TAG = "matviews/refresh_config"
+"""Op tag of a refresh step whose run config is ``RefreshConfig``; a step whose body declares a
+``config`` of its own has the user's, which the invocation never reads."""
 SOURCES_UNCHANGED = "skipped (sources unchanged)"
 """The outcome of a view ``refresh --if-changed`` did not refresh: its sources are as its last
 refresh read them (``core.source_versions``)."""

@@ -101,9 +101,9 @@ def in_place_refresh(
             if definition.unique_index_columns:
                 columns = ", ".join(sql.Identifier(c).as_string(conn) for c in definition.unique_index_columns)
                 fix = f"create one: CREATE UNIQUE INDEX ON {name.identifier.as_string(conn)} ({columns}); "
-                fix += "or apply its definition (matviews apply), which builds the indexes it declares"
+                fix += "or apply its definition (apply_many()), which builds the indexes it declares"
             else:
-                fix = "add unique_index_columns to its definition, then apply it (matviews apply)"
+                fix = "add unique_index_columns to its definition, then apply it (apply_many())"
             raise ServiceError(
                 f"{name} has no usable unique index for REFRESH ... CONCURRENTLY "
                 "(unique, valid, immediate, plain columns, no WHERE)",
