@@ -30,10 +30,10 @@ defs = build_definitions({path!r}, dsn={dsn!r}, pool=None)
 WITHOUT_CHECKS = '''"""The same views, their checks left out: what the checks cost is the difference."""
 import dagster as dg
 
-from defs import defs as views
+import defs as views
 
 job = dg.define_asset_job("views_without_checks", selection=dg.AssetSelection.all().without_checks())
-defs = dg.Definitions.merge(views, dg.Definitions(jobs=[job]))
+defs = dg.Definitions.merge(views.defs, dg.Definitions(jobs=[job]))
 '''
 DBT_LOCATION = '''"""The same {n} views as dbt materialized_view models, as dagster-dbt's docs write it."""
 from pathlib import Path

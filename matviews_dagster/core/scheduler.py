@@ -3,11 +3,14 @@
 An item starts when every upstream item in the batch has succeeded. When one fails, the items
 built on it (at any depth) are not started: they are reported as skipped with the name of the
 failed item, and independent items go on. Among ready items, the one with the longest chain
-of work behind it starts first, so deep chains do not finish last.
+of work behind it starts first, so deep chains do not finish last. The items an ended one
+releases start before its result is handed over, so the caller's handling of a result (a
+Dagster step writing its events) overlaps the work that follows it.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
@@ -85,12 +88,17 @@ def run_in_dependency_order(
     with ThreadPoolExecutor(max_workers=min(max_parallel, len(names)), thread_name_prefix="matviews") as pool:
         running: dict[Future[R], str] = {}
         error: Exception | None = None
+        finished: deque[R] = deque()  # ended, not yet handed to the caller
+
+        def start_ready() -> None:
+            ready.sort(key=priority.__getitem__)
+            while error is None and ready and len(running) < max_parallel:
+                name = ready.pop(0)
+                running[pool.submit(work, name)] = name
+
         try:
             while running or (ready and error is None):
-                ready.sort(key=priority.__getitem__)
-                while error is None and ready and len(running) < max_parallel:
-                    name = ready.pop(0)
-                    running[pool.submit(work, name)] = name
+                start_ready()
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: priority[running[f]]):
                     name = running.pop(future)
@@ -99,15 +107,20 @@ def run_in_dependency_order(
                     except Exception as exc:  # work() itself broke: start nothing new, report the rest
                         error = error or exc
                         continue
-                    yield result
                     released, skipped = settle(name, succeeded(result))
-                    yield from skipped
+                    finished.extend((result, *skipped))
                     ready.extend(released)
+                # the items the ended ones released start before the caller sees the results, so
+                # they run while it handles them (a Dagster step writing each view's events)
+                start_ready()
+                while finished:
+                    yield finished.popleft()
         except GeneratorExit:  # the caller stopped listening: cancel, wait, report nothing more
             _stop(running, interrupt)
             raise
         except BaseException:  # Ctrl-C, SIGTERM, a Dagster step terminated: cancel, then report what ended
             _stop(running, interrupt)
+            yield from finished
             for future in running:
                 if not future.cancelled() and future.exception() is None:
                     yield future.result()
