@@ -124,7 +124,9 @@ def test_a_comment_changed_by_hand_is_a_difference_in_a_materialization_too(dsn,
 def test_an_index_replaced_by_hand_under_its_name_is_a_difference_in_a_materialization(dsn, db, users, policy) -> None:
     """The refresh compares declared indexes by shape, not by name: a non-unique index that took
     the declared unique index's name is drift (warned, or rebuilt as declared under ``apply``)."""
-    definition = USERS.model_copy(update={"refresh_strategy": "regular", "on_definition_change": policy})
+    definition = MatViewDefinition.model_validate(
+        {**USERS.model_dump(), "refresh_strategy": "regular", "on_definition_change": policy}
+    )
     with MatViews(dsn=dsn, definitions=[definition]) as mv:
         assert mv.create("mv_users").ok
     assert evaluate(dsn, definition, selection=MATERIALIZE).passed

@@ -80,7 +80,7 @@ def test_our_own_swaps_keep_the_fast_path_and_if_changed_skips_again(dsn, db) ->
     db.execute("CREATE TABLE src AS SELECT g AS id FROM generate_series(1, 150) g")
     while not any(counters(db, "src")):  # this session's write reaches the shared counters
         time.sleep(0.05)
-    swap = DEFINED.model_copy(update={"refresh_strategy": "swap"})
+    swap = MatViewDefinition.model_validate({**DEFINED.model_dump(), "refresh_strategy": "swap"})
     with MatViews(dsn, [swap]) as mv:
         assert mv.create("mv_small").ok
         assert mv.refresh("mv_small").ok

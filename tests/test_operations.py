@@ -155,7 +155,9 @@ KILLABLE = textwrap.dedent(
 def test_killed_process_leaves_view_intact_and_its_run_is_reconciled(
     make_mv, dsn, db, sleepy, strategy, operation
 ) -> None:
-    definition = SLOW.model_copy(update={"refresh_strategy": strategy, "unique_index_columns": ["id"]})
+    definition = MatViewDefinition.model_validate(
+        {**SLOW.model_dump(), "refresh_strategy": strategy, "unique_index_columns": ["id"]}
+    )
     runs = f"mat_view_{operation}_runs"
     mv = make_mv(definition)
     mv.create("mv_slow")

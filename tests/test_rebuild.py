@@ -219,7 +219,9 @@ def test_a_declared_index_is_checked_then_created_by_the_next_materialization(ma
 
 
 def test_an_index_the_definition_no_longer_declares_is_dropped_others_are_kept(make_mv, db, users) -> None:
-    indexed = BASE.model_copy(update={"indexes": [["plan"], ["email"]], "refresh_strategy": "regular"})
+    indexed = MatViewDefinition.model_validate(
+        {**BASE.model_dump(), "indexes": [["plan"], ["email"]], "refresh_strategy": "regular"}
+    )
     assert make_mv(indexed).create("mv_users").ok
     db.execute("CREATE INDEX mine ON mv_users (plan, id)")
     fewer = indexed.model_copy(update={"indexes": [["plan"]]})
@@ -325,7 +327,11 @@ def test_a_function_returning_the_views_rows_is_named_and_nothing_changes(make_m
 
 def test_comparing_needs_no_create_on_the_schema(make_mv, db, dsn, users, roles) -> None:
     owner = roles["owner"]
-    assert make_mv(BASE.model_copy(update={"refresh_strategy": "regular"})).create("mv_users").ok
+    assert (
+        make_mv(MatViewDefinition.model_validate({**BASE.model_dump(), "refresh_strategy": "regular"}))
+        .create("mv_users")
+        .ok
+    )
     db.execute(sql.SQL("ALTER MATERIALIZED VIEW mv_users OWNER TO {}").format(sql.Identifier(owner)))
     db.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(owner)))
     db.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}, PUBLIC").format(sql.Identifier(owner)))
@@ -335,7 +341,7 @@ def test_comparing_needs_no_create_on_the_schema(make_mv, db, dsn, users, roles)
     db.execute(sql.SQL("GRANT ALL ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(owner)))
     db.execute(sql.SQL("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {}").format(sql.Identifier(owner)))
     db.execute("UPDATE mat_view_definitions SET applied = '{}'")  # as after an upgrade: nothing recorded
-    regular = BASE.model_copy(update={"refresh_strategy": "regular"})
+    regular = MatViewDefinition.model_validate({**BASE.model_dump(), "refresh_strategy": "regular"})
     as_owner = psycopg.conninfo.make_conninfo(dsn, user=owner)
     with MatViews(as_owner, [regular]) as mv:
         assert [p.action for p in mv.plan()] == ["unchanged"]

@@ -20,7 +20,9 @@ SLOW = MatViewDefinition(
 
 @pytest.mark.parametrize("strategy", ["regular", "concurrent", "swap"])
 def test_per_view_statement_timeout_cancels_a_runaway_refresh(make_mv, db, sleepy, strategy) -> None:
-    definition = SLOW.model_copy(update={"statement_timeout": 0.5, "refresh_strategy": strategy})
+    definition = MatViewDefinition.model_validate(
+        {**SLOW.model_dump(), "statement_timeout": 0.5, "refresh_strategy": strategy}
+    )
     mv = make_mv(definition)
     mv.create("mv_slow")
     sleepy(5)

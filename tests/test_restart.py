@@ -39,7 +39,7 @@ def test_restart_mid_refresh(own_server, strategy) -> None:
         conn.execute("DROP TABLE IF EXISTS users, sleep_seconds CASCADE")
         conn.execute("CREATE TABLE users AS SELECT g AS id FROM generate_series(1, 10) g")
         conn.execute("CREATE TABLE sleep_seconds AS SELECT 0::float AS s")
-    definition = SLOW.model_copy(update={"refresh_strategy": strategy})
+    definition = MatViewDefinition.model_validate({**SLOW.model_dump(), "refresh_strategy": strategy})
     mv = MatViews(dsn=dsn, definitions=[definition])
     mv.create("mv_slow")
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -25,7 +25,7 @@ def test_estimated_is_neither_unknown_nor_stale(make_mv, db, users, definition, 
 
 
 def test_estimated_is_not_stale_after_a_concurrent_refresh(make_mv, db, users) -> None:
-    mv = make_mv(INDEXED.model_copy(update={"refresh_strategy": "concurrent"}))
+    mv = make_mv(MatViewDefinition.model_validate({**INDEXED.model_dump(), "refresh_strategy": "concurrent"}))
     mv.create("mv_plain")
     db.execute("ANALYZE mv_plain")
     users(57)

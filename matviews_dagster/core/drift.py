@@ -124,8 +124,9 @@ def index_changes(
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(add, drop)``: the declared indexes the view ``oid`` lacks (compared by shape: columns,
     uniqueness, method, predicate, not by name), and the indexes named in
-    ``previously_declared`` that are no longer of a declared shape. One catalog read."""
-    shapes = index_shapes(conn, oid)
+    ``previously_declared`` that are no longer of a declared shape. One catalog read that takes
+    no lock on the view, so a refresh asks it before it waits, timed, for the view."""
+    shapes = index_shapes(conn, oid, texts=False)
     add = tuple(
         f"{'UNIQUE ' if unique else ''}({', '.join(keys)})"
         for keys, unique in declared_indexes(definition)

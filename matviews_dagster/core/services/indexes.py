@@ -77,10 +77,13 @@ def definition_index_statements(definition: MatViewDefinition) -> list[sql.Compo
     return [index_statement(declared, definition.qualified) for declared in declared_indexes(definition)]
 
 
-def index_shapes(conn: psycopg.Connection, oid: int) -> list[IndexShape]:
-    """Every index of relation ``oid``, by name."""
+def index_shapes(conn: psycopg.Connection, oid: int, *, texts: bool = True) -> list[IndexShape]:
+    """Every index of relation ``oid``, by name. Without ``texts`` (no definition, no comment)
+    the read touches catalog tables only and takes no lock: ``pg_get_indexdef`` opens the
+    relation, and waits behind any session refreshing it."""
     rows = conn.execute(
-        """SELECT c.relname, pg_get_indexdef(i.indexrelid), i.indisunique, am.amname, i.indpred IS NOT NULL,
+        f"""SELECT c.relname, {"pg_get_indexdef(i.indexrelid)" if texts else "''"}, i.indisunique, am.amname,
+                  i.indpred IS NOT NULL,
                   ARRAY(SELECT a.attname FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(attnum, n)
                         LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                         ORDER BY k.n),
@@ -92,7 +95,7 @@ def index_shapes(conn: psycopg.Connection, oid: int) -> list[IndexShape]:
                     AND (SELECT bool_and(op.opcdefault) FROM unnest(i.indclass::oid[]) y(oc)
                          JOIN pg_opclass op ON op.oid = y.oc),
                   (SELECT spcname FROM pg_tablespace WHERE oid = c.reltablespace),
-                  obj_description(i.indexrelid, 'pg_class')
+                  {"obj_description(i.indexrelid, 'pg_class')" if texts else "NULL"}
            FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
            WHERE i.indrelid = %s ORDER BY c.relname""",
         (oid,),
