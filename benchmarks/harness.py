@@ -176,6 +176,30 @@ def libpq_params(dsn: str) -> dict[str, str]:
     return {key: str(value) for key, value in params.items() if value is not None}
 
 
+def dbt_project(directory: Path, dsn: str, *, name: str, threads: int) -> Path:
+    """A dbt project ``name`` in ``directory`` (``dbt_project.yml``, a ``profiles.yml`` for the
+    Postgres of ``dsn`` with ``threads``), its ``models`` folder made and returned."""
+    import yaml
+
+    params = libpq_params(dsn)
+    (directory / "models").mkdir(parents=True, exist_ok=True)
+    (directory / "dbt_project.yml").write_text(
+        yaml.safe_dump({"name": name, "version": "1.0", "profile": name, "config-version": 2})
+    )
+    profile = {
+        "type": "postgres",
+        "host": params.get("host", "localhost"),
+        "port": int(params.get("port", 5432)),
+        "user": params.get("user", "postgres"),
+        "password": params.get("password", ""),
+        "dbname": params["dbname"],
+        "schema": "public",
+        "threads": threads,
+    }
+    (directory / "profiles.yml").write_text(yaml.safe_dump({name: {"target": "bench", "outputs": {"bench": profile}}}))
+    return directory / "models"
+
+
 def url_for(dsn: str) -> str:
     """A SQLAlchemy URL (for dagster-postgres, psycopg2 driver) for a libpq DSN, sockets included."""
     params = libpq_params(dsn)

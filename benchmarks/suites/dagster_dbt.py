@@ -18,7 +18,7 @@ import psycopg
 import yaml
 
 from ..data import load_source
-from ..harness import Bench, Section, interleaved, libpq_params, ratio, run_process, table
+from ..harness import Bench, Section, dbt_project, interleaved, ratio, run_process, table
 
 ROWS = 1_000
 NO_CHECKS = "matviews-dagster, checks left out"
@@ -65,28 +65,12 @@ def _ours(folder: Path, dsn: str, count: int) -> None:
 
 
 def _dbt(folder: Path, dsn: str, count: int) -> None:
-    params = libpq_params(dsn)
-    project = folder / "dbt"
-    (project / "models").mkdir(parents=True)
-    (project / "dbt_project.yml").write_text(
-        yaml.safe_dump({"name": "chain", "version": "1.0", "profile": "chain", "config-version": 2})
-    )
-    profile = {
-        "type": "postgres",
-        "host": params.get("host", "localhost"),
-        "port": int(params.get("port", 5432)),
-        "user": params.get("user", "postgres"),
-        "password": params.get("password", ""),
-        "dbname": params["dbname"],
-        "schema": "public",
-        "threads": 4,
-    }
-    (project / "profiles.yml").write_text(yaml.safe_dump({"chain": {"target": "bench", "outputs": {"bench": profile}}}))
+    models = dbt_project(folder / "dbt", dsn, name="chain", threads=4)
     sources = {"version": 2, "sources": [{"name": "app", "schema": "public", "tables": [{"name": "src"}]}]}
-    (project / "models" / "sources.yml").write_text(yaml.safe_dump(sources))
+    (models / "sources.yml").write_text(yaml.safe_dump(sources))
     for i in range(count):
         query = _query(i).format(src="{{ source('app', 'src') }}", prev=f"{{{{ ref('mv_{i - 1:03d}') }}}}")
-        (project / "models" / f"mv_{i:03d}.sql").write_text("{{ config(materialized='materialized_view') }}\n" + query)
+        (models / f"mv_{i:03d}.sql").write_text("{{ config(materialized='materialized_view') }}\n" + query)
     (folder / "defs.py").write_text(DBT_LOCATION.format(n=count))
 
 

@@ -12,7 +12,7 @@ import psycopg
 import yaml
 
 from ..data import VIEW_SQL, load_source
-from ..harness import Bench, Section, interleaved, libpq_params, ratio, run_process, table
+from ..harness import Bench, Section, dbt_project, interleaved, ratio, run_process, table
 
 VIEW = "mv_tools"
 ROWS = 1_000
@@ -43,26 +43,9 @@ with psycopg.connect(sys.argv[1], autocommit=True) as conn:
 
 def _dbt_project(directory: Path, dsn: str) -> None:
     """A dbt project with one ``materialized_view`` model over the same table, on the same view."""
-    params = libpq_params(dsn)
-    (directory / "models").mkdir(parents=True, exist_ok=True)
-    (directory / "dbt_project.yml").write_text(
-        yaml.safe_dump({"name": "bench", "version": "1.0", "profile": "bench", "config-version": 2})
-    )
-    profile = {
-        "type": "postgres",
-        "host": params.get("host", "localhost"),
-        "port": int(params.get("port", 5432)),
-        "user": params.get("user", "postgres"),
-        "password": params.get("password", ""),
-        "dbname": params["dbname"],
-        "schema": "public",
-        "threads": 1,
-    }
-    (directory / "profiles.yml").write_text(
-        yaml.safe_dump({"bench": {"target": "bench", "outputs": {"bench": profile}}})
-    )
+    models = dbt_project(directory, dsn, name="bench", threads=1)
     model = "{{ config(materialized='materialized_view') }}\n" + VIEW_SQL.format(table="src")
-    (directory / "models" / f"{VIEW}.sql").write_text(model)
+    (models / f"{VIEW}.sql").write_text(model)
 
 
 def _refreshes(dsn: str, call: Callable[[], object], tool: str) -> None:
