@@ -1,22 +1,22 @@
-"""``python -m benchmarks``: run the measurements, write docs/performance.md and docs/performance.png."""
+"""``python -m benchmarks``: run the measurements into docs/performance.json, then regenerate
+docs/performance.md's tables and docs/performance.png from that file."""
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import platform
 import sys
 import time
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 import click
 import psycopg
 
-from .harness import ROOT, Bench, Section, find_psql, run_process, server
-from .report import chart, update_markdown
+from .harness import ROOT, Bench, find_psql, run_process, server
+from .report import publish
+from .results import FILENAME, entry, load, save
 
 SUITES = (
     "overhead",
@@ -46,20 +46,19 @@ def _machine(bench: Bench) -> str:
     )
 
 
-def _meta(bench: Bench, machine: str, elapsed_s: float) -> str:
-    return (
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {elapsed_s / 60:.1f} min"
-        f"{' (smoke run: small sizes, not for comparison)' if bench.smoke else ''}: {machine}. "
-        f"Every figure is the median of {bench.repeats} runs after a warm-up, with (min-max); every "
-        "ratio compares medians taken in the same run, the contenders alternating."
-    )
-
-
 @click.command()
 @click.option("--smoke", is_flag=True, help="Tiny sizes, for CI: proves the harness runs, measures nothing.")
 @click.option("--repeats", type=click.IntRange(min=1), default=None, help="Timed runs per figure [5; smoke: 1].")
 @click.option("--only", default=",".join(SUITES), show_default=True, help="Comma-separated suites to run.")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None, help="Where to write [docs/].")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help=f"Where {FILENAME}, performance.md and performance.png live [docs/; smoke: benchmarks/.work/smoke/].",
+)
+@click.option(
+    "--redraw", is_flag=True, help=f"Measure nothing: regenerate performance.md and performance.png from {FILENAME}."
+)
 @click.option("--dsn", envvar="MATVIEWS_BENCH_DSN", help="An existing server (default: a throwaway embedded one).")
 @click.option(
     "--dbt", "dbt", envvar="MATVIEWS_BENCH_DBT", help="dbt executable (dbt-postgres); without it dbt is left out."
@@ -72,6 +71,7 @@ def _meta(bench: Bench, machine: str, elapsed_s: float) -> str:
 )
 def main(
     smoke: bool,
+    redraw: bool,
     repeats: int | None,
     only: str,
     out: Path | None,
@@ -79,34 +79,52 @@ def main(
     dbt: str | None,
     dagster_dbt: str | None,
 ) -> None:
-    """Measure matviews-dagster against the alternatives; ratios are taken within one run."""
+    """Measure matviews-dagster against the alternatives; ratios are taken within one run.
+
+    Each suite's results replace its entry in ``OUT/performance.json`` as soon as it finishes
+    (the other entries are kept); performance.md's tables and the chart are then regenerated
+    from the whole file, so they always show the same numbers. A smoke run writes only into
+    its own ``--out`` directory.
+    """
     chosen = [name.strip() for name in only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(SUITES))
     if unknown:
         raise click.BadParameter(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
-    out = out or ROOT / "docs"
+    docs = ROOT / "docs"
+    out = out or (ROOT / "benchmarks" / ".work" / "smoke" if smoke else docs)
+    if smoke and out.resolve() == docs.resolve():
+        raise click.UsageError("a smoke run measures nothing worth keeping: give it an --out other than docs/")
     out.mkdir(parents=True, exist_ok=True)
-    workdir = ROOT / "benchmarks" / ".work"
+    results_path = out / FILENAME
+    results = load(results_path)  # a malformed file fails now, not after an hour of measuring
+    if redraw:
+        publish(out)
+        click.echo(f"regenerated {out / 'performance.md'} and {out / 'performance.png'} from {results_path}", err=True)
+        return
+    workdir = ROOT / "benchmarks" / ".work"  # the suites' scratch files
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    results = workdir / "results.json"
-    merged = json.loads(results.read_text()) if results.exists() and not smoke else {}
     with server(dsn) as server_dsn:
         bench = Bench(server_dsn, repeats or (1 if smoke else 5), smoke, workdir, dbt, find_psql(), dagster_dbt)
         machine = _machine(bench)
-        sections: list[Section] = []
         for name in chosen:
             click.echo(f"[{time.monotonic() - started:6.0f}s] {name} ...", err=True)
+            suite_started = time.monotonic()
             section = importlib.import_module(f".suites.{name}", __package__).run(bench)
-            sections.append(section)
             click.echo(section.markdown + "\n", err=True)
-            # written after every suite, so a failure later keeps what was measured
-            merged[section.key] = section.data  # a partial run (--only) keeps the others' numbers
-            results.write_text(json.dumps(merged, indent=1, default=str))
-            update_markdown(out / "performance.md", sections, _meta(bench, machine, time.monotonic() - started))
-            chart(out / "performance.png", merged)
+            # saved and published after every suite, so a failure later keeps what was measured
+            results[section.key] = entry(
+                section,
+                repeats=bench.repeats,
+                machine=machine,
+                smoke=smoke,
+                elapsed_s=time.monotonic() - suite_started,
+            )
+            save(results_path, results)
+            publish(out)
     elapsed = time.monotonic() - started
-    click.echo(f"wrote {out / 'performance.md'} and {out / 'performance.png'} in {elapsed:.0f} s", err=True)
+    written = f"{results_path}, {out / 'performance.md'} and {out / 'performance.png'}"
+    click.echo(f"wrote {written} in {elapsed:.0f} s", err=True)
 
 
 if __name__ == "__main__":
