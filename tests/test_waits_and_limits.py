@@ -128,7 +128,7 @@ def test_the_cli_shows_the_wait(tmp_path: Path, dsn, db, users) -> None:
     done = matviews(tmp_path, dsn, "refresh", "mv_users")
     reader.join()
     assert done.returncode == 0, done.stderr
-    assert re.search(r"updated, \d+ ms, waited [23]\.\d s for locks", done.stdout), done.stdout
+    assert re.search(r"refreshed, \d+ ms, waited [23]\.\d s for locks", done.stdout), done.stdout
 
 
 SLOW = "SELECT id, pg_sleep(0.3) IS NULL AS slept FROM users"

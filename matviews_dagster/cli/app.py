@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from ..core.settings import DEFAULTS
-from . import changes, commands, queue
+from . import changes, commands, queue, server
 from .context import EXIT_FAILED, EXIT_USAGE, CliOptions
 
 
@@ -55,7 +55,7 @@ def cli(ctx: click.Context, dsn: str | None, definitions_path: Path, demo: bool,
     ctx.obj = CliOptions(dsn=dsn, definitions_path=definitions_path, runs_schema=runs_schema, debug=debug)
 
 
-for _command in [*commands.COMMANDS, *changes.COMMANDS, *queue.COMMANDS]:
+for _command in [*commands.COMMANDS, *changes.COMMANDS, *queue.COMMANDS, *server.COMMANDS]:
     cli.add_command(_command)
 
 
@@ -67,6 +67,14 @@ def _is_input_error(exc: BaseException) -> bool:
         return True
     psycopg = sys.modules.get("psycopg")
     return psycopg is not None and isinstance(exc, psycopg.OperationalError)
+
+
+def _click_message(exc: click.ClickException) -> str:
+    """Click's message on one line; a usage error names the help that shows the right usage."""
+    message = " ".join(exc.format_message().split())
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        message += f" (see `{exc.ctx.command_path} --help`)"
+    return message
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -89,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aborted; nothing was changed", err=True)
         code = EXIT_FAILED
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {_click_message(exc)}", err=True)  # one style: click's own "Error:" is not used
         code = exc.exit_code
     except Exception as exc:
         if debug:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..core.messages import counted
 from ..core.vocabulary import (
     DEFAULT_MAX_PARALLEL,
     REFRESH_STRATEGIES,
@@ -75,7 +76,7 @@ def create(options: CliOptions, names: tuple[str, ...], all_views: bool, force: 
     mv = options.matviews()
     definitions = mv.graph.order(d.name for d in options.select(names, all_views))
     if force:
-        confirm(f"Recreate (force) {len(definitions)} view(s): {', '.join(d.name for d in definitions)}", yes)
+        confirm(f"Recreate (force) {counted(len(definitions), 'view')}: {', '.join(d.name for d in definitions)}", yes)
     if out["enqueue"]:
         return _enqueue_all(options, CreateViewJob, definitions, force, out["queue"])
     results = mv.create_many(definitions, force, max_parallel=out["parallel"])
@@ -142,7 +143,7 @@ def delete(options: CliOptions, names: tuple[str, ...], all_views: bool, cascade
     mv = options.matviews()
     definitions = list(reversed(mv.graph.order(d.name for d in options.select(names, all_views))))
     suffix = " with CASCADE" if cascade else ""
-    confirm(f"Delete {len(definitions)} view(s){suffix}: {', '.join(d.name for d in definitions)}", yes)
+    confirm(f"Delete {counted(len(definitions), 'view')}{suffix}: {', '.join(d.name for d in definitions)}", yes)
     if out["enqueue"]:
         return _enqueue_all(options, DeleteViewJob, definitions, cascade, out["queue"])
     results = mv.delete_many(definitions, cascade, max_parallel=out["parallel"])
@@ -193,7 +194,7 @@ def info(options: CliOptions) -> int:
         f"run tables:   schema {options.runs_schema}",
     ]
     if options.definitions_path.exists():
-        lines.append(f"definitions:  {options.definitions_path} ({len(options.definitions())} views)")
+        lines.append(f"definitions:  {options.definitions_path} ({counted(len(options.definitions()), 'view')})")
     else:
         lines.append(f"definitions:  {options.definitions_path} (missing; --definitions PATH or --demo)")
     click.echo("\n".join(lines))
@@ -207,7 +208,7 @@ def list_views(options: CliOptions, as_json: bool) -> int:
     """Views with strategy, existence, population, estimated rows, size and last run."""
     rows = options.matviews().status()
     if as_json:
-        render.emit_json(rows)
+        render.emit_rows(rows)
     else:
         render.print_views(rows)
     return 0
@@ -224,7 +225,7 @@ def runs(options: CliOptions, kind: str | None, view: str | None, limit: int, as
     mv = options.matviews() if options.definitions_path.exists() else options.database()
     rows = mv.history(kind=kind, view=view, limit=limit)  # with definitions, `mv_x` finds reporting.mv_x
     if as_json:
-        render.emit_json(rows)
+        render.emit_rows(rows)
     else:
         render.print_runs(rows)
     return 0

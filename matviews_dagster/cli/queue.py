@@ -21,7 +21,7 @@ def requests(options: CliOptions, status: str | None, limit: int, as_json: bool)
     mv = options.matviews() if options.definitions_path.exists() else options.database()
     rows = [asdict(row) for row in mv.requests(status=status, limit=limit)]
     if as_json:
-        render.emit_json(rows)
+        render.emit_rows(rows, id_word="request_id")
     else:
         render.print_requests(rows)
     return 0

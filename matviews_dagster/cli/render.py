@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..core.messages import in_words
+from ..core.messages import counted, in_words
 from .context import EXIT_FAILED, Interrupted
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..core.drift import ViewPlan
+    from ..core.embedded import EmbeddedServer
     from ..core.result import OperationResult
     from ..core.validation import ValidationResult
 
@@ -46,23 +49,39 @@ def emit_json(value: object) -> None:
     click.echo(as_json(value))
 
 
+JSON_WORDS = {"id": "run_id", "view_name": "view", "name": "view"}
+"""The JSON of every command speaks one vocabulary: a run row's ``id`` is also ``run_id`` and
+its ``view_name`` also ``view``, as in ``refresh --json``; ``list``'s ``name`` is also ``view``.
+The table's own names stay (the design's contract: run rows as the table's columns)."""
+
+
+def emit_rows(rows: list[dict[str, Any]], id_word: str = "run_id") -> None:
+    """``rows`` as a JSON array, each with the one-vocabulary names added (``JSON_WORDS``;
+    ``id_word`` names a row's ``id``: ``run_id`` for run rows, ``request_id`` for requests)."""
+    words = {**JSON_WORDS, "id": id_word}
+    emit_json([{**row, **{words[k]: v for k, v in row.items() if k in words and words[k] not in row}} for row in rows])
+
+
 SHOWN_LOCK_WAIT_MS = 100
 """A wait for locks at least this long is shown beside the duration (it is never part of it)."""
 
 
 def describe_result(result: OperationResult) -> str:
-    """``ok      public.mv_users: refreshed, 12 ms, 500 rows, run #7`` and, indented, what was
-    dropped with it, warnings, the error and its hint."""
+    """``ok      public.mv_users: refreshed, 12 ms, 500 rows, run #7`` (``what_happened``; a
+    refresh that built its view first shows the build's time and both runs) and, indented,
+    what was dropped with it, warnings, the error and its hint."""
     mark = {"success": "ok", "skipped": "SKIPPED"}.get(result.status, "FAILED")
-    parts = [f"{mark:7} {result.view}: {result.outcome}"]
+    parts = [f"{mark:7} {result.view}: {result.what_happened}"]
     if result.run_id is not None:
-        parts.append(f"{result.duration_ms} ms")
+        parts.append(f"{result.total_duration_ms} ms")  # a refresh that built its view first: the build's time
     if result.lock_wait_ms and result.lock_wait_ms >= SHOWN_LOCK_WAIT_MS:
         parts.append(f"waited {result.lock_wait_ms / 1000:.1f} s for locks")
     if result.rows_count is not None:
-        parts.append(f"{result.rows_count} rows")
+        parts.append(counted(result.rows_count, "row"))
+    if result.created is not None and result.created.run_id is not None:
+        parts.append(f"create run #{result.created.run_id}")
     if result.run_id is not None:
-        parts.append(f"run #{result.run_id}")
+        parts.append(f"{'refresh run' if result.created is not None else 'run'} #{result.run_id}")
     line = ", ".join(parts)
     if result.dropped:
         line += f"\n        dropped with it: {', '.join(result.dropped)}"
@@ -104,7 +123,7 @@ def stream_results(
         unfinished = [name for name in names if name not in finished]
         ok = sum(result.ok for result in seen)
         raise Interrupted(
-            f"interrupted: {ok} of {len(names)} view(s) done, {len(seen) - ok} failed or cancelled"
+            f"interrupted: {ok} of {counted(len(names), 'view')} done, {len(seen) - ok} failed or cancelled"
             + (f"; not finished: {', '.join(unfinished)}" if unfinished else "")
         ) from None
     return EXIT_FAILED if any(not result.ok for result in seen) else 0
@@ -210,11 +229,34 @@ def print_plans(plans: list[ViewPlan]) -> None:
             click.echo("\n".join(f"           {diff_line}" for diff_line in p.diff.splitlines()))
 
 
-def _console() -> Any:
-    """A rich console; wide enough not to wrap names when the output is not a terminal."""
+def print_servers(servers: list[EmbeddedServer], here: Path) -> None:
+    """``matviews server status``: one row per registered embedded server; ``here`` marks the
+    one this directory's commands use."""
+    if not servers:
+        click.echo("no embedded server was started by this user")
+        return
+    from rich.table import Table
+
+    table = Table("data directory", "status", "pid", "socket", "since", "owner")
+    table.columns[0].no_wrap = table.columns[3].no_wrap = True  # paths whole, to copy
+    for s in servers:
+        mark = " (this directory)" if s.data_dir == here else ""
+        table.add_row(
+            f"{s.data_dir}{mark}",
+            "running" if s.running else "stopped",
+            "-" if s.pid is None else str(s.pid),
+            "-" if s.socket_dir is None else f"{s.socket_dir}/.s.PGSQL.{s.port}",
+            _when(s.started_at),
+            s.owner,
+        )
+    _console(width=2 * max(len(str(s.data_dir)) for s in servers) + 120).print(table)
+
+
+def _console(width: int = 200) -> Any:
+    """A rich console; ``width`` wide (enough not to wrap names) when the output is not a terminal."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    return Console() if sys.stdout.isatty() else Console(width=width)
 
 
 def _yes(value: bool) -> str:

@@ -42,3 +42,8 @@ def shown(value: object, limit: int = SHOWN_CHARACTERS) -> str:
     if len(text) > limit:
         return f"{text[:limit]}... ({type(value).__name__}, {len(text):,} characters as text)"
     return text
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 view``, ``2 views``, ``0 views``: a count and its noun, in the right number."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"

@@ -54,14 +54,28 @@ class OperationResult:
         return self.status == "success"
 
     @property
+    def what_happened(self) -> str:
+        """What the operation did, in words for people (the CLI's line, the Dagster event's
+        description): ``refreshed``, ``created``, ``deleted``, ``created (the view was
+        missing)`` for a refresh that created its view first, ``rebuilt (definition changed)``
+        for one that applied a changed definition (``on_definition_change: apply``), or
+        ``outcome`` itself (``skipped (...)``, ``error``). ``outcome`` stays the service's word."""
+        if self.status == "skipped" or self.outcome.startswith("skipped") or self.outcome == "error":
+            return self.outcome
+        if self.kind == "refresh" and self.created is not None:
+            rebuilt = self.created.outcome == "updated"
+            return "rebuilt (definition changed)" if rebuilt else "created (the view was missing)"
+        return {"updated": "refreshed" if self.kind == "refresh" else "updated"}.get(self.outcome, self.outcome)
+
+    @property
     def total_duration_ms(self) -> int:
         """Time of this operation and of the create run made first, if any."""
         return (self.duration_ms or 0) + (self.created.duration_ms or 0 if self.created else 0)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape (CLI ``--json``, job outputs): ``status, outcome, run_id, kind, view,
-        duration_ms, rows_count, error, hint, warnings, skipped_because, dropped, lock_wait_ms``, plus
-        ``created`` when a create run came first."""
+        duration_ms, rows_count, error, hint, warnings, skipped_because, dropped, lock_wait_ms,
+        what_happened``, plus ``created`` when a create run came first."""
         out: dict[str, Any] = {
             "status": self.status,
             "outcome": self.outcome,
@@ -76,6 +90,7 @@ class OperationResult:
             "skipped_because": list(self.skipped_because),
             "dropped": list(self.dropped),
             "lock_wait_ms": self.lock_wait_ms,
+            "what_happened": self.what_happened,
         }
         if self.created is not None:
             out["created"] = self.created.to_dict()
