@@ -80,9 +80,10 @@ def build_definitions(
     schedules = build_matview_schedules((definition, keys[definition.name]) for definition in graph)
     if nightly_cron:
         schedules.append(nightly_refresh_schedule(refresh_job, nightly_cron))
-    jobs = [refresh_job, build_create_job(definitions, keys), build_delete_job(definitions)]
     run_store = (matviews.run_store if matviews else None) or RunStoreResource(dsn=runs_dsn, schema_name=runs_schema)
     resource = matviews or MatViewsResource(dsn=dsn, max_parallel=max_parallel, run_store=run_store)
+    bound = {MATVIEWS_KEY: resource}
+    jobs = [refresh_job, build_create_job(definitions, keys, bound), build_delete_job(definitions, bound)]
     location = _location_key(definitions, translator)
     adapter = MatViewsAdapter(
         dsn=resource.dsn, runs_dsn=run_store.dsn, runs_schema=run_store.schema_name, location_key=location

@@ -28,11 +28,19 @@ class DeleteViewsConfig(dg.Config):
 
 
 def _build_job(
-    definitions: Sequence[MatViewDefinition], kind: RunKind, description: str, keys: Mapping[str, dg.AssetKey]
+    definitions: Sequence[MatViewDefinition],
+    kind: RunKind,
+    description: str,
+    keys: Mapping[str, dg.AssetKey],
+    resource_defs: Mapping[str, Any] | None,
 ) -> dg.JobDefinition:
     """One op that runs ``kind`` on each selected view (dependency order, ``max_parallel`` at
     once), reports a summary, then fails naming each view that failed or was skipped. A view
-    created by the op is reported as a materialization of its asset."""
+    created by the op is reported as a materialization of its asset.
+
+    ``resource_defs`` binds the job's resources up front. A job left for ``Definitions`` to
+    bind is copied there, and so is every sensor targeting it: Dagster 1.13 copies a sensor
+    passing its beta ``owners`` parameter, which warns (``BetaWarning``) on every load."""
     config_class = CreateViewsConfig if kind == "create" else DeleteViewsConfig
 
     @dg.op(name=OP_NAMES[kind], out=dg.Out(list, io_manager_key="io_manager"))
@@ -46,7 +54,7 @@ def _build_job(
         else:
             yield from matviews.delete(context, definitions, config.views, cascade=config.cascade).stream()
 
-    @dg.job(name=JOB_NAMES[kind], description=description)
+    @dg.job(name=JOB_NAMES[kind], description=description, resource_defs=dict(resource_defs or {}))
     def views_job() -> None:
         views_op()
 
@@ -54,13 +62,22 @@ def _build_job(
 
 
 def build_create_job(
-    definitions: Sequence[MatViewDefinition], keys: Mapping[str, dg.AssetKey] | None = None
+    definitions: Sequence[MatViewDefinition],
+    keys: Mapping[str, dg.AssetKey] | None = None,
+    resource_defs: Mapping[str, Any] | None = None,
 ) -> dg.JobDefinition:
     """``create_mat_views``: op ``create_views``, config ``views`` (empty: all) and ``force``;
-    ``keys`` (``{view name: asset key}``) names the assets its creates materialize."""
-    return _build_job(definitions, "create", "Create materialized views (force: recreate).", keys or {})
+    ``keys`` (``{view name: asset key}``) names the assets its creates materialize;
+    ``resource_defs`` (``{"matviews": MatViewsResource(...)}``) binds its resource, else the
+    ``Definitions`` it is part of does."""
+    description = "Create materialized views (force: recreate)."
+    return _build_job(definitions, "create", description, keys or {}, resource_defs)
 
 
-def build_delete_job(definitions: Sequence[MatViewDefinition]) -> dg.JobDefinition:
-    """``delete_mat_views``: op ``delete_views``, config ``views`` (empty: all) and ``cascade``."""
-    return _build_job(definitions, "delete", "Delete materialized views (cascade: with dependents).", {})
+def build_delete_job(
+    definitions: Sequence[MatViewDefinition], resource_defs: Mapping[str, Any] | None = None
+) -> dg.JobDefinition:
+    """``delete_mat_views``: op ``delete_views``, config ``views`` (empty: all) and ``cascade``;
+    ``resource_defs`` as for ``build_create_job``."""
+    description = "Delete materialized views (cascade: with dependents)."
+    return _build_job(definitions, "delete", description, {}, resource_defs)

@@ -28,16 +28,10 @@ dg.DagsterLibraryRegistry.register("matviews-dagster", __version__, is_dagster_p
 
 
 def quiet_dagster_warnings() -> None:
-    """Silence, by exact message only, two warnings Dagster 1.13 raises from its own code about
-    arguments nobody passed: binding resources to a sensor's jobs copies the sensor passing its
-    stored ``owners=[]`` (a beta parameter), once per copy; initializing a nested resource
-    (``run_store``) reads the deprecated ``InitResourceContext.dagster_run``, once per run.
-    Called on import and by ``build_definitions``. (``dg`` loads components inside a
-    ``warnings.catch_warnings`` block, which drops filters added there: under ``dg launch``
-    Dagster's sensor warning still shows.)"""
-    warnings.filterwarnings(
-        "ignore", message=r"Parameter `owners` of initializer `SensorDefinition.__init__`", category=dg.BetaWarning
-    )
+    """Silence, by exact message only, a warning Dagster 1.13 raises from its own code about an
+    argument nobody passed: initializing a nested resource (``run_store``) reads the deprecated
+    ``InitResourceContext.dagster_run``, once per run. Called on import and by
+    ``build_definitions``."""
     warnings.filterwarnings(
         "ignore", message=r"InitResourceContext\.dagster_run is deprecated", category=DeprecationWarning
     )

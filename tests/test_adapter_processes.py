@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import new_database, scalar
+from conftest import free_port, new_database, scalar
 from psycopg.conninfo import make_conninfo
 
 from benchmarks.harness import background, url_for
@@ -39,12 +38,6 @@ DEFS_PY = textwrap.dedent(
     )
     """
 ).format(sql=SLOW_SQL)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -24,10 +24,19 @@ def build_demo_source_data(translator: DagsterMatViewTranslator | None = None) -
 
     @dg.multi_asset(
         name="demo_source_data",
-        specs=[dg.AssetSpec(key, kinds={"postgres"}, group_name="demo_sources") for key in keys.values()],
+        specs=[
+            dg.AssetSpec(
+                key,
+                kinds={"postgres"},
+                group_name="demo_sources",
+                description=f"The demo's `{table}` table, loaded again at the run config's `scale` "
+                f"({USERS_PER_SCALE} users per unit).",
+            )
+            for table, key in keys.items()
+        ],
+        description="Load the demo's tables (users, accounts, events, sessions) at the run config's `scale`.",
     )
     def demo_source_data(config: DemoDataConfig, matviews: MatViewsResource) -> Iterator[dg.MaterializeResult]:
-        """(Re)load users, accounts, events and sessions at ``scale``."""
         with matviews.get_connection() as conn:
             counts = seed_demo_data(conn, config.scale)
         for table, rows in counts.items():
