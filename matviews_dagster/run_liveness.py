@@ -1,10 +1,9 @@
 """Is the worker of a queued run still alive? A run Dagster still calls started whose worker
 died (``kill -9``, a crash, the daemon's process group killed) never ends by itself."""
 
-import os
-
 import dagster as dg
 
+from .core.processes import process_exists
 from .core.store.requests import Claim, RunRequestQueue
 
 
@@ -20,7 +19,7 @@ def fail_if_worker_died(instance: dg.DagsterInstance, queue: RunRequestQueue, cl
         how = "its worker no longer holds the request's lock"
     else:
         pid = _local_run_pid(instance, run.run_id)
-        if pid is None or _process_exists(pid):
+        if pid is None or process_exists(pid):
             return
         how = f"its process {pid} is gone"
     reason = f"the run serving it (Dagster run {run.run_id}) died before it finished: {how}; enqueue the request again"
@@ -43,13 +42,3 @@ def _local_run_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
         if value.isascii() and value.isdigit():
             return int(value)
     return None
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True

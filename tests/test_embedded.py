@@ -10,6 +10,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from doc_scripts import postgres_processes_under
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,19 +111,6 @@ def _matviews(prefix: list[str], env: dict[str, str], cwd: Path, *args: str) -> 
     return done
 
 
-def _postmasters(under: Path) -> list[int]:
-    """Pids of running postgres processes whose data directory lies under ``under``."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"postgres") and str(under).encode() in b" ".join(argv):
-            pids.append(int(proc.name))
-    return pids
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("user", [None, "nobody"], ids=["this user", "an unprivileged user"])
 def test_server_status_lists_every_server_started_and_stop_stops_them(tmp_path: Path, user: str | None) -> None:
@@ -151,19 +139,19 @@ def test_server_status_lists_every_server_started_and_stop_stops_them(tmp_path: 
             str(second / ".matviews" / "pgdata"),
         ]
         assert all(s["running"] and s["pid"] and s["socket_dir"] and s["port"] for s in listed), listed
-        assert len(_postmasters(tmp_path)) == 2
+        assert len(postgres_processes_under(tmp_path)) == 2
         table = _matviews(prefix, env, first, "server", "status").stdout
         assert f"{first / '.matviews' / 'pgdata'} (this directory)" in table and "running" in table
 
         assert f"stopped: {first / '.matviews' / 'pgdata'}" in _matviews(prefix, env, first, "server", "stop").stdout
         listed = json.loads(_matviews(prefix, env, tmp_path, "server", "status", "--json").stdout)
         assert [s["running"] for s in listed] == [False, True]
-        assert _postmasters(tmp_path) and not _postmasters(first)
+        assert postgres_processes_under(tmp_path) and not postgres_processes_under(first)
 
         _matviews(prefix, env, tmp_path, "server", "stop", "--all")
         listed = json.loads(_matviews(prefix, env, tmp_path, "server", "status", "--json").stdout)
         assert [s["running"] for s in listed] == [False, False]
-        assert not _postmasters(tmp_path)
+        assert not postgres_processes_under(tmp_path)
         again = _matviews(prefix, env, second, "server", "stop").stdout
         assert again.startswith("not running:"), again
         _matviews(prefix, env, first, "info")  # a stopped server starts again on the next command
@@ -177,7 +165,7 @@ def test_server_status_lists_every_server_started_and_stop_stops_them(tmp_path: 
             cwd=tmp_path,
             capture_output=True,
         )
-    assert not _postmasters(tmp_path)
+    assert not postgres_processes_under(tmp_path)
 
 
 def test_server_stop_names_what_is_not_a_data_directory(tmp_path: Path) -> None:

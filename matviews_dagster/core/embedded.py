@@ -28,6 +28,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .processes import process_exists
+
 
 def matviews_home() -> Path:
     return Path(os.environ.get("MATVIEWS_HOME", ".matviews")).expanduser().resolve()
@@ -128,16 +130,6 @@ class EmbeddedServer:
         }
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process (the pgserver user's, seen by a normal user)
-    return True
-
-
 def inspect(data_dir: Path) -> EmbeddedServer:
     """The state of the server of ``data_dir``, read from its ``postmaster.pid``, no connection."""
     owner = pwd.getpwuid(data_dir.stat().st_uid).pw_name
@@ -146,7 +138,7 @@ def inspect(data_dir: Path) -> EmbeddedServer:
         pid = int(lines[0])
     except (FileNotFoundError, IndexError, ValueError, PermissionError):
         return EmbeddedServer(data_dir, False, None, None, None, None, owner)
-    if not _alive(pid):
+    if not process_exists(pid):
         return EmbeddedServer(data_dir, False, None, None, None, None, owner)
     port = int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
     socket_dir = lines[4].strip() or None if len(lines) > 4 else None
