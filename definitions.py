@@ -1,4 +1,4 @@
-"""The demo code location: `dagster dev -f definitions.py`, then "Materialize all"."""
+"""The demo code location: `dg dev -f definitions.py`, then "Materialize all"."""
 
 from matviews_dagster import build_definitions
 from matviews_dagster.demo import DEMO_VIEWS

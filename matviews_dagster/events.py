@@ -52,6 +52,7 @@ def materialize_result(key: dg.AssetKey, result: OperationResult, strategy: str)
         "strategy": str(strategy),
         "run_record_id": dg.MetadataValue.text(str(result.run_id)),
         "outcome": result.outcome,
+        "what_happened": result.what_happened,
     }
     if result.created is not None:
         metadata["create_run_record_id"] = dg.MetadataValue.text(str(result.created.run_id))

@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 
+from .core.connection import DatabaseUnavailable
 from .core.definition import MatViewDefinition
 from .core.matviews import MatViews
 from .core.messages import counted
@@ -66,7 +67,15 @@ def build_queue_sensor(
     )
     def matviews_queue_sensor(
         context: dg.SensorEvaluationContext, matviews: MatViewsResource
-    ) -> Iterator[dg.RunRequest]:
+    ) -> Iterator[dg.RunRequest | dg.SkipReason]:
+        try:
+            yield from _tick(context, matviews)
+        except DatabaseUnavailable as exc:  # a server stopped or restarting: one line a tick, no traceback
+            reason = f"the run store's database is unreachable ({exc}); pending requests wait for the next tick"
+            context.log.warning(reason)
+            yield dg.SkipReason(reason)
+
+    def _tick(context: dg.SensorEvaluationContext, matviews: MatViewsResource) -> Iterator[dg.RunRequest]:
         with matviews.matviews(definitions) as mv:
             queue = RunRequestQueue(mv.runs)
             queue.register_consumer(f"{_location(context)}#{consumer}", views)

@@ -37,11 +37,18 @@ def section(doc: Path, heading: str) -> str:
     return text[start : end if end != -1 else len(text)]
 
 
-def as_a_shell_script(code: str, lang: str) -> str:
+EXTRA_COMMANDS = {"dg": "dg", "create-dagster": "dg"}
+"""Commands only an extra installs (the suite's venv has them all, a reader's has what the docs said)."""
+
+
+def as_a_shell_script(code: str, lang: str, installed: set[str] | None = None) -> str:
     """A doc block as the reader runs it. The install steps (a venv, ``pip install`` of the
-    clone) are checked, not run: the suite's venv has the package already, and the extras they
-    name must exist. ``git clone <this repository>`` copies the working tree under test. An SQL
-    block runs on the server the reader's current directory uses (its DSN, or its embedded one)."""
+    clone) are checked, not run: the suite's venv has the package already, the extras they name
+    must exist, and each command an extra provides (``EXTRA_COMMANDS``) must come after an
+    install of that extra (``installed``: the extras installed so far on the page, updated).
+    ``git clone <this repository>`` copies the working tree under test. An SQL block runs on the
+    server the reader's current directory uses (its DSN, or its embedded one)."""
+    installed = set() if installed is None else installed
     if lang == "sql":
         runner = (
             "import sys, psycopg; from matviews_dagster.core.dsn import resolve_dsn\n"
@@ -62,8 +69,13 @@ def as_a_shell_script(code: str, lang: str) -> str:
                 if target:
                     named = set(re.search(r"\[(.*)\]", target)[1].split(","))  # type: ignore[index]
                     assert named <= extras, f"{line!r} names extras {sorted(named - extras)} pyproject.toml lacks"
+                    installed |= named
                 steps.append("true")
             else:
+                program = step.split(" ")[0]
+                if program in EXTRA_COMMANDS and command:
+                    extra = EXTRA_COMMANDS[program]
+                    assert extra in installed, f"{line!r} runs {program}, but no install step before it names [{extra}]"
                 steps.append(step)
         special = any(step.startswith("git clone ") or INSTALL_STEP.match(step) for step in command.split(" && "))
         lines.append(" && ".join(steps) if special else line)  # heredoc lines stay as written

@@ -366,7 +366,7 @@ def test_warnings_show_in_the_output_the_json_and_the_history(project, dsn, db) 
     assert any("has NULLs in code" in w for w in as_json["warnings"])
     history = matviews(project, dsn, "runs", "--kind", "refresh", "--limit", "1")
     assert "warning: unique index mv_notes_code_idx" in history.stdout
-    assert "refresh #" in history.stdout and "concurrent" in history.stdout and "updated" in history.stdout
+    assert "refresh #" in history.stdout and "concurrent" in history.stdout and "refreshed" in history.stdout
 
 
 def test_omitted_options_mean_the_definitions_choice_on_every_path(project, dsn, db) -> None:
@@ -513,3 +513,25 @@ def test_lines_say_what_happened_and_errors_have_one_style(project, dsn, db) -> 
     assert usage.stderr.rstrip().endswith("(see `matviews refresh --help`)"), usage.stderr
     unknown = matviews(project, dsn, "refersh")
     assert unknown.returncode == 2 and unknown.stderr.startswith("error: No such command 'refersh'"), unknown.stderr
+
+
+def test_enqueue_speaks_json_too(project, dsn, db) -> None:
+    done = matviews(
+        project,
+        dsn,
+        "refresh",
+        "mv_users",
+        "mv_pro",
+        "--enqueue",
+        "--queue",
+        "heavy",
+        "--json",
+        MATVIEWS_ADAPTER="queue",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    ids = [row[0] for row in db.execute("SELECT id FROM mat_view_run_requests ORDER BY id").fetchall()]
+    assert [(x["view"], x["request_id"], x["queue"], x["backend"], x["status"]) for x in lines] == [
+        ("public.mv_users", ids[0], "heavy", "queue", "pending"),
+        ("public.mv_pro", ids[1], "heavy", "queue", "pending"),
+    ]

@@ -64,7 +64,8 @@ def test_the_example_project_checks_lists_and_launches(project, dsn, db) -> None
     for done in (checked, listed, launched):  # Dagster copied no sensor of ours (BetaWarning), nothing else warned
         assert not our_warnings(done.stdout + done.stderr), our_warnings(done.stdout + done.stderr)
     assert "``" not in listed.stdout, "descriptions are Markdown, not reStructuredText"
-    assert (project / ".matviews" / "dagster" / "history" / "runs.db").exists(), "the example's dagster.yaml keeps the run"
+    kept = project / ".matviews" / "dagster" / "history" / "runs.db"
+    assert kept.exists(), "the example's dagster.yaml keeps the run"
     assert scalar(db, "SELECT count(*) FROM pg_matviews WHERE ispopulated") == 5
     assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE status = 'success'") == 5
 

@@ -125,7 +125,8 @@ def test_the_readme_as_written_and_the_demo_history_in_the_ui(tmp_path: Path) ->
     clone = working_tree_copy(tmp_path / "matviews-dagster")
     env = new_user_env(tmp_path / "home", clone)
     demo = next(code for lang, _, code in blocks(readme) if lang == "bash" and "dg launch" in code)
-    output = run_script(as_a_shell_script(demo, "bash"), clone, env)
+    installed: set[str] = set()  # the extras the reader installed, as the README told them
+    output = run_script(as_a_shell_script(demo, "bash", installed), clone, env)
     assert not our_warnings(output), our_warnings(output)
 
     port = free_port()
@@ -164,7 +165,7 @@ def test_the_readme_as_written_and_the_demo_history_in_the_ui(tmp_path: Path) ->
 
     cli_block = section(readme, "## The `matviews` command")
     code = next(code for lang, _, code in blocks_of(cli_block) if lang == "bash")
-    output = run_script(as_a_shell_script(code, "bash"), clone, env)
+    output = run_script(as_a_shell_script(code, "bash", installed), clone, env)
     assert not our_warnings(output), our_warnings(output)
     assert "mv_engaged_users: refreshed" in output  # --downstream refreshed the view built on it
     assert "mv_engaged_users (materialized view)" in output  # dropped by --cascade, then created again
@@ -186,10 +187,15 @@ def test_getting_started_as_written(tmp_path: Path) -> None:
     env = new_user_env(tmp_path / "home", clone)
     work = tmp_path / "projects"
     work.mkdir()
-    script = "".join(as_a_shell_script(code, lang) for lang, _, code in blocks(doc) if lang in ("bash", "sql"))
+    installed: set[str] = set()
+    script = "".join(
+        as_a_shell_script(code, lang, installed) for lang, _, code in blocks(doc) if lang in ("bash", "sql")
+    )
     # the page stops every server at its end; list them before that line runs
     listing = 'matviews server status --json > "$HOME/listed.json"\n'
-    script = script.replace("matviews server stop --all\n", listing + "matviews server stop --all\n")
+    stop = "matviews server stop .matviews/pgdata ../matviews-dagster/.matviews/pgdata\n"
+    assert stop in script, "the page stops the servers it started"
+    script = script.replace(stop, listing + stop)
     output = run_script(script, work, env)
     assert not our_warnings(output), our_warnings(output)
     assert "('public.mv_plans', 'success', 3, True)" in output  # the SQL block: Dagster's refresh, with its run id

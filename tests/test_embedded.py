@@ -120,10 +120,7 @@ def test_server_status_lists_every_server_started_and_stop_stops_them(tmp_path: 
     if user is not None:
         if os.geteuid() != 0:
             pytest.fail("run the suite as root, or as a user who may runuser, to test another user")
-        os.chmod(tmp_path, 0o777)
-        for parent in tmp_path.parents:  # the unprivileged user must reach its directories
-            if parent != Path("/") and not os.stat(parent).st_mode & 0o001:
-                os.chmod(parent, os.stat(parent).st_mode | 0o001)
+        _let_nobody_in(tmp_path)
     home, first, second = tmp_path / "home", tmp_path / "first", tmp_path / "second"
     for directory in (home, first, second):
         directory.mkdir()
@@ -184,3 +181,54 @@ def test_server_stop_names_what_is_not_a_data_directory(tmp_path: Path) -> None:
         [str(Path(sys.executable).parent / "matviews"), "server", "status"], env=env, capture_output=True, text=True
     )
     assert listing.returncode == 0 and listing.stdout.strip() == "no embedded server was started by this user"
+
+
+def _let_nobody_in(tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o777)
+    for parent in tmp_path.parents:  # the unprivileged user must reach its directories
+        if parent != Path("/") and not os.stat(parent).st_mode & 0o001:
+            os.chmod(parent, os.stat(parent).st_mode | 0o001)
+
+
+@pytest.mark.slow
+def test_another_users_server_is_refused_and_keeps_working(tmp_path: Path) -> None:
+    """Root's command in a directory whose server an unprivileged user runs is refused in one
+    line before anything starts (pgserver would hand the data directory to its own user and
+    break the owner's server); the owner's server goes on, listed and stoppable by its owner."""
+    if os.geteuid() != 0:
+        pytest.fail("run the suite as root, or as a user who may runuser, to test another user")
+    _let_nobody_in(tmp_path)
+    project, home = tmp_path / "project", tmp_path / "home"
+    for directory in (project, home):
+        directory.mkdir()
+        subprocess.run(["chown", "nobody", str(directory)], check=True)
+    theirs, env = _as("nobody", home)
+    try:
+        _matviews(theirs, env, project, "info")
+        ours, our_env = _as(None, tmp_path / "root-home")
+        refused = subprocess.run([*ours, "info"], cwd=project, env=our_env, capture_output=True, text=True)
+        assert refused.returncode == 2, refused.stderr
+        data_dir = project / ".matviews" / "pgdata"
+        assert refused.stderr.strip() == (
+            f"error: the embedded server of {data_dir} belongs to user nobody; run this command as nobody, "
+            "or use a directory of your own (MATVIEWS_HOME) or your own database (MATVIEWS_DSN)"
+        )
+        assert os.stat(data_dir).st_uid == os.stat(project).st_uid, "the data directory still belongs to nobody"
+        assert "server:       PostgreSQL" in _matviews(theirs, env, project, "info").stdout
+        listed = json.loads(_matviews(theirs, env, project, "server", "status", "--json").stdout)
+        assert [(s["data_dir"], s["running"], s["owner"]) for s in listed] == [(str(data_dir), True, "nobody")]
+    finally:
+        subprocess.run([*theirs, "server", "stop", "--all"], env=env, cwd=tmp_path, capture_output=True)
+    assert not postgres_processes_under(tmp_path)
+
+
+def test_a_registry_that_cannot_be_written_starts_nothing(tmp_path: Path) -> None:
+    """A server that could not be recorded would run unseen by ``matviews server status``: the
+    command refuses in one line, exit 2, before it starts anything."""
+    prefix, env = _as(None, tmp_path)
+    env["MATVIEWS_STATE_DIR"] = "/dev/null/matviews"
+    done = subprocess.run([*prefix, "info"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: cannot record the embedded server of {tmp_path / '.matviews' / 'pgdata'}")
+    assert "set MATVIEWS_STATE_DIR (or HOME) to a directory you can write" in done.stderr
+    assert not postgres_processes_under(tmp_path) and not (tmp_path / ".matviews" / "pgdata").exists()

@@ -279,3 +279,18 @@ def test_the_requests_of_a_run_whose_worker_died_fail_and_dagster_is_told(dsn, d
     [(_, status, _, _, _, error)] = requests(db)
     assert status == "failed" and "died before it finished" in error and "enqueue the request again" in error
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_a_tick_while_the_database_is_unreachable_skips_in_one_line(dsn, db, defs, instance) -> None:
+    """A server stopped under a running daemon (``matviews server stop``, a restart): each tick
+    is skipped saying why, with no traceback, and the pending request runs on a later tick."""
+    queued(dsn, defs).enqueue(RefreshViewJob, args=["mv_b"])
+    unreachable = build_definitions([A, B, C], dsn="postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=2")
+    with dg.build_sensor_context(instance=instance, resources=unreachable.resources) as context:
+        evaluated = list(unreachable.resolve_sensor_def(QUEUE_SENSOR)(context))
+    assert len(evaluated) == 1 and isinstance(evaluated[0], dg.SkipReason), evaluated
+    assert evaluated[0].skip_message.startswith("the run store's database is unreachable (")
+    assert evaluated[0].skip_message.endswith("pending requests wait for the next tick")
+    assert [row[1] for row in requests(db)][-1] == "pending"
+    (request,) = tick(defs, instance)
+    assert launch(defs, instance, request).success

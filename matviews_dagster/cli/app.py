@@ -8,6 +8,7 @@ The direct path (no ``--enqueue``) never imports dagster, so scripts can call it
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 from pathlib import Path
@@ -35,7 +36,7 @@ from .context import EXIT_FAILED, EXIT_USAGE, CliOptions
     type=click.Path(path_type=Path, dir_okay=False),
     help="YAML file with the views (env MATVIEWS_DEFINITIONS).",
 )
-@click.option("--demo", is_flag=True, help="Use the demo's views (the ones `dagster dev -f definitions.py` shows).")
+@click.option("--demo", is_flag=True, help="Use the demo's views (the ones `dg dev -f definitions.py` shows).")
 @click.option(
     "--runs-schema",
     envvar="MATVIEWS_RUNS_SCHEMA",
@@ -63,7 +64,7 @@ def _is_input_error(exc: BaseException) -> bool:
     """Errors that mean bad input or an unreachable server: exit 2, nothing executed."""
     if isinstance(exc, ValueError):
         return True
-    if type(exc).__name__ == "DatabaseUnavailable":
+    if type(exc).__name__ in ("DatabaseUnavailable", "EmbeddedServerError"):
         return True
     psycopg = sys.modules.get("psycopg")
     return psycopg is not None and isinstance(exc, psycopg.OperationalError)
@@ -72,8 +73,8 @@ def _is_input_error(exc: BaseException) -> bool:
 def _click_message(exc: click.ClickException) -> str:
     """Click's message on one line; a usage error names the help that shows the right usage."""
     message = " ".join(exc.format_message().split())
-    if isinstance(exc, click.UsageError) and exc.ctx is not None:
-        message += f" (see `{exc.ctx.command_path} --help`)"
+    if isinstance(exc, click.UsageError):
+        message += f" (see `{exc.ctx.command_path if exc.ctx is not None else 'matviews'} --help`)"
     return message
 
 
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if not debug:  # psycopg logs what it ignores while closing a lost connection; the error line says it
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
     try:
         code = cli.main(args=args, prog_name="matviews", standalone_mode=False)
     except click.exceptions.Abort:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +25,10 @@ from ..core.vocabulary import (
 )
 from . import render
 from .context import EXIT_FAILED, CliOptions, InputError, confirm, pass_options
+from .queue import enqueue_all
 
 if TYPE_CHECKING:
-    from ..core.definition import MatViewDefinition
+    pass
 
 
 def _operation_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,24 +47,6 @@ def _operation_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="One JSON object per view.")(command)
 
 
-def _enqueue_all(
-    options: CliOptions, job: str, definitions: Iterable[MatViewDefinition], option: object, queue: str | None
-) -> int:
-    """``--enqueue``: hand each view to the configured adapter backend; nothing runs here."""
-    from ..adapter import MatViewsAdapter
-
-    adapter = MatViewsAdapter(
-        dsn=options.dsn, definitions_path=str(options.definitions_path), runs_schema=options.runs_schema
-    )
-    failed = False
-    for definition in definitions:  # an omitted option stays omitted: the definition decides
-        args = [definition.name] if option is None else [definition.name, option]
-        enqueued = adapter.enqueue(job, queue=queue, args=args)
-        click.echo(enqueued.describe())
-        failed = failed or enqueued.status == "failure"  # the inline backend ran it, and it failed
-    return EXIT_FAILED if failed else 0
-
-
 @click.command()
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_views", is_flag=True, help="Every view in the definitions file.")
@@ -78,7 +61,7 @@ def create(options: CliOptions, names: tuple[str, ...], all_views: bool, force: 
     if force:
         confirm(f"Recreate (force) {counted(len(definitions), 'view')}: {', '.join(d.name for d in definitions)}", yes)
     if out["enqueue"]:
-        return _enqueue_all(options, CreateViewJob, definitions, force, out["queue"])
+        return enqueue_all(options, CreateViewJob, definitions, force, out["queue"], out["as_json"])
     results = mv.create_many(definitions, force, max_parallel=out["parallel"])
     return render.stream_results(
         results, json_lines=out["as_json"], names=[d.name for d in definitions], progress_label="creating"
@@ -117,7 +100,7 @@ def refresh(
         if downstream:  # one request, one run: the views built on it refresh after it, in that run
             option["downstream"] = True
         definitions = mv.graph.order(selected)
-        return _enqueue_all(options, RefreshViewJob, definitions, option or None, out["queue"])
+        return enqueue_all(options, RefreshViewJob, definitions, option or None, out["queue"], out["as_json"])
     definitions = mv.graph.order(mv.graph.with_downstream(selected) if downstream else selected)
     results = mv.refresh_many(
         definitions,
@@ -145,7 +128,7 @@ def delete(options: CliOptions, names: tuple[str, ...], all_views: bool, cascade
     suffix = " with CASCADE" if cascade else ""
     confirm(f"Delete {counted(len(definitions), 'view')}{suffix}: {', '.join(d.name for d in definitions)}", yes)
     if out["enqueue"]:
-        return _enqueue_all(options, DeleteViewJob, definitions, cascade, out["queue"])
+        return enqueue_all(options, DeleteViewJob, definitions, cascade, out["queue"], out["as_json"])
     results = mv.delete_many(definitions, cascade, max_parallel=out["parallel"])
     return render.stream_results(
         results, json_lines=out["as_json"], names=[d.name for d in definitions], progress_label="deleting"

@@ -1,12 +1,19 @@
-"""``matviews requests``: what became of each request enqueued with the adapter's queue backend."""
+"""``--enqueue`` (hand views to the adapter's backend) and ``matviews requests`` (what became
+of each request enqueued with the queue backend)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import click
 
 from ..core.vocabulary import REQUEST_STATUSES
 from . import render
-from .context import CliOptions, pass_options
+from .context import EXIT_FAILED, CliOptions, pass_options
+
+if TYPE_CHECKING:
+    from ..core.definition import MatViewDefinition
 
 
 @click.command()
@@ -25,6 +32,33 @@ def requests(options: CliOptions, status: str | None, limit: int, as_json: bool)
     else:
         render.print_requests(rows)
     return 0
+
+
+def enqueue_all(
+    options: CliOptions,
+    job: str,
+    definitions: Iterable[MatViewDefinition],
+    option: object,
+    queue: str | None,
+    as_json: bool = False,
+) -> int:
+    """``--enqueue``: hand each view to the configured adapter backend; nothing runs here. With
+    ``--json``, one object per view: ``{backend, job, queue, view, request_id, dagster_run_id,
+    status, run_record_ids}``."""
+    from dataclasses import asdict
+
+    from ..adapter import MatViewsAdapter
+
+    adapter = MatViewsAdapter(
+        dsn=options.dsn, definitions_path=str(options.definitions_path), runs_schema=options.runs_schema
+    )
+    failed = False
+    for definition in definitions:  # an omitted option stays omitted: the definition decides
+        args = [definition.name] if option is None else [definition.name, option]
+        enqueued = adapter.enqueue(job, queue=queue, args=args)
+        click.echo(render.as_json(asdict(enqueued)) if as_json else enqueued.describe())
+        failed = failed or enqueued.status == "failure"  # the inline backend ran it, and it failed
+    return EXIT_FAILED if failed else 0
 
 
 COMMANDS = [requests]

@@ -153,7 +153,7 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
     """``matviews runs``: one row per run row, newest first."""
     from rich.table import Table
 
-    table = Table("run", "view", "status", "outcome", "strategy", "started", "ms", "rows", "error / warnings")
+    table = Table("run", "view", "status", "what happened", "strategy", "started", "ms", "rows", "error / warnings")
     for row in rows:
         meta = row["meta"] or {}
         notes = [row["error"]] if row["error"] else []
@@ -162,7 +162,7 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
             f"{row['kind']} #{row['id']}",  # ids are per run table: a create and a refresh may share one
             row["view_name"],
             row["status"],
-            meta.get("outcome", "-"),
+            row.get("what_happened") or meta.get("outcome", "-"),
             meta.get("strategy") or (meta.get("options") or {}).get("strategy") or "-",
             _when(row["started_at"]),
             "-" if row["duration_ms"] is None else str(row["duration_ms"]),

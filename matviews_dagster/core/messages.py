@@ -47,3 +47,23 @@ def shown(value: object, limit: int = SHOWN_CHARACTERS) -> str:
 def counted(count: int, noun: str, plural: str | None = None) -> str:
     """``1 view``, ``2 views``, ``0 views``: a count and its noun, in the right number."""
     return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
+def happened(kind: str, outcome: str, reason: str | None = None, populated_by_run: int | None = None) -> str:
+    """A run's outcome in words for people, one vocabulary for results and run rows:
+    ``refreshed``, ``created``, ``deleted``, ``rebuilt (definition changed)`` (a create run
+    that applied a changed definition: ``reason`` ``definition_change`` or ``apply``),
+    ``created (the view was missing)`` (``reason`` ``create_if_missing``), ``populated by
+    create run #N`` (a refresh whose view the create run just before it built, so it ran
+    nothing), ``skipped (<reason>)``; otherwise ``outcome`` itself (``error``, ``skipped (...)``)."""
+    if outcome == "skipped":
+        return f"skipped ({reason})" if reason else outcome
+    if outcome == "error" or outcome.startswith("skipped"):
+        return outcome
+    if kind == "create" and reason in ("definition_change", "apply") and outcome == "updated":
+        return "rebuilt (definition changed)"
+    if kind == "create" and reason == "create_if_missing":
+        return "created (the view was missing)"
+    if kind == "refresh" and populated_by_run is not None:
+        return f"populated by create run #{populated_by_run}"
+    return "refreshed" if kind == "refresh" and outcome == "updated" else outcome

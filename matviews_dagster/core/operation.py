@@ -133,6 +133,7 @@ class Operation:
             warnings=tuple(response.meta.get("warnings", ())),
             dropped=tuple(f"{name} ({relkind})" for name, relkind in dropped),
             lock_wait_ms=lock_wait_ms,
+            reason=response.meta.get("reason") or options.get("reason"),
         )
 
     def _timed_out(self, error: str) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from .messages import happened
 from .vocabulary import RunKind
 
 if TYPE_CHECKING:
@@ -28,7 +29,9 @@ class OperationResult:
     right after a successful refresh when a batch asks for them. ``dropped`` lists what a
     ``cascade`` delete dropped with the view, e.g. ``public.v_pro (view)``. ``lock_wait_ms`` is
     the time spent waiting for locks (the view's own lock, then the table lock the statement
-    needs: a regular refresh waits for every reader), kept out of ``duration_ms``.
+    needs: a regular refresh waits for every reader), kept out of ``duration_ms``. ``reason``
+    is why a create ran (``create_if_missing``, ``definition_change``, ``apply``) or why an
+    operation was skipped (``view exists``); ``what_happened`` says it in words.
     """
 
     kind: RunKind
@@ -46,6 +49,7 @@ class OperationResult:
     checks: tuple[CheckOutcome, ...] = ()
     dropped: tuple[str, ...] = ()
     lock_wait_ms: int | None = None
+    reason: str | None = None
     description: ViewDescription | None = field(default=None, compare=False)
     database: str | None = field(default=None, compare=False)
 
@@ -55,17 +59,12 @@ class OperationResult:
 
     @property
     def what_happened(self) -> str:
-        """What the operation did, in words for people (the CLI's line, the Dagster event's
-        description): ``refreshed``, ``created``, ``deleted``, ``created (the view was
-        missing)`` for a refresh that created its view first, ``rebuilt (definition changed)``
-        for one that applied a changed definition (``on_definition_change: apply``), or
-        ``outcome`` itself (``skipped (...)``, ``error``). ``outcome`` stays the service's word."""
-        if self.status == "skipped" or self.outcome.startswith("skipped") or self.outcome == "error":
-            return self.outcome
-        if self.kind == "refresh" and self.created is not None:
-            rebuilt = self.created.outcome == "updated"
-            return "rebuilt (definition changed)" if rebuilt else "created (the view was missing)"
-        return {"updated": "refreshed" if self.kind == "refresh" else "updated"}.get(self.outcome, self.outcome)
+        """What the operation did, in words for people (the CLI's line, the Dagster event):
+        ``happened`` of this result; a refresh that built its view first says what that build
+        was: ``created (the view was missing)`` or ``rebuilt (definition changed)``."""
+        if self.kind == "refresh" and self.created is not None and not self.outcome.startswith("skipped"):
+            return self.created.what_happened if self.created.outcome != "error" else self.outcome
+        return happened(self.kind, self.outcome, self.reason)
 
     @property
     def total_duration_ms(self) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg import sql
 
-from ..messages import shown
+from ..messages import happened, shown
 from ..vocabulary import RUN_KINDS, RunKind
 from .migrations import RESULT_COLUMNS, RUN_TABLES, Migrations
 
@@ -57,10 +57,10 @@ class RunHistory(Migrations):
         return int(row["id"]) if row else None
 
     def latest(self, *, database_name: str, view_names: list[str]) -> dict[str, dict[str, Any]]:
-        """The newest run of each view (any kind): ``{view_name: {kind, status, finished_at, ...}}``."""
+        """The newest run of each view (any kind): ``{view_name: {kind, run_id, status, finished_at, ...}}``."""
         self.ensure_migrated()
         union = self._all_kinds(
-            "view_name, status, started_at, finished_at, duration_ms",
+            "id AS run_id, view_name, status, started_at, finished_at, duration_ms",
             "database_name = %(db)s AND view_name = ANY(%(views)s)",
         )
         query = sql.SQL("SELECT DISTINCT ON (view_name) * FROM ({}) runs ORDER BY view_name, started_at DESC")
@@ -109,7 +109,9 @@ class RunHistory(Migrations):
         return self.run(lambda conn: conn.execute(query, {"run": dagster_run_id}).fetchall())
 
     def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """Run rows newest first, each with its ``kind``; filter by kind and view."""
+        """Run rows newest first, each with its ``kind`` and ``what_happened`` (``result.happened``:
+        ``refreshed``, ``rebuilt (definition changed)``, ``populated by create run #4``, ...,
+        ``running`` while it runs); filter by kind and view."""
         self.ensure_migrated()
         kinds = RUN_KINDS if kind is None else (kind,)
         if any(k not in RUN_KINDS for k in kinds):
@@ -121,4 +123,14 @@ class RunHistory(Migrations):
         where = "view_name = %(view)s" if view else "true"
         query = self._all_kinds(columns, where, kinds) + sql.SQL(" ORDER BY started_at DESC, id DESC LIMIT %(limit)s")
         params = {"view": view, "limit": limit}
-        return self.run(lambda conn: conn.execute(query, params).fetchall())
+        rows = self.run(lambda conn: conn.execute(query, params).fetchall())
+        return [{**row, "what_happened": _what_happened(row)} for row in rows]
+
+
+def _what_happened(row: dict[str, Any]) -> str:
+    meta = row["meta"] or {}
+    outcome = meta.get("outcome")
+    if outcome is None:  # running, or finalized without a service outcome (interrupted, abandoned)
+        return str(row["status"])
+    reason = meta.get("reason") or (meta.get("options") or {}).get("reason")
+    return happened(row["kind"], outcome, reason, meta.get("populated_by_create_run"))
