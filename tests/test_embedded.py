@@ -129,7 +129,12 @@ def test_server_status_lists_every_server_started_and_stop_stops_them(tmp_path: 
     prefix, env = _as(user, home)
     try:
         for directory in (first, second):
-            _matviews(prefix, env, directory, "info")  # starts this directory's server
+            made = _matviews(prefix, env, directory, "info").stderr  # starts this directory's server
+            assert made.strip() == (
+                f"note: a new embedded PostgreSQL for this directory, in {directory / '.matviews' / 'pgdata'} "
+                "(`matviews server status` lists them all)"
+            )
+        assert _matviews(prefix, env, first, "info").stderr == "", "said once, when the server is made"
         listed = json.loads(_matviews(prefix, env, tmp_path, "server", "status", "--json").stdout)
         assert [s["data_dir"] for s in listed] == [
             str(first / ".matviews" / "pgdata"),

@@ -78,6 +78,17 @@ def _click_message(exc: click.ClickException) -> str:
     return message
 
 
+def _show_notes() -> None:
+    """The core's notes for people (a new embedded server made) as ``note: ...`` on stderr."""
+    from ..core.embedded import log
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM (timeout, systemd, Kubernetes) stops work as Ctrl-C does
 
@@ -94,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     if not debug:  # psycopg logs what it ignores while closing a lost connection; the error line says it
         logging.getLogger("psycopg").setLevel(logging.ERROR)
+    _show_notes()
     try:
         code = cli.main(args=args, prog_name="matviews", standalone_mode=False)
     except click.exceptions.Abort:

