@@ -8,7 +8,6 @@ The direct path (no ``--enqueue``) never imports dagster, so scripts can call it
 
 from __future__ import annotations
 
-import logging
 import sys
 import traceback
 from pathlib import Path
@@ -49,6 +48,7 @@ from .context import EXIT_FAILED, EXIT_USAGE, CliOptions
 @click.pass_context
 def cli(ctx: click.Context, dsn: str | None, definitions_path: Path, demo: bool, runs_schema: str, debug: bool) -> None:
     """Create, refresh and delete PostgreSQL materialized views, with run history."""
+    _configure_logging(debug)
     if demo:
         from ..demo import DEMO_VIEWS
 
@@ -78,10 +78,16 @@ def _click_message(exc: click.ClickException) -> str:
     return message
 
 
-def _show_notes() -> None:
-    """The core's notes for people (a new embedded server made) as ``note: ...`` on stderr."""
-    from ..core.embedded import log
+def _configure_logging(debug: bool) -> None:
+    """The core's notes for people (a new embedded server made) as ``note: ...`` on stderr, and,
+    unless ``--debug``, none of what psycopg logs while closing a lost connection (the error
+    line says it). Set up when a command runs, not for ``--help``; loggers by name, so that no
+    core module is imported for it."""
+    import logging
 
+    if not debug:
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
+    log = logging.getLogger("matviews_dagster.core.embedded")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("note: %(message)s"))
     log.addHandler(handler)
@@ -103,9 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    if not debug:  # psycopg logs what it ignores while closing a lost connection; the error line says it
-        logging.getLogger("psycopg").setLevel(logging.ERROR)
-    _show_notes()
+
     try:
         code = cli.main(args=args, prog_name="matviews", standalone_mode=False)
     except click.exceptions.Abort:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from ..core import embedded
 from . import render
 
 
@@ -23,6 +22,8 @@ def server() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def status(as_json: bool) -> int:
     """Every embedded server this user started: data directory, running or not, pid, socket."""
+    from ..core import embedded
+
     servers = embedded.embedded_servers()
     if as_json:
         render.emit_json([s.to_dict() for s in servers])
@@ -39,6 +40,8 @@ def stop(data_dirs: tuple[Path, ...], all_servers: bool) -> int:
 
     Without arguments, the server of this directory ($MATVIEWS_HOME, default ./.matviews);
     DATA_DIR names a data directory as `matviews server status` shows it."""
+    from ..core import embedded
+
     if all_servers and data_dirs:
         raise click.UsageError("name data directories or pass --all (not both)")
     if all_servers:
