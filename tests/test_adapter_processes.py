@@ -102,10 +102,11 @@ def test_queue_backend_with_a_real_daemon(project, dsn, storage_dsn, db) -> None
         runs = db.execute("SELECT dagster_run_id, rows_count FROM mat_view_refresh_runs").fetchall()
         assert runs == [(requests[0][1], 10)] * 3
 
-        # the claim taken again under its run key (as after a tick that died): Dagster skips it
+        # the claim taken again under its run key, as a tick that died leaves it (submitted, no run
+        # id, never served by a worker): Dagster skips the run key it already ran
         db.execute(
-            "UPDATE mat_view_run_requests SET status = 'submitted', dagster_run_id = NULL, "
-            "submitted_at = now() - interval '1 minute' WHERE id = %s",
+            "UPDATE mat_view_run_requests SET status = 'submitted', dagster_run_id = NULL, running_since = NULL, "
+            "finished_at = NULL, submitted_at = now() - interval '1 minute' WHERE id = %s",
             (request_ids[0],),
         )
         wait_for(
