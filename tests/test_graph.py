@@ -100,3 +100,68 @@ def test_what_an_item_releases_runs_while_the_caller_handles_its_result() -> Non
         time.sleep(0.2)  # the caller's handling of the result
         handled[result] = time.monotonic()
     assert started["b"] < handled["a"] and started["c"] < handled["b"]
+
+
+def test_an_interrupt_reaches_a_statement_sent_after_it(dsn) -> None:
+    """A cancel request stops only the statement in flight: an item between two statements when
+    the batch is interrupted (Ctrl-C, SIGTERM) sends its next one afterwards. The interrupt is
+    repeated until every running item has ended, so that statement is cancelled too instead of
+    running to its end."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psycopg
+
+    conns = {name: psycopg.connect(dsn, autocommit=True) for name in ("a", "b")}
+    started = threading.Barrier(3)
+    outcome: dict[str, str] = {}
+
+    def work(name: str) -> bool:
+        outcome[name] = "began"
+        started.wait()
+        time.sleep(1.5)  # between two statements when the interrupt comes (at most 0.5 s after it is sent)
+        try:
+            conns[name].execute("SELECT pg_sleep(30)")
+            outcome[name] = "ran to its end"
+        except psycopg.errors.QueryCanceled:
+            outcome[name] = "cancelled"
+        except BaseException as exc:
+            outcome[name] = repr(exc)
+            raise
+        return True
+
+    def interrupt() -> None:
+        for conn in conns.values():
+            conn.cancel_safe(timeout=5)
+
+    def sigterm() -> None:
+        started.wait()  # both items began
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def as_ctrl_c(signum: int, frame: object) -> None:  # as the CLI handles SIGTERM
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, as_ctrl_c)
+    threading.Thread(target=sigterm, daemon=True).start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            list(
+                run_in_dependency_order(
+                    ["a", "b"],
+                    lambda _: [],
+                    work,
+                    succeeded=bool,
+                    skip=lambda *_: False,
+                    max_parallel=2,
+                    interrupt=interrupt,
+                )
+            )
+        assert outcome == {"a": "cancelled", "b": "cancelled"}
+        assert time.monotonic() - began < 10, "the statements sent after the interrupt were cancelled at once"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for conn in conns.values():
+            conn.close()

@@ -170,6 +170,7 @@ def test_killed_process_leaves_view_intact_and_its_run_is_reconciled(
             if scalar(
                 db,
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'matviews public.mv_slow' "
+                "AND datname = current_database() "
                 "AND state = 'active' AND (query LIKE 'REFRESH%%' OR query LIKE 'CREATE%%')",
             ):
                 break
@@ -183,7 +184,11 @@ def test_killed_process_leaves_view_intact_and_its_run_is_reconciled(
             child.kill()
     assert scalar(db, f"SELECT status FROM {runs} ORDER BY id DESC LIMIT 1") == "running"
     deadline = time.monotonic() + 15  # the server notices the dead client within ~1 s and aborts
-    while scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'matviews public.mv_slow'"):
+    while scalar(
+        db,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'matviews public.mv_slow' "
+        "AND datname = current_database()",
+    ):
         assert time.monotonic() < deadline, "the orphaned statement was not cancelled"
         time.sleep(0.1)
     assert scalar(db, "SELECT ispopulated FROM pg_matviews WHERE matviewname = 'mv_slow'") is True

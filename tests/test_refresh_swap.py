@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import psycopg
 import pytest
 from conftest import scalar
+from psycopg import sql
 
 from matviews_dagster import MatViewDefinition
 from matviews_dagster.core.names import QualifiedName
@@ -54,26 +56,27 @@ def leftovers(db: psycopg.Connection) -> list[str]:
 
 @pytest.fixture
 def decorated(make_mv, db, users):
-    """A created swap view with extra index, grants, comments and a non-default owner."""
+    """A created swap view with extra index, grants, comments and a non-default owner (roles
+    named for this test: roles are the server's, shared by the tests other workers run)."""
+    suffix = uuid.uuid4().hex[:8]
+    reader, owner = (sql.Identifier(f"mv_{role}_{suffix}") for role in ("reader", "owner"))
     make_mv(SWAP).create("mv_users")
-    db.execute("DROP ROLE IF EXISTS mv_reader")
-    db.execute("DROP ROLE IF EXISTS mv_owner")
-    db.execute("CREATE ROLE mv_reader")
-    db.execute("CREATE ROLE mv_owner")
-    db.execute("GRANT ALL ON SCHEMA public TO mv_owner")
-    db.execute("GRANT SELECT ON users TO mv_owner")  # a refresh runs the query as the owner
+    db.execute(sql.SQL("CREATE ROLE {}").format(reader))
+    db.execute(sql.SQL("CREATE ROLE {}").format(owner))
+    db.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(owner))
+    db.execute(sql.SQL("GRANT SELECT ON users TO {}").format(owner))  # a refresh runs the query as the owner
     db.execute("CREATE INDEX mv_users_email_lower ON mv_users (lower(email)) WHERE plan = 'pro'")
-    db.execute("ALTER MATERIALIZED VIEW mv_users OWNER TO mv_owner")
-    db.execute("GRANT SELECT ON mv_users TO mv_reader WITH GRANT OPTION")
+    db.execute(sql.SQL("ALTER MATERIALIZED VIEW mv_users OWNER TO {}").format(owner))
+    db.execute(sql.SQL("GRANT SELECT ON mv_users TO {} WITH GRANT OPTION").format(reader))
     db.execute("GRANT SELECT ON mv_users TO PUBLIC")
     db.execute("COMMENT ON MATERIALIZED VIEW mv_users IS 'users for reporting'")
     db.execute("COMMENT ON COLUMN mv_users.email IS 'primary email'")
     yield
     db.execute("DROP MATERIALIZED VIEW IF EXISTS mv_users CASCADE")
-    db.execute("REVOKE ALL ON SCHEMA public FROM mv_owner")
-    db.execute("REVOKE ALL ON users FROM mv_owner")
-    db.execute("DROP ROLE mv_reader")
-    db.execute("DROP ROLE mv_owner")
+    db.execute(sql.SQL("REVOKE ALL ON SCHEMA public FROM {}").format(owner))
+    db.execute(sql.SQL("REVOKE ALL ON users FROM {}").format(owner))
+    db.execute(sql.SQL("DROP ROLE {}").format(reader))
+    db.execute(sql.SQL("DROP ROLE {}").format(owner))
 
 
 def test_swap_replaces_data_and_keeps_everything_else(make_mv, db, users, decorated) -> None:

@@ -216,6 +216,7 @@ def lock_holders(conn: psycopg.Connection, oids: list[int]) -> list[str]:
            FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
            WHERE l.locktype = 'relation' AND l.relation = ANY(%s) AND l.granted
              AND l.pid <> pg_backend_pid()
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
            ORDER BY 1""",
         (oids,),
     ).fetchall()

@@ -99,7 +99,8 @@ def run_in_dependency_order(
         try:
             while running or (ready and error is None):
                 start_ready()
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                # a timeout, so a signal the kernel gave another thread (SIGTERM, Ctrl-C) is seen here
+                done, _ = wait(running, timeout=CANCEL_AGAIN_S, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: priority[running[f]]):
                     name = running.pop(future)
                     try:
@@ -129,11 +130,22 @@ def run_in_dependency_order(
             raise error
 
 
+CANCEL_AGAIN_S = 0.5
+"""Seconds: how often the waiting thread wakes to see a signal delivered to another thread
+(Python runs handlers in the main thread, but the kernel may give the signal to any thread and
+leave the main one asleep), and how often an interrupt is repeated while items still run."""
+
+
 def _stop(running: dict[Future[R], str], interrupt: Callable[[], None]) -> None:
+    """Drop what has not started, interrupt what runs, and wait for it. A cancel request stops
+    only the statement in flight when it arrives (PostgreSQL ignores one for an idle session),
+    so an item between two statements would send its next one and run it to the end: the
+    interrupt is repeated every ``CANCEL_AGAIN_S`` until every running item has ended."""
     for future in running:
         future.cancel()
     interrupt()
-    wait(running)
+    while wait(running, timeout=CANCEL_AGAIN_S).not_done:
+        interrupt()
 
 
 def _priority(names: list[str], children: dict[str, list[str]]) -> dict[str, tuple[int, int]]:

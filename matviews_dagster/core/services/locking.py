@@ -115,6 +115,7 @@ _CONFLICTING_HOLDERS = """
     SELECT EXISTS (
         SELECT 1 FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'relation' AND l.relation = %s AND l.granted AND l.pid <> pg_backend_pid()
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND l.mode = ANY(%s) AND a.backend_type IS DISTINCT FROM 'autovacuum worker')"""
 
 
