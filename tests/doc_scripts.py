@@ -99,15 +99,15 @@ def working_tree_copy(dest: Path) -> Path:
     return dest
 
 
-def new_user_env(home: Path, clone: Path) -> dict[str, str]:
-    """A new user's environment: no DSN (the embedded Postgres), no Dagster home, a fresh HOME."""
+def new_user_env(home: Path, clone: Path | None = None) -> dict[str, str]:
+    """A new user's environment: no DSN (the embedded Postgres), no Dagster home, a fresh HOME
+    (so the embedded-server registry is under it), this venv's commands first on PATH; ``clone``
+    is what ``git clone <this repository>`` copies in a doc script."""
     dropped = ("MATVIEWS_", "DAGSTER_", "DATABASE_URL", "XDG_", "PG")
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
-    env.update(
-        HOME=str(home),
-        MATVIEWS_TEST_CLONE=str(clone),
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-    )
+    env.update(HOME=str(home), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    if clone is not None:
+        env["MATVIEWS_TEST_CLONE"] = str(clone)
     return env
 
 

@@ -10,7 +10,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from doc_scripts import postgres_processes_under
+from doc_scripts import new_user_env, postgres_processes_under
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,8 +81,7 @@ def _as(user: str | None, home: Path) -> tuple[list[str], dict[str, str]]:
     registry under ``home``, no DSN. Another user may not be able to run this venv's interpreter
     (a pyenv Python under /root): it then runs the same package on the system's Python of the
     same version, with this venv's packages on its path."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MATVIEWS_", "DATABASE_URL", "XDG_"))}
-    env.update(HOME=str(home), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    env = new_user_env(home)
     if user is None:
         return [sys.executable, "-m", "matviews_dagster.cli"], env
     python = sys.executable
