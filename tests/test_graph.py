@@ -165,3 +165,64 @@ def test_an_interrupt_reaches_a_statement_sent_after_it(dsn) -> None:
         signal.signal(signal.SIGTERM, previous)
         for conn in conns.values():
             conn.close()
+
+
+def test_an_interrupt_between_submitting_an_item_and_recording_it_still_stops_the_item(dsn, monkeypatch) -> None:
+    """The signal can come after the pool queued an item and before the batch saw its future
+    (a CI run met it): the item must still be cancelled and awaited, not left running."""
+    import concurrent.futures
+    import threading
+    import time
+
+    import psycopg
+
+    from matviews_dagster.core import scheduler
+
+    class InterruptedAfterSecondSubmit(concurrent.futures.ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            future = super().submit(*args, **kwargs)
+            InterruptedAfterSecondSubmit.submitted += 1
+            if InterruptedAfterSecondSubmit.submitted == 2:
+                began["b"].wait(5)
+                raise KeyboardInterrupt  # as a signal handler does, before the caller keeps the future
+            return future
+
+    monkeypatch.setattr(scheduler, "ThreadPoolExecutor", InterruptedAfterSecondSubmit)
+    conns = {name: psycopg.connect(dsn, autocommit=True) for name in ("a", "b")}
+    began = {name: threading.Event() for name in conns}
+    outcome: dict[str, str] = {}
+
+    def work(name: str) -> bool:
+        began[name].set()
+        if name == "b":
+            time.sleep(1)  # between two statements when the first cancel comes
+        try:
+            conns[name].execute("SELECT pg_sleep(10)")
+            outcome[name] = "ran to its end"
+        except psycopg.errors.QueryCanceled:
+            outcome[name] = "cancelled"
+        return True
+
+    def interrupt() -> None:
+        for conn in conns.values():
+            conn.cancel_safe(timeout=5)
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            list(
+                run_in_dependency_order(
+                    ["a", "b"],
+                    lambda _: [],
+                    work,
+                    succeeded=bool,
+                    skip=lambda *_: False,
+                    max_parallel=2,
+                    interrupt=interrupt,
+                )
+            )
+        assert outcome == {"a": "cancelled", "b": "cancelled"}
+    finally:
+        for conn in conns.values():
+            conn.close()

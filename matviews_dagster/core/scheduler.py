@@ -10,10 +10,11 @@ Dagster step writing its events) overlaps the work that follows it.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 R = TypeVar("R")
 
@@ -85,6 +86,7 @@ def run_in_dependency_order(
             ready.extend(released)
         return
 
+    flight: _Flight[R] = _Flight(work)
     with ThreadPoolExecutor(max_workers=min(max_parallel, len(names)), thread_name_prefix="matviews") as pool:
         running: dict[Future[R], str] = {}
         error: Exception | None = None
@@ -94,7 +96,7 @@ def run_in_dependency_order(
             ready.sort(key=priority.__getitem__)
             while error is None and ready and len(running) < max_parallel:
                 name = ready.pop(0)
-                running[pool.submit(work, name)] = name
+                running[pool.submit(flight.run, name)] = name
 
         try:
             while running or (ready and error is None):
@@ -117,13 +119,13 @@ def run_in_dependency_order(
                 while finished:
                     yield finished.popleft()
         except GeneratorExit:  # the caller stopped listening: cancel, wait, report nothing more
-            _stop(running, interrupt)
+            flight.stop(running, interrupt)
             raise
         except BaseException:  # Ctrl-C, SIGTERM, a Dagster step terminated: cancel, then report what ended
-            _stop(running, interrupt)
+            flight.stop(running, interrupt)
             yield from finished
             for future in running:
-                if not future.cancelled() and future.exception() is None:
+                if future.done() and not future.cancelled() and future.exception() is None:
                     yield future.result()
             raise
         if error is not None:
@@ -136,16 +138,54 @@ CANCEL_AGAIN_S = 0.5
 leave the main one asleep), and how often an interrupt is repeated while items still run."""
 
 
-def _stop(running: dict[Future[R], str], interrupt: Callable[[], None]) -> None:
-    """Drop what has not started, interrupt what runs, and wait for it. A cancel request stops
-    only the statement in flight when it arrives (PostgreSQL ignores one for an idle session),
-    so an item between two statements would send its next one and run it to the end: the
-    interrupt is repeated every ``CANCEL_AGAIN_S`` until every running item has ended."""
-    for future in running:
-        future.cancel()
-    interrupt()
-    while wait(running, timeout=CANCEL_AGAIN_S).not_done:
-        interrupt()
+class _NotStarted(Exception):
+    """Raised in place of an item's work when the batch stopped before a thread took it."""
+
+
+class _Flight(Generic[R]):
+    """The items whose work runs in the pool's threads, as the threads themselves see them.
+
+    The futures ``submit()`` returns are not enough to stop a batch: an interrupt (Ctrl-C, a
+    SIGTERM turned into one) can come after ``submit()`` queued an item and before the caller
+    recorded its future, and that item would start, unseen, and run to its end. Here a thread
+    records an item before it calls ``work`` and refuses to start one once the batch stops.
+    """
+
+    def __init__(self, work: Callable[[str], R]) -> None:
+        self._work = work
+        self._changed = threading.Condition()
+        self._active = 0
+        self._stopped = False
+
+    def run(self, name: str) -> R:
+        """``work(name)`` in a pool thread, unless the batch has stopped (``_NotStarted``)."""
+        with self._changed:
+            if self._stopped:
+                raise _NotStarted(name)
+            self._active += 1
+        try:
+            return self._work(name)
+        finally:
+            with self._changed:
+                self._active -= 1
+                self._changed.notify_all()
+
+    def stop(self, running: dict[Future[R], str], interrupt: Callable[[], None]) -> None:
+        """Start nothing more, interrupt what runs, and wait until no item's work runs.
+
+        A cancel request stops only the statement in flight when it arrives (PostgreSQL ignores
+        one for an idle session), so an item between two statements would send its next one and
+        run it to the end: the interrupt is repeated every ``CANCEL_AGAIN_S`` until every
+        running item has ended."""
+        with self._changed:
+            self._stopped = True
+        for future in running:
+            future.cancel()
+        while True:
+            interrupt()
+            with self._changed:
+                if self._changed.wait_for(lambda: self._active == 0, CANCEL_AGAIN_S):
+                    return
 
 
 def _priority(names: list[str], children: dict[str, list[str]]) -> dict[str, tuple[int, int]]:
