@@ -36,7 +36,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--hide-scrollbars",
 ]
-PAGES = ("ui-asset-graph.png", "ui-asset-overview.png", "ui-asset-plots.png")
+PAGES = ("ui-asset-graph.png", "ui-asset-overview.png", "ui-asset-plots.png", "ui-column-lineage.png")
 
 
 def _free_port() -> int:
@@ -113,6 +113,11 @@ def _photograph(base: str, out: Path, chromium: str) -> None:
         page.mouse.wheel(0, 450)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(out / "ui-asset-plots.png"))
+
+        visit("/assets/public/mv_engaged_users")  # a view over a view: its columns' lineage
+        page.get_by_text("Columns", exact=True).first.scroll_into_view_if_needed()
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(out / "ui-column-lineage.png"))
         browser.close()
 
 

@@ -43,9 +43,11 @@ def view_metadata(description: ViewDescription, database: str) -> dict[str, Any]
     }
 
 
-def materialize_result(key: dg.AssetKey, result: OperationResult, strategy: str) -> dg.MaterializeResult:
-    """The materialization of one refreshed view; run record ids are text, so the UI does not
-    plot them as a series."""
+def materialize_result(
+    key: dg.AssetKey, result: OperationResult, strategy: str, extra: dict[str, Any] | None = None
+) -> dg.MaterializeResult:
+    """The materialization of one refreshed view (``extra``: more metadata, e.g. its column
+    lineage); run record ids are text, so the UI does not plot them as a series."""
     metadata: dict[str, Any] = {
         "duration_ms": dg.MetadataValue.int(result.total_duration_ms),
         "lock_wait_ms": dg.MetadataValue.int(result.lock_wait_ms or 0),
@@ -62,6 +64,7 @@ def materialize_result(key: dg.AssetKey, result: OperationResult, strategy: str)
         metadata["warnings"] = dg.MetadataValue.text("\n".join(config_words(w) for w in result.warnings))
     if result.description is not None and result.database is not None:
         metadata.update(view_metadata(result.description, result.database))
+    metadata.update(extra or {})
     return dg.MaterializeResult(asset_key=key, metadata=metadata)
 
 

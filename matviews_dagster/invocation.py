@@ -14,12 +14,14 @@ from typing import Any
 
 import dagster as dg
 
-from .check_specs import CHECK_NAME
+from .check_specs import CHECK_NAME, SCHEMA_CHANGE_CHECK
+from .column_metadata import lineage_for, previous_column_schemas, read_lineage, schema_change_result
 from .core.arguments import UNSET
 from .core.definition import MatViewDefinition
 from .core.health_checks import checks_for
 from .core.matviews import MatViews
 from .core.messages import counted
+from .core.names import QualifiedName
 from .core.result import OperationResult
 from .core.vocabulary import REFRESH_CONFIG_TAG, RUN_KEY_TAG, RunKind
 from .events import (
@@ -33,7 +35,7 @@ from .events import (
     materialize_result,
     step_failure,
 )
-from .translator import definitions_of
+from .translator import definitions_of, translator_of
 
 OpenMatViews = Callable[[Iterable[MatViewDefinition]], MatViews]
 """Opens the core ``MatViews`` over some definitions (the resource's ``matviews``)."""
@@ -48,7 +50,9 @@ class RefreshInvocation:
 
     ``strategy`` and ``row_count_strategy`` override the definitions' for this run; left out,
     the step's run config decides, then each definition. A re-execution from failure refreshes
-    only the views its failed parent runs did not.
+    only the views its failed parent runs did not. With ``column_lineage``, each
+    materialization carries ``dagster/column_lineage`` (``core.lineage``, one catalog query per
+    step); lineage that cannot be read is logged and left out, never a failed view.
     """
 
     def __init__(
@@ -59,8 +63,10 @@ class RefreshInvocation:
         *,
         strategy: str | None = None,
         row_count_strategy: Any = UNSET,
+        column_lineage: bool = True,
     ) -> None:
         self.open_matviews, self.max_parallel, self.context = open_matviews, max_parallel, context
+        self.column_lineage = column_lineage
         self.definitions = definitions_of(context.assets_def)
         self.names = {key: definition.name for key, definition in self.definitions.items()}
         self.keys = {name: key for key, name in self.names.items()}
@@ -87,11 +93,23 @@ class RefreshInvocation:
                 f"re-execution from failure: {counted(len(done), 'view')} refreshed by the parent run(s) are skipped"
             )
         refresh = [name for name in selected if name not in done]
+        schema_checked = {
+            name
+            for check_key in context.selected_asset_check_keys
+            if check_key.name == SCHEMA_CHANGE_CHECK and (name := self.names.get(check_key.asset_key)) is not None
+        }
+        previous = previous_column_schemas(context.instance, [keys[name] for name in sorted(schema_checked)])
         failures: list[OperationResult] = []
         with (
             self.open_matviews(self.definitions.values()) as mv,
             serving_requests(context, mv, [*refresh, *done]) as settle,
         ):
+            lineage = read_lineage(mv, refresh, context.log) if self.column_lineage else None
+            translator = translator_of(context.assets_def)
+
+            def key_of(relation: QualifiedName) -> dg.AssetKey:
+                return keys.get(str(relation)) or translator.get_source_asset_key(relation)
+
             for result in mv.refresh_many(
                 refresh,
                 self.row_count_strategy,
@@ -108,14 +126,25 @@ class RefreshInvocation:
                     hint = f" (hint: {config_words(result.hint)})" if result.hint else ""
                     context.log.error(f"{result.view}: {config_words(result.error or '')}{hint}")
                     continue
-                yield materialize_result(key, result, self.strategy or mv.definition(result.view).refresh_strategy)
+                definition = mv.definition(result.view)
+                extra = lineage_for(lineage, definition, result.description, key_of, context.log)
+                yield materialize_result(key, result, self.strategy or definition.refresh_strategy, extra)
                 if result.checks:
                     yield check_result(key, result.checks)
+                if result.view in schema_checked:
+                    columns = result.description.columns if result.description else None
+                    yield schema_change_result(key, definition.schema_change_severity, previous.get(key), columns)
             settle({r.view: failure_reason(r) for r in failures})
             checks_only = {name: names for name, names in checks.items() if name not in refresh and name not in done}
             if checks_only:
                 for definition, outcomes in mv.check_many(checks_only, max_parallel=self.max_parallel):
                     yield check_result(keys[definition.name], outcomes)
+            schema_only = [name for name in sorted(schema_checked) if name not in refresh and name not in done]
+            for description in mv.describe(schema_only) if schema_only else ():
+                definition = mv.definition(str(description.name))
+                columns = description.columns if description.exists else None
+                key = keys[definition.name]
+                yield schema_change_result(key, definition.schema_change_severity, previous.get(key), columns)
         if failures:
             raise step_failure(failures)
 

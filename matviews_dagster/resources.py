@@ -93,6 +93,10 @@ class MatViewsResource(dg.ConfigurableResource):
     run_store: RunStoreResource | None = Field(
         default=None, description="Where the run rows go; None: the views' database, schema public."
     )
+    column_lineage: bool = Field(
+        default=True,
+        description="Report each view's column lineage (dagster/column_lineage) with its materialization.",
+    )
 
     def resolved_dsn(self) -> str:
         """The DSN: this resource's (an ``EnvVar`` read now), else ``MATVIEWS_DSN``,
@@ -139,7 +143,12 @@ class MatViewsResource(dg.ConfigurableResource):
         parent runs did not.
         """
         return RefreshInvocation(
-            self.matviews, self.max_parallel, context, strategy=strategy, row_count_strategy=row_count_strategy
+            self.matviews,
+            self.max_parallel,
+            context,
+            strategy=strategy,
+            row_count_strategy=row_count_strategy,
+            column_lineage=self.column_lineage,
         )
 
     def create(

@@ -24,6 +24,9 @@ from .core.names import QualifiedName
 DEFAULT_GROUP = "matviews"
 DEFINITION_METADATA_KEY = "matviews/definition"
 """Spec metadata holding the view's definition (JSON), read back by ``MatViewsResource``."""
+TRANSLATOR_METADATA_KEY = "matviews/translator"
+"""Spec metadata holding the translator object (in the code location's process only, as
+dagster-dbt keeps its translator), so a step keys column lineage as the specs are keyed."""
 
 
 def relation_key(relation: QualifiedName) -> dg.AssetKey:
@@ -140,3 +143,13 @@ def definitions_of(assets_def: dg.AssetsDefinition) -> dict[dg.AssetKey, MatView
             value = stored.value if isinstance(stored, dg.JsonMetadataValue) else stored
             found[spec.key] = MatViewDefinition(**value)
     return found
+
+
+def translator_of(assets_def: dg.AssetsDefinition) -> DagsterMatViewTranslator:
+    """The translator a ``@matview_assets`` definition was built with (the default one when
+    its specs do not carry it)."""
+    for spec in assets_def.specs:
+        found = spec.metadata.get(TRANSLATOR_METADATA_KEY)
+        if isinstance(found, DagsterMatViewTranslator):
+            return found
+    return DagsterMatViewTranslator()

@@ -259,3 +259,11 @@ def describe_view(conn: psycopg.Connection, name: QualifiedName) -> ViewDescript
         size_bytes=int(size) if size is not None else None,
         rows_estimate=max(round(state.reltuples), 0) if state.reltuples >= 0 else None,
     )
+
+
+def describe_if_view(conn: psycopg.Connection, name: QualifiedName) -> ViewDescription:
+    """``describe_view``, or ``exists`` False when another kind of relation holds the name."""
+    try:
+        return describe_view(conn, name)
+    except NotAMaterializedView:
+        return ViewDescription(name=name, exists=False)

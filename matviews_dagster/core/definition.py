@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -13,68 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import definition_cache
 from .analysis import facts_as_json, remember, statement_text, validate_query
-from .messages import shown
 from .names import DEFAULT_SCHEMA, QualifiedName, user_relation, validate_identifier
+from .timing_fields import Freshness, OnCron, check_cron_expression
 from .vocabulary import DefinitionChangePolicy, RowCountStrategy, Strategy
 
-_DOCUMENT_KEYS = {"views", "search_path"}
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def duration_seconds(value: object, field: str) -> float:
-    """A duration as seconds: a number of seconds, or text like ``30m``, ``1h``, ``2d``."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
-    if match is None or float(match.group(1)) <= 0:
-        raise ValueError(f"{field} {shown(value)} must be a positive duration: seconds, or e.g. 30m, 1h, 2d")
-    return float(match.group(1)) * _SECONDS[match.group(2)]
-
-
-def _check_cron_expression(value: str, field: str) -> str:
-    if len(value.split()) not in (5, 6):
-        raise ValueError(f"{field} {shown(value)} must be a cron expression like '0 3 * * *'")
-    return value
-
-
-class OnCron(BaseModel):
-    """``automation: {on_cron: "0 3 * * *"}``: refresh on a cron schedule once the upstream
-    views and sources have updated since the last tick (Dagster's ``AutomationCondition.on_cron``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    on_cron: str
-
-    @field_validator("on_cron")
-    @classmethod
-    def _check(cls, value: str) -> str:
-        return _check_cron_expression(value, "automation on_cron")
-
-
-class Freshness(BaseModel):
-    """``freshness: {warn_after: 1h, fail_after: 6h}``: how long after its last refresh a view
-    is late (Dagster's time-window freshness policy). Durations are seconds or ``30m``/``1h``/``2d``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    fail_after: str | float
-    warn_after: str | float | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> Freshness:
-        fail = duration_seconds(self.fail_after, "freshness fail_after")
-        if fail < 60:
-            raise ValueError("freshness fail_after must be at least 1m (Dagster's shortest freshness window)")
-        if self.warn_after is not None and duration_seconds(self.warn_after, "freshness warn_after") >= fail:
-            raise ValueError("freshness warn_after must be shorter than fail_after")
-        return self
-
-    @property
-    def fail_after_seconds(self) -> float:
-        return duration_seconds(self.fail_after, "freshness fail_after")
-
-    @property
-    def warn_after_seconds(self) -> float | None:
-        return None if self.warn_after is None else duration_seconds(self.warn_after, "freshness warn_after")
+_DOCUMENT_KEYS = {"views", "search_path", "schema_change_severity"}
+_SHARED_KEYS = ("search_path", "schema_change_severity")
+"""Top-level keys that apply to every view that sets none of its own."""
 
 
 class MatViewDefinition(BaseModel):
@@ -105,6 +49,7 @@ class MatViewDefinition(BaseModel):
     on_definition_change: DefinitionChangePolicy = "apply"
     automation: Literal["eager"] | OnCron | None = None
     freshness: Freshness | None = None
+    schema_change_severity: Literal["warn", "error", "off"] = "warn"
 
     @field_validator("name")
     @classmethod
@@ -117,6 +62,11 @@ class MatViewDefinition(BaseModel):
         text = statement_text(value)  # no trailing comment or ';' to swallow what is appended
         validate_query(text)  # the text kept is the text parsed, so the parse is cached once
         return text
+
+    @field_validator("schema_change_severity", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
 
     @field_validator("search_path")
     @classmethod
@@ -162,7 +112,7 @@ class MatViewDefinition(BaseModel):
     @field_validator("schedule_cron")
     @classmethod
     def _check_cron(cls, value: str | None) -> str | None:
-        return value if value is None else _check_cron_expression(value, "schedule_cron")
+        return value if value is None else check_cron_expression(value, "schedule_cron")
 
     @model_validator(mode="after")
     def _check_strategy(self) -> MatViewDefinition:
@@ -220,16 +170,19 @@ def _columns(value: list[str], field: str) -> list[str]:
 
 def definitions_from_mapping(document: Mapping[str, Any], source: str = "<mapping>") -> list[MatViewDefinition]:
     """Build definitions from a ``{"views": [...], "search_path": [...]}`` document; names must
-    be unique, and a top-level ``search_path`` applies to the views that set none."""
+    be unique, and a top-level ``search_path`` or ``schema_change_severity`` applies to the
+    views that set none."""
     if not isinstance(document, Mapping) or "views" not in document:
         raise ValueError(f"{source}: expected a mapping with a 'views:' list")
     unknown = sorted(set(document) - _DOCUMENT_KEYS)
     if unknown:
-        raise ValueError(f"{source}: unknown top-level key {', '.join(map(repr, unknown))}; use views, search_path")
+        raise ValueError(
+            f"{source}: unknown top-level key {', '.join(map(repr, unknown))}; use views, {', '.join(_SHARED_KEYS)}"
+        )
     views = document["views"]
     if not isinstance(views, list):
         raise ValueError(f"{source}: 'views' must be a list, got {type(views).__name__}")
-    shared = {"search_path": document["search_path"]} if document.get("search_path") is not None else {}
+    shared = {key: document[key] for key in _SHARED_KEYS if document.get(key) is not None}
     definitions: list[MatViewDefinition] = []
     seen: set[str] = set()
     for index, entry in enumerate(views):

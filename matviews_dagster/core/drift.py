@@ -16,10 +16,11 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from .catalog import NotAMaterializedView, dependent_relations, matview_state
+from .catalog import NotAMaterializedView, dependent_relations, describe_view, matview_state
 from .definition import MatViewDefinition
 from .deployed import deployed_definition
 from .names import QualifiedName, derived_name
+from .schema_change import ColumnChanges, column_changes
 from .services.binding import bind_search_path, check_schema, create_statement, does_not_compile
 from .services.indexes import check_declared_columns, declared_indexes, index_shapes
 from .services.response import ServiceError, describe_db_error
@@ -48,6 +49,8 @@ class ViewPlan:
     rebuilds: tuple[str, ...] = ()  # the views built on it, recreated by a rebuild
     error: str | None = None
     hint: str | None = None
+    columns: ColumnChanges | None = None  # how a new query changes the view's columns
+    impact: tuple[str, ...] = ()  # the defined views' columns built on a column removed or retyped
 
     @property
     def query_changed(self) -> bool:
@@ -68,8 +71,13 @@ class ViewPlan:
         return "\n".join(lines)
 
     def summary(self) -> str:
-        """``query changed, add index (plan), drop index mv_users_email_idx, comments``."""
+        """``query changed (removed total; added amount), changed columns read by public.mv_top.twice,
+        add index (plan), drop index mv_users_email_idx, comments``."""
         parts = ["query changed"] if self.query_changed else []
+        if parts and self.columns is not None and self.columns != ColumnChanges():
+            parts[0] += f" ({self.columns.summary()})"
+        if self.impact:
+            parts.append(f"changed columns read by {', '.join(self.impact)}")
         parts += [f"add index {index}" for index in self.add_indexes]
         parts += [f"drop index {index}" for index in self.drop_indexes]
         parts += ["comments"] if self.comments else []
@@ -87,6 +95,13 @@ class ViewPlan:
             "drop_indexes": list(self.drop_indexes),
             "comments": self.comments,
             "rebuilds": list(self.rebuilds),
+            "columns_removed": list(self.columns.removed) if self.columns else [],
+            "columns_added": list(self.columns.added) if self.columns else [],
+            "columns_retyped": [
+                {"column": name, "from": old, "to": new}
+                for name, old, new in (self.columns.retyped if self.columns else ())
+            ],
+            "impact": list(self.impact),
             "error": self.error,
             "hint": self.hint,
         }
@@ -107,7 +122,7 @@ def plan_view(
     except NotAMaterializedView as exc:
         raise ServiceError(str(exc)) from None
     deployed, expected, columns = _query_texts(conn, definition, exists=state is not None)
-    check_declared_columns(definition, columns)
+    check_declared_columns(definition, [name for name, _ in columns])
     if state is None:
         check_schema(conn, definition)
         return ViewPlan(definition.name, "create")
@@ -116,7 +131,10 @@ def plan_view(
     changed = deployed != expected or add or drop or comments
     rebuilds = tuple(described for described in _built_on(conn, state.oid)) if deployed != expected else ()
     action: Action = "change" if changed else "unchanged"
-    return ViewPlan(definition.name, action, deployed, expected, add, drop, comments, rebuilds)
+    new_columns = (
+        column_changes(describe_view(conn, definition.qualified).columns, columns) if deployed != expected else None
+    )
+    return ViewPlan(definition.name, action, deployed, expected, add, drop, comments, rebuilds, columns=new_columns)
 
 
 def index_changes(
@@ -139,14 +157,14 @@ def index_changes(
 
 def _query_texts(
     conn: psycopg.Connection, definition: MatViewDefinition, *, exists: bool
-) -> tuple[str, str, list[str]]:
-    """``(deployed, expected, expected columns)``, the texts as ``pg_get_viewdef`` writes them
+) -> tuple[str, str, list[tuple[str, str]]]:
+    """``(deployed, expected, expected columns as (name, type))``, the texts as ``pg_get_viewdef`` writes them
     (deployed: '' when the view does not exist). The probe is a temporary view (any role may
     make one, with the database's default ``TEMP`` privilege; its text is the one a
     materialized view of the same query has), else, without ``TEMP``, a materialized view in the
     view's schema. Raises ``ServiceError`` when the definition's query does not compile."""
     probe = derived_name(definition.qualified.name, "mvprobe")
-    found: tuple[str, str, list[str]] | None = None
+    found: tuple[str, str, list[tuple[str, str]]] | None = None
     try:
         with conn.transaction():
             bind_search_path(conn, definition)
@@ -159,7 +177,7 @@ def _query_texts(
     return found
 
 
-def _probe(conn: psycopg.Connection, definition: MatViewDefinition, probe: str) -> tuple[str, list[str]]:
+def _probe(conn: psycopg.Connection, definition: MatViewDefinition, probe: str) -> tuple[str, list[tuple[str, str]]]:
     temporary = QualifiedName("pg_temp", probe)
     in_schema = definition.qualified.sibling(probe)
     attempts = [
@@ -173,11 +191,13 @@ def _probe(conn: psycopg.Connection, definition: MatViewDefinition, probe: str) 
                 conn.execute(statement)
                 row = conn.execute(
                     "SELECT pg_get_viewdef(%(probe)s::regclass), array(SELECT attname::text FROM pg_attribute "
+                    "WHERE attrelid = %(probe)s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum), "
+                    "array(SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                     "WHERE attrelid = %(probe)s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum)",
                     {"probe": target.identifier.as_string(conn)},
                 ).fetchone()
                 assert row is not None
-                return str(row[0]), list(row[1])
+                return str(row[0]), list(zip(row[1], row[2], strict=True))
         except psycopg.errors.InsufficientPrivilege as exc:
             refused.append(describe_db_error(exc))
         except psycopg.Error as exc:

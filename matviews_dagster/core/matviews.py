@@ -17,25 +17,22 @@ import psycopg
 from . import batch
 from .arguments import UNSET, normalize_flag, normalize_row_count, normalize_strategy, positive_integer
 from .database import Database
-from .defined_views import DefinedViews, ViewRef
+from .defined_views import ViewRef
 from .definition import MatViewDefinition
-from .listing import view_status
-from .messages import shown
-from .names import QualifiedName
 from .planning import plan_views
+from .readings import Readings
 from .result import OperationResult
 from .settings import MatViewsSettings
 from .source_versions import SourceGate
 from .view_operations import apply_one, create_one, delete_one, refresh_one
-from .vocabulary import DEFAULT_MAX_PARALLEL, REQUEST_STATUSES, SOURCES_UNCHANGED, RunKind
+from .vocabulary import DEFAULT_MAX_PARALLEL, SOURCES_UNCHANGED, RunKind
 
 if TYPE_CHECKING:
     from .drift import ViewPlan
     from .health_checks import CheckOutcome
-    from .store.requests import RunRequestRow
 
 
-class MatViews(DefinedViews):
+class MatViews(Readings):
     """Create, refresh and delete materialized views with recorded runs.
 
     >>> mv = MatViews(dsn="postgresql://localhost/app", definitions=load_definitions("matviews.yaml"))
@@ -257,31 +254,6 @@ class MatViews(DefinedViews):
         ``max_parallel`` views at once; yields each view's outcomes as they come."""
         wanted = [(self.definition(view), names) for view, names in checks.items()]
         return batch.check_batch(self.db, wanted, max_parallel)
-
-    # -- what is there ----------------------------------------------------------------
-
-    def status(self) -> list[dict[str, Any]]:
-        """Every defined view's state in the catalog and its last run (``listing.view_status``)."""
-        return view_status(self.db, self.definitions)
-
-    def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """Run rows newest first, each with ``kind``; ``view`` may omit the ``public.`` schema."""
-        positive_integer(limit, "limit")
-        name = None
-        if view is not None:
-            known = self._known(view)
-            name = known.name if known is not None else str(QualifiedName.parse(view, "view name"))
-        return self.runs.history(kind=kind, view=name, limit=limit)
-
-    def requests(self, *, status: str | None = None, limit: int = 20) -> list[RunRequestRow]:
-        """The adapter's queued requests newest first (``pending``, ``submitted``, ``success``
-        or ``failed``), each with the Dagster run that served it and why it failed."""
-        from .store.requests import RunRequestQueue
-
-        if status is not None and status not in REQUEST_STATUSES:
-            raise ValueError(f"status must be one of {', '.join(REQUEST_STATUSES)}, got {shown(status)}")
-        positive_integer(limit, "limit")
-        return RunRequestQueue(self.runs).recent(status=status, limit=limit)
 
     # -- what operations share ----------------------------------------------------------
 

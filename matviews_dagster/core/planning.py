@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -20,6 +21,7 @@ from .services.response import ServiceError
 if TYPE_CHECKING:
     from .database import Database
     from .defined_views import DefinedViews
+    from .graph import ViewGraph
 
 
 def plan_views(
@@ -46,11 +48,33 @@ def plan_views(
                 if plans[-1].action == "create" and graph.downstream(definition.name):
                     _stand_in(conn, definition)
             raise psycopg.Rollback(transaction)
+        if any(plan.columns is not None and plan.columns.breaking for plan in plans):
+            plans = _with_impact(conn, views.graph, plans)
         if orphans:
             for name in db.runs.views_with_runs(database_name=database):
                 if not views.is_defined(name) and _is_matview(conn, name):
                     plans.append(ViewPlan(name, "orphan"))
     return plans
+
+
+def _with_impact(conn: psycopg.Connection, graph: ViewGraph, plans: list[ViewPlan]) -> list[ViewPlan]:
+    """Each plan whose new query removes or retypes columns, with the defined views' columns
+    built on them at any depth (column lineage, one catalog query for the whole file)."""
+    from .lineage import ColumnSource, readers
+    from .lineage_catalog import read_lineage
+
+    reader = read_lineage(conn, graph, [definition.name for definition in graph])
+    lineages = [reader.of(definition) for definition in graph]
+    found = []
+    for plan in plans:
+        if plan.columns is None or not plan.columns.breaking:
+            found.append(plan)
+            continue
+        changed = [*plan.columns.removed, *(name for name, _, _ in plan.columns.retyped)]
+        built_on = readers(lineages, [ColumnSource(QualifiedName.parse(plan.view), column) for column in changed])
+        impact = tuple(f"{view}.{column}" for view, columns in built_on.items() for column in columns)
+        found.append(replace(plan, impact=impact))
+    return found
 
 
 def _stand_in(conn: psycopg.Connection, definition: MatViewDefinition) -> None:

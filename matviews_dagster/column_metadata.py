@@ -1,0 +1,121 @@
+"""What a view's materialization says about its columns: ``dagster/column_lineage`` (from
+``core.lineage``) and the ``column_schema_change`` check (``core.schema_change``) against the
+column schema of its last materialization. Lineage is metadata: a failure to read or follow
+it is logged and leaves it out, never fails a view.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dagster as dg
+
+from .check_specs import SCHEMA_CHANGE_CHECK
+from .core.catalog import ViewDescription
+from .core.definition import MatViewDefinition
+from .core.lineage import LineageReader, ViewLineage
+from .core.matviews import MatViews
+from .core.names import QualifiedName
+from .core.schema_change import Columns, column_changes
+
+KeyOf = Callable[[QualifiedName], dg.AssetKey]
+"""The asset key of an upstream relation, as the translator makes it."""
+
+
+def read_lineage(mv: MatViews, names: Sequence[str], log: Any) -> LineageReader | None:
+    """The catalog reading a step's column lineage comes from (one query), or ``None`` (logged)
+    when it could not be read."""
+    if not names:
+        return None
+    try:
+        return mv.lineage_reader(names)
+    except Exception as exc:  # any failure to read lineage leaves it out; the refresh goes on
+        log.warning(f"column lineage left out: the catalog could not be read ({exc})")
+        return None
+
+
+def lineage_for(
+    reader: LineageReader | None,
+    definition: MatViewDefinition,
+    description: ViewDescription | None,
+    key_of: KeyOf,
+    log: Any,
+) -> dict[str, Any]:
+    """The lineage metadata of a view just refreshed, its own columns as the refresh left
+    them (``description``); empty when there is none to give."""
+    if reader is None or description is None or not description.exists:
+        return {}
+    try:
+        reader.described(description.name, [name for name, _ in description.columns])
+        return lineage_metadata(reader.of(definition), key_of)
+    except Exception as exc:  # a lineage we cannot follow never fails the view
+        log.warning(f"{definition.name}: column lineage left out ({type(exc).__name__}: {exc})")
+        return {}
+
+
+def lineage_metadata(lineage: ViewLineage, key_of: Callable[[QualifiedName], dg.AssetKey]) -> dict[str, Any]:
+    """``dagster/column_lineage`` (``TableColumnLineage``: each column with upstream sources,
+    the upstream relations keyed by ``key_of``) and ``unresolved_columns`` (which columns have
+    no known sources, and why), as dagster-dbt reports a model's column lineage."""
+    deps = {
+        column: [dg.TableColumnDep(asset_key=key_of(source.relation), column_name=source.column) for source in sources]
+        for column, sources in lineage.columns.items()
+        if sources
+    }
+    metadata: dict[str, Any] = {"dagster/column_lineage": dg.TableColumnLineage(deps_by_column=deps)}
+    if lineage.unresolved:
+        metadata["unresolved_columns"] = dg.MetadataValue.md(
+            "\n".join(f"- `{column}`: {why}" for column, why in lineage.unresolved.items())
+        )
+    return metadata
+
+
+def schema_change_result(
+    key: dg.AssetKey, severity: str, previous: Columns | None, current: Columns | None
+) -> dg.AssetCheckResult:
+    """``column_schema_change``: fails (``severity``) when a column of ``previous`` (the last
+    materialization's ``dagster/column_schema``) was removed, renamed or retyped in
+    ``current``; passes when columns were only added, or when there is nothing to compare."""
+    if current is None:
+        return dg.AssetCheckResult(
+            asset_key=key,
+            check_name=SCHEMA_CHANGE_CHECK,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="the view's columns could not be read, so no comparison was made",
+        )
+    if previous is None:
+        return dg.AssetCheckResult(
+            asset_key=key,
+            check_name=SCHEMA_CHANGE_CHECK,
+            passed=True,
+            description="no earlier materialization with a column schema to compare with",
+        )
+    changes = column_changes(previous, current)
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=SCHEMA_CHANGE_CHECK,
+        passed=not changes.breaking,
+        severity=dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN,
+        description=f"since the last materialization: {changes.summary()}",
+        metadata={
+            "removed_columns": ", ".join(changes.removed),
+            "added_columns": ", ".join(changes.added),
+            "retyped_columns": ", ".join(f"{n}: {old} -> {new}" for n, old, new in changes.retyped),
+        },
+    )
+
+
+def previous_column_schemas(
+    instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey]
+) -> dict[dg.AssetKey, Columns | None]:
+    """The ``dagster/column_schema`` of each asset's latest materialization, in one call to
+    the instance (``None``: never materialized, or without a column schema)."""
+    if not keys:
+        return {}
+    found: dict[dg.AssetKey, Columns | None] = {}
+    for key, event in instance.get_latest_materialization_events(list(keys)).items():
+        materialization = event.asset_materialization if event is not None else None
+        schema = materialization.metadata.get("dagster/column_schema") if materialization is not None else None
+        value = getattr(schema, "schema", None)
+        found[key] = [(c.name, c.type) for c in value.columns] if isinstance(value, dg.TableSchema) else None
+    return found
