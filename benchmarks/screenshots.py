@@ -114,8 +114,11 @@ def _photograph(base: str, out: Path, chromium: str) -> None:
         page.wait_for_timeout(1000)
         page.screenshot(path=str(out / "ui-asset-plots.png"))
 
-        visit("/assets/public/mv_engaged_users")  # a view over a view: its columns' lineage
-        page.get_by_text("Columns", exact=True).first.scroll_into_view_if_needed()
+        visit("/assets/public/mv_user_accounts_events")  # columns from three tables
+        page.get_by_placeholder("Filter metadata keys").first.fill("column_lineage")
+        page.wait_for_timeout(1000)
+        page.get_by_text("Metadata", exact=True).first.scroll_into_view_if_needed()
+        page.mouse.wheel(0, 300)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(out / "ui-column-lineage.png"))
         browser.close()

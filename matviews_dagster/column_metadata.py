@@ -54,19 +54,29 @@ def lineage_for(
 
 def lineage_metadata(lineage: ViewLineage, key_of: Callable[[QualifiedName], dg.AssetKey]) -> dict[str, Any]:
     """``dagster/column_lineage`` (``TableColumnLineage``: each column with upstream sources,
-    the upstream relations keyed by ``key_of``) and ``unresolved_columns`` (which columns have
-    no known sources, and why), as dagster-dbt reports a model's column lineage."""
+    the upstream relations keyed by ``key_of``), as dagster-dbt reports a model's; and
+    ``column_lineage``, the same as a Markdown table (column, upstream columns as asset
+    key / column, or why they are not known), because Dagster's open-source UI shows the
+    former only in Dagster+."""
     deps = {
         column: [dg.TableColumnDep(asset_key=key_of(source.relation), column_name=source.column) for source in sources]
         for column, sources in lineage.columns.items()
         if sources
     }
-    metadata: dict[str, Any] = {"dagster/column_lineage": dg.TableColumnLineage(deps_by_column=deps)}
-    if lineage.unresolved:
-        metadata["unresolved_columns"] = dg.MetadataValue.md(
-            "\n".join(f"- `{column}`: {why}" for column, why in lineage.unresolved.items())
+    rows = [
+        f"| `{column}` | "
+        + (
+            f"not known: {lineage.unresolved[column]}"
+            if column in lineage.unresolved
+            else ", ".join(f"{key_of(s.relation).to_user_string()} `{s.column}`" for s in sources) or "(constants)"
         )
-    return metadata
+        + " |"
+        for column, sources in lineage.columns.items()
+    ]
+    return {
+        "dagster/column_lineage": dg.TableColumnLineage(deps_by_column=deps),
+        "column_lineage": dg.MetadataValue.md("\n".join(["| column | computed from |", "|---|---|", *rows])),
+    }
 
 
 def schema_change_result(

@@ -60,6 +60,27 @@ def test_materializations_carry_column_lineage_keyed_by_the_translator(dsn, db) 
         "twice": [("wh/public/mv_totals", "total")],
         "name": [("src/public/customers", "name")],
     }
+    (top,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "mv_top"]
+    assert top.materialization.metadata["column_lineage"].value.splitlines() == [  # what the open-source UI shows
+        "| column | computed from |",
+        "|---|---|",
+        "| `customer_id` | wh/public/mv_totals `customer_id` |",
+        "| `twice` | wh/public/mv_totals `total` |",
+        "| `name` | src/public/customers `name` |",
+    ]
+
+
+def test_a_column_whose_source_cannot_be_known_says_why_and_the_refresh_succeeds(dsn, db) -> None:
+    setup(db)
+    db.execute("CREATE FUNCTION big_orders() RETURNS SETOF orders LANGUAGE sql AS 'SELECT * FROM public.orders'")
+    odd = MatViewDefinition(name="mv_odd", sql="SELECT b.id, b.amount * 2 AS twice FROM big_orders() b")
+    with dg.instance_for_test() as instance:
+        result = materialize(build_definitions([odd], dsn=dsn), instance)
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    assert event.materialization.metadata["dagster/column_lineage"].value.deps_by_column == {}
+    table = event.materialization.metadata["column_lineage"].value
+    assert "| `twice` | not known: the columns of function big_orders() are not known |" in table.splitlines()
 
 
 def test_schema_change_check_fails_on_a_removed_or_retyped_column_and_passes_on_an_added_one(dsn, db) -> None:
