@@ -22,7 +22,7 @@ from .core.definition import MatViewDefinition
 from .core.graph import ViewGraph
 from .core.vocabulary import REFRESH_CONFIG_TAG, RowCountStrategy, Strategy
 from .resources import MatViewsResource
-from .translator import TRANSLATOR_METADATA_KEY, DagsterMatViewTranslator, definitions_of, with_definition
+from .translator import DagsterMatViewTranslator, definitions_of, with_definition
 
 MATVIEWS_KEY = "matviews"
 RUN_STORE_KEY = "matviews_run_store"
@@ -65,12 +65,7 @@ def matview_assets(
     """
     graph = definitions if isinstance(definitions, ViewGraph) else ViewGraph(definitions)
     translator = translator or DagsterMatViewTranslator()
-    specs = [
-        with_definition(translator.spec_for(definition, graph), definition).merge_attributes(
-            metadata={TRANSLATOR_METADATA_KEY: translator}
-        )
-        for definition in graph
-    ]
+    specs = [with_definition(translator.spec_for(definition, graph), definition, translator) for definition in graph]
     _refuse_duplicate_keys(graph, specs)
     check_specs = build_matview_checks(zip(graph, (spec.key for spec in specs), strict=True))
 

@@ -1,7 +1,7 @@
 """What a view's materialization says about its columns: ``dagster/column_lineage`` (from
-``core.lineage``) and the ``column_schema_change`` check (``core.schema_change``) against the
-column schema of its last materialization. Lineage is metadata: a failure to read or follow
-it is logged and leaves it out, never fails a view.
+``core.lineage``), and the column schema of its last materialization, which the
+``column_schema_change`` verdict (``core.schema_change``) compares with. Lineage is metadata:
+a failure to read or follow it is logged and leaves it out, never fails a view.
 """
 
 from collections.abc import Callable, Sequence
@@ -9,13 +9,12 @@ from typing import Any
 
 import dagster as dg
 
-from .check_specs import SCHEMA_CHANGE_CHECK
 from .core.catalog import ViewDescription
 from .core.definition import MatViewDefinition
 from .core.lineage import LineageReader, ViewLineage
 from .core.matviews import MatViews
 from .core.names import QualifiedName
-from .core.schema_change import Columns, column_changes
+from .core.schema_change import Columns
 
 KeyOf = Callable[[QualifiedName], dg.AssetKey]
 """The asset key of an upstream relation, as the translator makes it."""
@@ -77,42 +76,6 @@ def lineage_metadata(lineage: ViewLineage, key_of: Callable[[QualifiedName], dg.
         "dagster/column_lineage": dg.TableColumnLineage(deps_by_column=deps),
         "column_lineage": dg.MetadataValue.md("\n".join(["| column | computed from |", "|---|---|", *rows])),
     }
-
-
-def schema_change_result(
-    key: dg.AssetKey, severity: str, previous: Columns | None, current: Columns | None
-) -> dg.AssetCheckResult:
-    """``column_schema_change``: fails (``severity``) when a column of ``previous`` (the last
-    materialization's ``dagster/column_schema``) was removed, renamed or retyped in
-    ``current``; passes when columns were only added, or when there is nothing to compare."""
-    if current is None:
-        return dg.AssetCheckResult(
-            asset_key=key,
-            check_name=SCHEMA_CHANGE_CHECK,
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            description="the view's columns could not be read, so no comparison was made",
-        )
-    if previous is None:
-        return dg.AssetCheckResult(
-            asset_key=key,
-            check_name=SCHEMA_CHANGE_CHECK,
-            passed=True,
-            description="no earlier materialization with a column schema to compare with",
-        )
-    changes = column_changes(previous, current)
-    return dg.AssetCheckResult(
-        asset_key=key,
-        check_name=SCHEMA_CHANGE_CHECK,
-        passed=not changes.breaking,
-        severity=dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN,
-        description=f"since the last materialization: {changes.summary()}",
-        metadata={
-            "removed_columns": ", ".join(changes.removed),
-            "added_columns": ", ".join(changes.added),
-            "retyped_columns": ", ".join(f"{n}: {old} -> {new}" for n, old, new in changes.retyped),
-        },
-    )
 
 
 def previous_column_schemas(

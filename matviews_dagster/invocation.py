@@ -10,15 +10,15 @@ the queued requests the run serves. ``events`` only turns results into Dagster e
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 
-from .check_specs import CHECK_NAME, SCHEMA_CHANGE_CHECK
-from .column_metadata import lineage_for, previous_column_schemas, read_lineage, schema_change_result
+from .check_specs import CHECK_NAME
+from .column_metadata import lineage_for, previous_column_schemas, read_lineage
 from .core.arguments import UNSET
 from .core.definition import MatViewDefinition
-from .core.health_checks import checks_for
+from .core.health_checks import checks_for, schema_change_outcome
 from .core.matviews import MatViews
 from .core.messages import counted
 from .core.names import QualifiedName
@@ -93,11 +93,7 @@ class RefreshInvocation:
                 f"re-execution from failure: {counted(len(done), 'view')} refreshed by the parent run(s) are skipped"
             )
         refresh = [name for name in selected if name not in done]
-        schema_checked = {
-            name
-            for check_key in context.selected_asset_check_keys
-            if check_key.name == SCHEMA_CHANGE_CHECK and (name := self.names.get(check_key.asset_key)) is not None
-        }
+        schema_checked = {name for name in checks if self.definitions[keys[name]].schema_change_severity != "off"}
         previous = previous_column_schemas(context.instance, [keys[name] for name in sorted(schema_checked)])
         failures: list[OperationResult] = []
         with (
@@ -130,23 +126,30 @@ class RefreshInvocation:
                 extra = lineage_for(lineage, definition, result.description, key_of, context.log)
                 yield materialize_result(key, result, self.strategy or definition.refresh_strategy, extra)
                 if result.checks:
-                    yield check_result(key, result.checks)
-                if result.view in schema_checked:
-                    columns = result.description.columns if result.description else None
-                    yield schema_change_result(key, definition.schema_change_severity, previous.get(key), columns)
+                    outcomes = list(result.checks)
+                    if result.view in schema_checked:
+                        columns = result.description.columns if result.description else None
+                        outcomes.append(schema_change_outcome(previous.get(key), columns, self._severity(definition)))
+                    yield check_result(key, outcomes)
             settle({r.view: failure_reason(r) for r in failures})
             checks_only = {name: names for name, names in checks.items() if name not in refresh and name not in done}
             if checks_only:
+                compared = [name for name in checks_only if name in schema_checked]
+                now = {
+                    str(d.name): d.columns if d.exists else None for d in (mv.describe(compared) if compared else ())
+                }
                 for definition, outcomes in mv.check_many(checks_only, max_parallel=self.max_parallel):
-                    yield check_result(keys[definition.name], outcomes)
-            schema_only = [name for name in sorted(schema_checked) if name not in refresh and name not in done]
-            for description in mv.describe(schema_only) if schema_only else ():
-                definition = mv.definition(str(description.name))
-                columns = description.columns if description.exists else None
-                key = keys[definition.name]
-                yield schema_change_result(key, definition.schema_change_severity, previous.get(key), columns)
+                    key = keys[definition.name]
+                    if definition.name in now:
+                        severity = self._severity(definition)
+                        outcomes = [*outcomes, schema_change_outcome(previous.get(key), now[definition.name], severity)]
+                    yield check_result(key, outcomes)
         if failures:
             raise step_failure(failures)
+
+    @staticmethod
+    def _severity(definition: MatViewDefinition) -> Literal["warn", "error"]:
+        return "error" if definition.schema_change_severity == "error" else "warn"
 
 
 class JobInvocation:

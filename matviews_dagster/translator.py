@@ -61,6 +61,7 @@ class DagsterMatViewTranslator:
                 "strategy": str(definition.refresh_strategy),
                 "sql": dg.MetadataValue.md(f"```sql\n{definition.sql}\n```"),
                 DEFINITION_METADATA_KEY: _stored(definition),
+                TRANSLATOR_METADATA_KEY: self,
             },
         )
 
@@ -121,13 +122,20 @@ def valid_cron(cron: str, definition: MatViewDefinition, field: str) -> str:
     return cron
 
 
-def with_definition(spec: dg.AssetSpec, definition: MatViewDefinition) -> dg.AssetSpec:
-    """The spec carrying its view's definition, so the resource can read it back at run time
-    (the default spec has it already; a translator may have replaced the metadata)."""
+def with_definition(
+    spec: dg.AssetSpec, definition: MatViewDefinition, translator: DagsterMatViewTranslator
+) -> dg.AssetSpec:
+    """The spec carrying its view's definition and the translator, so the resource can read
+    them back at run time (the default spec has both already, and is returned as it is: a
+    copy per view costs loading 1,000 views about 40 ms; a translator may have replaced the
+    metadata)."""
+    missing: dict[str, object] = {}
     stored = spec.metadata.get(DEFINITION_METADATA_KEY)
-    if isinstance(stored, dg.JsonMetadataValue) and stored.value == definition.stored_fields():
-        return spec
-    return spec.merge_attributes(metadata={DEFINITION_METADATA_KEY: _stored(definition)})
+    if not (isinstance(stored, dg.JsonMetadataValue) and stored.value == definition.stored_fields()):
+        missing[DEFINITION_METADATA_KEY] = _stored(definition)
+    if spec.metadata.get(TRANSLATOR_METADATA_KEY) is not translator:
+        missing[TRANSLATOR_METADATA_KEY] = translator
+    return spec.merge_attributes(metadata=missing) if missing else spec
 
 
 def _stored(definition: MatViewDefinition) -> dg.JsonMetadataValue:

@@ -6,8 +6,8 @@ import dagster as dg
 import psycopg
 
 from matviews_dagster import DagsterMatViewTranslator, MatViewDefinition, build_definitions
-from matviews_dagster.check_specs import SCHEMA_CHANGE_CHECK
 from matviews_dagster.core.names import QualifiedName
+from matviews_dagster.core.schema_change import SCHEMA_CHANGE
 
 BASE = MatViewDefinition(name="mv_totals", sql="SELECT customer_id, sum(amount) AS total FROM orders GROUP BY 1")
 TOP = MatViewDefinition(
@@ -83,40 +83,47 @@ def test_a_column_whose_source_cannot_be_known_says_why_and_the_refresh_succeeds
     assert "| `twice` | not known: the columns of function big_orders() are not known |" in table.splitlines()
 
 
-def test_schema_change_check_fails_on_a_removed_or_retyped_column_and_passes_on_an_added_one(dsn, db) -> None:
+def test_the_schema_change_verdict_fails_on_a_removed_or_retyped_column_and_passes_on_an_added_one(dsn, db) -> None:
     setup(db)
 
     def check_after(definition: MatViewDefinition, instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
         result = materialize(build_definitions([definition], dsn=dsn), instance)
         assert result.success
-        (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == SCHEMA_CHANGE_CHECK]
+        (evaluation,) = result.get_asset_check_evaluations()
+        assert evaluation.check_name == "deployed_as_defined"
         return evaluation
+
+    def verdict(evaluation: dg.AssetCheckEvaluation) -> str:
+        return evaluation.metadata[SCHEMA_CHANGE].value
 
     with dg.instance_for_test() as instance:
         first = check_after(BASE, instance)
-        assert first.passed and "no earlier materialization" in (first.description or "")
+        assert first.passed and verdict(first) == "passed"
+        assert first.metadata["columns_compared_with"].value == "nothing: no earlier column schema"
         same = check_after(BASE, instance)
-        assert same.passed and same.description == "since the last materialization: no change"
+        assert same.passed and same.metadata["columns_compared_with"].value == "the last materialization"
         added = BASE.model_copy(
             update={"sql": "SELECT customer_id, sum(amount) AS total, count(*) AS n FROM orders GROUP BY 1"}
         )
         grown = check_after(added, instance)
-        assert grown.passed and grown.description == "since the last materialization: added n"
+        assert grown.passed and grown.metadata["added_columns"].value == "n"
         renamed = BASE.model_copy(
             update={"sql": "SELECT customer_id::bigint AS customer_id, sum(amount) AS amount FROM orders GROUP BY 1"}
         )
         broken = check_after(renamed, instance)
         assert not broken.passed and broken.severity == dg.AssetCheckSeverity.WARN
+        assert verdict(broken) == "failed (warn)"
         assert broken.description == (
-            "since the last materialization: removed total, n; type of customer_id: integer -> bigint; added amount"
+            "columns since the last materialization: removed total, n; type of customer_id: integer -> bigint; "
+            "added amount"
         )
         strict = renamed.model_copy(update={"sql": "SELECT customer_id FROM orders", "schema_change_severity": "error"})
         failed = check_after(strict, instance)
         assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
-        assert failed.metadata["removed_columns"].value == "amount"
+        assert verdict(failed) == "failed (error)" and failed.metadata["removed_columns"].value == "amount"
 
 
-def test_schema_change_checks_can_be_turned_off_per_view_or_for_the_whole_file(dsn, db, tmp_path) -> None:
+def test_the_schema_change_verdict_can_be_turned_off_per_view_or_for_the_whole_file(dsn, db, tmp_path) -> None:
     from matviews_dagster import load_definitions
 
     setup(db)
@@ -131,8 +138,23 @@ def test_schema_change_checks_can_be_turned_off_per_view_or_for_the_whole_file(d
     with dg.instance_for_test() as instance:
         result = materialize(build_definitions(definitions, dsn=dsn), instance)
     assert result.success
-    assert sorted((e.asset_key.path[-1], e.check_name) for e in result.get_asset_check_evaluations()) == [
-        ("mv_quiet", "deployed_as_defined"),
-        ("mv_strict", SCHEMA_CHANGE_CHECK),
-        ("mv_strict", "deployed_as_defined"),
-    ]
+    found = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
+    assert (
+        SCHEMA_CHANGE not in found["mv_quiet"].metadata and found["mv_strict"].metadata[SCHEMA_CHANGE].value == "passed"
+    )
+
+
+def test_selecting_only_the_check_compares_the_deployed_columns_with_the_last_materialization(dsn, db) -> None:
+    setup(db)
+    with dg.instance_for_test() as instance:
+        assert materialize(build_definitions([BASE], dsn=dsn), instance).success
+        db.execute("DROP MATERIALIZED VIEW mv_totals")  # another tool rebuilds it without a column
+        db.execute("CREATE MATERIALIZED VIEW mv_totals AS SELECT customer_id FROM orders")
+        defs = build_definitions([BASE], dsn=dsn)
+        checks = dg.define_asset_job(
+            "checks", selection=dg.AssetSelection.checks_for_assets(dg.AssetKey(["public", "mv_totals"]))
+        )
+        job = dg.Definitions.merge(defs, dg.Definitions(jobs=[checks])).resolve_job_def("checks")
+        (evaluation,) = job.execute_in_process(instance=instance).get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.metadata[SCHEMA_CHANGE].value == "failed (warn)"
+    assert evaluation.metadata["removed_columns"].value == "total"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from matviews_dagster import MatViewDefinition, ViewGraph
@@ -102,6 +105,21 @@ def test_what_an_item_releases_runs_while_the_caller_handles_its_result() -> Non
     assert started["b"] < handled["a"] and started["c"] < handled["b"]
 
 
+def run_two_until_interrupted(work: Callable[[str], bool], conns: dict[str, Any]) -> None:
+    """Items ``a`` and ``b`` at once until a ``KeyboardInterrupt`` ends the batch; the batch's
+    interrupt cancels the statements in flight on both items' connections."""
+
+    def interrupt() -> None:
+        for conn in conns.values():
+            conn.cancel_safe(timeout=5)
+
+    with pytest.raises(KeyboardInterrupt):
+        batch = run_in_dependency_order(
+            ["a", "b"], lambda _: [], work, succeeded=bool, skip=lambda *_: False, max_parallel=2, interrupt=interrupt
+        )
+        list(batch)
+
+
 def test_an_interrupt_reaches_a_statement_sent_after_it(dsn) -> None:
     """A cancel request stops only the statement in flight: an item between two statements when
     the batch is interrupted (Ctrl-C, SIGTERM) sends its next one afterwards. The interrupt is
@@ -132,10 +150,6 @@ def test_an_interrupt_reaches_a_statement_sent_after_it(dsn) -> None:
             raise
         return True
 
-    def interrupt() -> None:
-        for conn in conns.values():
-            conn.cancel_safe(timeout=5)
-
     def sigterm() -> None:
         started.wait()  # both items began
         os.kill(os.getpid(), signal.SIGTERM)
@@ -147,18 +161,7 @@ def test_an_interrupt_reaches_a_statement_sent_after_it(dsn) -> None:
     threading.Thread(target=sigterm, daemon=True).start()
     began = time.monotonic()
     try:
-        with pytest.raises(KeyboardInterrupt):
-            list(
-                run_in_dependency_order(
-                    ["a", "b"],
-                    lambda _: [],
-                    work,
-                    succeeded=bool,
-                    skip=lambda *_: False,
-                    max_parallel=2,
-                    interrupt=interrupt,
-                )
-            )
+        run_two_until_interrupted(work, conns)
         assert outcome == {"a": "cancelled", "b": "cancelled"}
         assert time.monotonic() - began < 10, "the statements sent after the interrupt were cancelled at once"
     finally:
@@ -205,23 +208,8 @@ def test_an_interrupt_between_submitting_an_item_and_recording_it_still_stops_th
             outcome[name] = "cancelled"
         return True
 
-    def interrupt() -> None:
-        for conn in conns.values():
-            conn.cancel_safe(timeout=5)
-
     try:
-        with pytest.raises(KeyboardInterrupt):
-            list(
-                run_in_dependency_order(
-                    ["a", "b"],
-                    lambda _: [],
-                    work,
-                    succeeded=bool,
-                    skip=lambda *_: False,
-                    max_parallel=2,
-                    interrupt=interrupt,
-                )
-            )
+        run_two_until_interrupted(work, conns)
         assert outcome == {"a": "cancelled", "b": "cancelled"}
     finally:
         for conn in conns.values():

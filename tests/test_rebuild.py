@@ -246,7 +246,10 @@ def test_warn_refreshes_the_deployed_query_and_fail_refreshes_nothing(make_mv, d
         assert scalar(db, "SELECT count(*) FROM mv_users") == 20
     else:
         assert result.status == "failed"
-        assert "differs from its definition (query changed (removed plan)) and on_definition_change is fail" in result.error
+        assert (
+            "differs from its definition (query changed (removed plan)) and on_definition_change is fail"
+            in result.error
+        )
         assert "apply_many()" in result.hint
         assert scalar(db, "SELECT count(*) FROM mv_users") == 10
 

@@ -208,7 +208,7 @@ def _chain_table(chains: dict[str, Any]) -> str:
 
 
 def _lineage_cost(chains: dict[str, Any]) -> str:
-    """What column lineage and the schema-change checks cost "Materialize all", as same-run ratios."""
+    """What column lineage and the schema-change verdict cost "Materialize all", as same-run ratios."""
     samples = chains["samples"]
     if NO_LINEAGE not in samples:
         return ""
@@ -218,9 +218,9 @@ def _lineage_cost(chains: dict[str, Any]) -> str:
     return (
         f"\n\nColumn lineage (`dagster/column_lineage` on every materialization, one catalog query per step) "
         f"costs this run {lineage:.3f}x the same run without it (`MatViewsResource(column_lineage=False)`); the "
-        f"`column_schema_change` checks cost {check:.2f}x a run without them (`schema_change_severity: off`), "
-        f"{per_view:.0f} ms a view: Dagster's bookkeeping of one more check result per view. Loading does no "
-        "lineage work (it is read at materialization)."
+        f"`column_schema_change` verdict (one read of the instance per step, a comparison per view) costs "
+        f"{check:.3f}x a run without it (`schema_change_severity: off`), {per_view:.1f} ms a view. Loading does "
+        "no lineage work (it is read at materialization)."
     )
 
 

@@ -16,6 +16,7 @@ import psycopg
 from .catalog import NotAMaterializedView, matview_state, usable_unique_index
 from .definition import MatViewDefinition
 from .drift import ViewPlan, plan_view
+from .schema_change import SCHEMA_CHANGE, Columns, column_changes
 from .services.concurrent_check import null_trap_warning
 from .services.response import ServiceError, describe_db_error
 from .store import RunStore
@@ -148,3 +149,24 @@ def run_checks_safely(
     except (psycopg.Error, NotAMaterializedView) as exc:
         reason = describe_db_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
         return [CheckOutcome(name, False, f"the check could not run: {reason}") for name in names]
+
+
+def schema_change_outcome(
+    previous: Columns | None, current: Columns | None, severity: Literal["warn", "error"]
+) -> CheckOutcome:
+    """The ``column_schema_change`` verdict: ``current`` columns against ``previous`` (the last
+    materialization's); fails with ``severity`` on a column removed, renamed or retyped,
+    passes when columns were only added or there is nothing to compare with."""
+    if current is None:
+        return CheckOutcome(SCHEMA_CHANGE, False, "the view's columns could not be read to compare", "warn")
+    if previous is None:
+        return CheckOutcome(SCHEMA_CHANGE, True, details={"columns_compared_with": "nothing: no earlier column schema"})
+    changes = column_changes(previous, current)
+    details: dict[str, str | int] = {
+        "columns_compared_with": "the last materialization",
+        "removed_columns": ", ".join(changes.removed),
+        "added_columns": ", ".join(changes.added),
+        "retyped_columns": ", ".join(f"{n}: {old} -> {new}" for n, old, new in changes.retyped),
+    }
+    summary = f"columns since the last materialization: {changes.summary()}"
+    return CheckOutcome(SCHEMA_CHANGE, not changes.breaking, summary, severity, {k: v for k, v in details.items() if v})

@@ -1,5 +1,5 @@
-"""How a view's columns changed between two readings: the verdict of the
-``column_schema_change`` check.
+"""How a view's columns changed between two readings, for the ``column_schema_change`` verdict
+of a view's ``deployed_as_defined`` check (``health_checks.schema_change_outcome``).
 
 The semantics of Dagster's ``build_column_schema_change_checks`` with one difference: a column
 only added breaks no reader (``SELECT a, b`` still works), so additions pass; a column removed
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+SCHEMA_CHANGE = "column_schema_change"
+"""The verdict's name (Dagster's name for such a check, ``build_column_schema_change_checks``)."""
 
 Columns = Sequence[tuple[str, str]]
 """A relation's columns in order, as ``(name, type)`` (``format_type`` text)."""
