@@ -19,6 +19,10 @@ CREATE SCHEMA sales;
 CREATE TABLE sales.targets (region text, target numeric);
 CREATE VIEW v_paid AS SELECT id, customer_id, amount AS paid FROM orders WHERE status = 'paid';
 CREATE VIEW v_paid_big AS SELECT id AS order_id, paid * 2 AS doubled FROM v_paid WHERE paid > 100;
+CREATE SCHEMA other;
+CREATE TABLE other.customers (customer_id int, nickname text);
+CREATE VIEW other.v_both AS
+  SELECT p.customer_id AS pid, c.nickname FROM public.customers p CROSS JOIN other.customers c;
 CREATE FUNCTION my_rows() RETURNS TABLE (a int, b text) LANGUAGE sql AS $$ SELECT id, status FROM public.orders $$;
 INSERT INTO customers VALUES (1, 'Ada', 'eu'), (2, 'Bob', 'us');
 INSERT INTO orders VALUES (1, 1, 120, 'paid', now(), '{"k": 1}', '{x,y}'), (2, 2, 5, 'open', now(), '{}', '{}');
@@ -213,6 +217,23 @@ SHAPES: dict[str, tuple[str, dict[str, list[str]], dict[str, str]]] = {
         {"id": [f"{ORD}.id"], "eu": [f"{C}.customer_id", f"{ORD}.customer_id"]},
         {},
     ),
+    "lateral_in_a_join": (
+        "SELECT o.id, t.tag FROM orders o CROSS JOIN LATERAL unnest(o.tags) AS t(tag)",
+        {"id": [f"{ORD}.id"], "tag": [f"{ORD}.tags"]},
+        {},
+    ),
+    "lateral_subquery_in_a_left_join": (
+        "SELECT c.name, l.total FROM customers c LEFT JOIN LATERAL "
+        "(SELECT sum(o.amount) + c.customer_id AS total FROM orders o WHERE o.customer_id = c.customer_id) l ON true",
+        {"name": [f"{C}.name"], "total": [f"{C}.customer_id", f"{ORD}.amount"]},
+        {},
+    ),
+    "field_of_a_row": ("SELECT (c).name AS n2 FROM customers c", {"n2": [f"{C}.name"]}, {}),
+    "view_reading_same_named_tables": (
+        "SELECT pid, nickname FROM other.v_both",
+        {"pid": [f"{C}.customer_id"], "nickname": ["other.customers.nickname"]},
+        {},
+    ),
     "dynamic_jsonb": (
         "SELECT o.id, r.* FROM orders o, jsonb_populate_record(NULL::customers, o.payload) r",
         {"id": [f"{ORD}.id"], "customer_id": [], "name": [], "region": []},
@@ -262,10 +283,41 @@ def test_lineage_json_shape_and_a_view_not_deployed(shapes: MatViews, dsn: str) 
         "unresolved": {},
     }
     assert set(lineage["public.mv_function_star"].to_dict()["unresolved"]) == {"a", "b"}
-    with MatViews(dsn, [MatViewDefinition(name="mv_later", sql="SELECT o.amount * 2 AS double FROM orders o")]) as mv:
-        (later,) = mv.column_lineage()  # not created yet: the columns as the query names them
-    assert later.columns == {"double": later.columns["double"]}
-    assert [str(s) for s in later.columns["double"]] == ["public.orders.amount"]
+    later = MatViewDefinition(
+        name="mv_later",
+        sql="SELECT o.amount * 2 AS double, nullif(amount, 0), ARRAY[id], CASE WHEN id > 1 THEN 1 ELSE 0::int END, "
+        '(status COLLATE "C"), current_date, (SELECT max(id) FROM refunds), amount::text FROM orders o',
+    )
+    with MatViews(dsn, [later]) as mv:
+        (found,) = mv.column_lineage()  # not created yet: the columns as PostgreSQL will name them
+    assert {name: [str(s) for s in sources] for name, sources in found.columns.items()} == {
+        "double": ["public.orders.amount"],
+        "nullif": ["public.orders.amount"],
+        "array": ["public.orders.id"],
+        "case": ["public.orders.id"],
+        "status": ["public.orders.status"],
+        "current_date": [],
+        "max": ["public.refunds.id"],
+        "amount": ["public.orders.amount"],
+    }
+    assert list(found.columns) == [c.name for c in mv_columns_after_create(dsn, later)]
+
+
+def mv_columns_after_create(dsn: str, definition: MatViewDefinition) -> list[psycopg.Column]:
+    """The columns PostgreSQL gives the view's query (what a created view would have)."""
+    with psycopg.connect(dsn) as conn, conn.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM ({definition.sql}) q LIMIT 0")
+        return list(cursor.description or [])
+
+
+def test_a_change_not_applied_yet_keeps_the_lineage_of_the_deployed_query(shapes: MatViews, dsn: str) -> None:
+    swapped = MatViewDefinition(name="mv_alias", sql="SELECT o.amount AS total, o.id AS order_id FROM orders o")
+    with MatViews(dsn, [swapped]) as mv:
+        (found,) = mv.column_lineage()
+    assert {name: [str(s) for s in sources] for name, sources in found.columns.items()} == {
+        "order_id": ["public.orders.id"],  # the deployed view's columns, as its query computes them
+        "total": ["public.orders.amount"],
+    }
 
 
 PROJECT = """
@@ -327,6 +379,8 @@ def test_the_lineage_command_both_directions_as_text_and_json(project, dsn: str)
     }
     through_view = matviews(project, dsn, "lineage", "--source", "customers", "--column", "name")
     assert through_view.stdout.splitlines() == ["built on public.customers.name:", "  public.mv_top.name"]
+    the_view = matviews(project, dsn, "lineage", "--source", "public.v_named", "--column", "name")
+    assert the_view.stdout.splitlines() == ["built on public.v_named.name:", "  public.mv_top.name"]
     for args, words in [
         (("lineage", "--source", "public.orders"), "--source needs --column C"),
         (
@@ -335,6 +389,8 @@ def test_the_lineage_command_both_directions_as_text_and_json(project, dsn: str)
         ),
         (("lineage", "mv_nope"), "unknown view 'mv_nope'"),
         (("lineage",), "name one view, or pass --source"),
+        (("lineage", "--source", "public.orders", "--column", "nope"), "public.orders has no column nope; its columns"),
+        (("lineage", "--source", "nosuch.t", "--column", "x"), "no relation nosuch.t in the database"),
     ]:
         done = matviews(project, dsn, *args)
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)

@@ -36,9 +36,19 @@ def lineage(
     if source and downstream:
         raise InputError("--downstream goes with a view NAME; --source already lists the readers")
     mv = options.matviews()
-    every = mv.column_lineage()
     if source:
-        relation = QualifiedName.parse(source, "--source")
+        relation = QualifiedName.parse(source.replace('"', ""), "--source")
+        reader = mv.lineage_reader(also=[relation])
+        known = reader.catalog.get(relation)
+        if known is not None:
+            has = list(known.columns)
+        elif str(relation) in mv.graph:  # a defined view not created yet: the columns its query names
+            has = list(reader.of(mv.graph[str(relation)]).columns)
+        else:
+            raise InputError(f"no relation {relation} in the database (names are case-sensitive: schema.Table)")
+        if column not in has:
+            raise InputError(f"{relation} has no column {column}; its columns: {', '.join(has) or 'none'}")
+        every = [reader.of(definition, [relation]) for definition in mv.graph]
         start = ColumnSource(relation, str(column))
         used = [{"view": view, "column": col} for view, columns in readers(every, [start]).items() for col in columns]
         if as_json:
@@ -46,6 +56,7 @@ def lineage(
         else:
             print_readers(f"{relation}.{column}", used)
         return 0
+    every = mv.column_lineage()
     definition = mv.definition(str(name))
     own = next(item for item in every if item.view == definition.name)
     if column is not None and column not in own.columns:

@@ -20,7 +20,7 @@ pglast parses.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .analysis import referenced_relations
@@ -70,7 +70,10 @@ def query_lineage(
     ``*`` and plain views read from ``catalog``. ``columns`` are the view's columns as the
     catalog lists them (``None``: as the query names them). Never raises on a parsed query: a
     column that cannot be followed gets no sources and a reason in ``unresolved``."""
-    found = query_columns(query, Resolver(resolve, catalog))
+    return _lineage(view, query_columns(query, Resolver(resolve, catalog)), columns)
+
+
+def _lineage(view: str, found: list[Col] | None, columns: Sequence[str] | None) -> ViewLineage:
     if found is None:
         names = list(columns or [])
         why = "the query's lineage could not be followed"
@@ -134,12 +137,15 @@ class LineageReader:
 
     def described(self, name: QualifiedName, columns: Sequence[str]) -> None:
         """The view ``name`` now has ``columns`` (read after its refresh)."""
-        self.catalog[name] = RelationColumns(name, tuple(columns))
+        known = self.catalog.get(name)
+        self.catalog[name] = replace(known, columns=tuple(columns)) if known else RelationColumns(name, tuple(columns))
 
-    def of(self, definition: MatViewDefinition) -> ViewLineage:
-        """The lineage of a defined view; its columns as the catalog lists them, or as its
-        query names them when it is not deployed."""
-        path = definition.resolution_path
+    def of(self, definition: MatViewDefinition, stop_at: Iterable[QualifiedName] = ()) -> ViewLineage:
+        """The lineage of a defined view, its columns as the catalog lists them. A view not
+        deployed gets its query's lineage and names; a deployed one whose columns are not those
+        of its definition's query (a change not applied yet) gets the lineage of the query it
+        was built with. Plain views in ``stop_at`` are sources themselves, not followed."""
+        path, stop = definition.resolution_path, frozenset(stop_at)
 
         def bind(schema: str | None, name: str) -> QualifiedName:
             bound = resolve_relation(schema, name, path, self._defined)
@@ -151,7 +157,22 @@ class LineageReader:
             return bound
 
         own = self.catalog.get(definition.qualified)
-        return query_lineage(definition.name, definition.sql, bind, self.catalog, own.columns if own else None)
+        found = query_columns(definition.sql, Resolver(bind, self.catalog, stop_at=stop))
+        if own is not None and own.deployed_sql and not _same_columns(found, own.columns):
+            found = query_columns(own.deployed_sql, Resolver(own.bind, self.catalog, stop_at=stop))
+        return _lineage(definition.name, found, own.columns if own else None)
+
+
+def _same_columns(found: list[Col] | None, columns: Sequence[str]) -> bool:
+    """Whether the query's columns are the deployed view's, by name where the query names them
+    surely (around a ``*`` of unknown width, nothing to compare: taken as the same)."""
+    if found is None:
+        return False
+    if any(c.unknown_width for c in found):
+        return True
+    return len(found) == len(columns) and all(
+        c.name in (name, "?column?") for c, name in zip(found, columns, strict=True)
+    )
 
 
 def readers(

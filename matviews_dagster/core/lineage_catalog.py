@@ -31,11 +31,11 @@ WITH RECURSIVE wanted(oid) AS (
     JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
         AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
 )
-SELECT n.nspname, c.relname,
+SELECT n.nspname, c.relname, c.relkind::text,
        ARRAY(SELECT a.attname::text FROM pg_attribute a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
-       CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END,
-       CASE WHEN c.relkind = 'v' THEN ARRAY(
+       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+       CASE WHEN c.relkind IN ('v', 'm') THEN ARRAY(
            SELECT DISTINCT rn.nspname || '.' || rc.relname
            FROM pg_rewrite r
            JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
@@ -51,27 +51,35 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 
 def relation_columns(conn: psycopg.Connection, names: Iterable[QualifiedName]) -> dict[QualifiedName, RelationColumns]:
     """The columns, in order, of ``names`` and of every relation the plain views among them read
-    (at any depth), with each plain view's query and the relations it reads: what column
-    lineage needs, in one query. Relations that do not exist are left out."""
+    (at any depth), with each plain or materialized view's query and the relations it reads:
+    what column lineage needs, in one query. Relations that do not exist are left out. The
+    queries are read with an empty search path, so ``pg_get_viewdef`` qualifies every name
+    (with ``public`` on the path, ``other.t`` and ``public.t`` would both print as ``t``)."""
     wanted = sorted(set(names))
     if not wanted:
         return {}
-    rows = conn.execute(
-        _RELATION_COLUMNS, {"schemas": [n.schema for n in wanted], "names": [n.name for n in wanted]}
-    ).fetchall()
+    with conn.transaction():
+        conn.execute("SELECT set_config('search_path', '', true)")
+        rows = conn.execute(
+            _RELATION_COLUMNS, {"schemas": [n.schema for n in wanted], "names": [n.name for n in wanted]}
+        ).fetchall()
     found = {}
-    for schema, name, columns, view_sql, reads in rows:
+    for schema, name, kind, columns, query, reads in rows:
         relation = QualifiedName(schema, name)
         found[relation] = RelationColumns(
             relation,
             tuple(columns),
-            view_sql,
+            query if kind == "v" else None,
             tuple(QualifiedName(*r.split(".", 1)) for r in reads or ()),
+            query if kind == "m" else None,
         )
     return found
 
 
-def read_lineage(conn: psycopg.Connection, graph: ViewGraph, names: Sequence[str]) -> LineageReader:
+def read_lineage(
+    conn: psycopg.Connection, graph: ViewGraph, names: Sequence[str], also: Iterable[QualifiedName] = ()
+) -> LineageReader:
     """A ``LineageReader`` for the views ``names`` of ``graph``: the catalog read once, for the
-    views, the relations their queries name and what the plain views among those read."""
-    return LineageReader(graph, relation_columns(conn, LineageReader.relations_to_read(graph, names)))
+    views, the relations their queries name (and ``also``) and what the plain views read."""
+    wanted = LineageReader.relations_to_read(graph, names) | set(also)
+    return LineageReader(graph, relation_columns(conn, wanted))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .lineage_names import figure_name
 from .lineage_sql import (
     PURE_SRF,
     Col,
@@ -17,9 +18,9 @@ from .lineage_sql import (
     Resolve,
     Scope,
     column_def_name,
-    figure_name,
     first,
     function_name,
+    joined,
     lookup_range,
     reads_itself,
     renamed,
@@ -29,14 +30,21 @@ from .lineage_sql import (
     tree,
     unqualified,
 )
-from .names import DEFAULT_SCHEMA, QualifiedName
+from .names import QualifiedName
 
 
 class Resolver:
-    """Walks one query (and the plain views it reads, ``depth`` deep) against ``catalog``."""
+    """Walks one query (and the plain views it reads, ``depth`` deep, except those in
+    ``stop_at``, whose own columns are the sources) against ``catalog``."""
 
-    def __init__(self, resolve: Resolve, catalog: Mapping[QualifiedName, RelationColumns], depth: int = 0) -> None:
-        self.resolve, self.catalog, self.depth = resolve, catalog, depth
+    def __init__(
+        self,
+        resolve: Resolve,
+        catalog: Mapping[QualifiedName, RelationColumns],
+        depth: int = 0,
+        stop_at: frozenset[QualifiedName] = frozenset(),
+    ) -> None:
+        self.resolve, self.catalog, self.depth, self.stop_at = resolve, catalog, depth, stop_at
 
     def select(self, stmt: dict[str, Any], parent: Scope | None, ctes: dict[str, list[Col] | None]) -> list[Col]:
         ctes = dict(ctes)
@@ -126,7 +134,7 @@ class Resolver:
         known = self.catalog.get(relation)
         if known is None:
             cols = None
-        elif known.view_sql is not None:
+        elif known.view_sql is not None and relation not in self.stop_at:
             cols = self.plain_view(known)
         else:
             cols = [Col(c, frozenset({ColumnSource(relation, c)})) for c in known.columns]
@@ -139,44 +147,19 @@ class Resolver:
         why = f"plain view {view.name} could not be followed"
         if self.depth >= 16 or view.view_sql is None:
             return [Col(c, frozenset(), why) for c in view.columns]
-        reads = view.view_reads
-
-        def bind(schema: str | None, name: str) -> QualifiedName:
-            if schema is not None:
-                return QualifiedName(schema, name)
-            return next((r for r in reads if r.name == name), QualifiedName(DEFAULT_SCHEMA, name))
-
-        found = query_columns(view.view_sql, Resolver(bind, self.catalog, self.depth + 1))
+        found = query_columns(view.view_sql, Resolver(view.bind, self.catalog, self.depth + 1, self.stop_at))
         if found is None or len(found) != len(view.columns) or any(c.unknown_width for c in found):
             return [Col(c, frozenset(), why) for c in view.columns]
         return [Col(name, c.deps, c.why) for name, c in zip(view.columns, found, strict=True)]
 
     def join(self, node: dict[str, Any], scope: Scope, ctes: dict[str, list[Col] | None]) -> Range:
         left = self.from_item(node["larg"], scope, ctes)
-        right = self.from_item(node["rarg"], scope, ctes)
-        alias = (node.get("alias") or {}).get("aliasname") or (node.get("join_using_alias") or {}).get("aliasname")
-        kind = node.get("jointype", "JOIN_INNER")
-        using = [sval(n) for n in node.get("usingClause", [])]
-        if node.get("isNatural"):
-            if left.cols is None or right.cols is None:
-                return Range(alias, None, children=[left, right])
-            right_names = {c.name for c in right.cols}
-            using = [c.name for c in left.cols if c.name in right_names]
-        if left.cols is None or right.cols is None:
-            cols = None if using or left.cols is None or right.cols is None else [*left.cols, *right.cols]
-            return Range(alias, cols, children=[left, right])
-        merged = []
-        for name in using:
-            l_col, r_col = left.column(name), right.column(name)
-            if l_col is None or r_col is None:
-                merged.append(Col(name, frozenset(), f"join column {name} is not on both sides"))
-                continue
-            deps = {"JOIN_LEFT": l_col.deps, "JOIN_RIGHT": r_col.deps}.get(kind, l_col.deps)
-            if kind == "JOIN_FULL":
-                deps = l_col.deps | r_col.deps
-            merged.append(Col(name, deps, l_col.why or r_col.why))
-        rest = [c for c in left.cols if c.name not in using] + [c for c in right.cols if c.name not in using]
-        return Range(alias, merged + rest, children=[left, right])
+        scope.ranges.append(left)  # a LATERAL right side sees the left one
+        try:
+            right = self.from_item(node["rarg"], scope, ctes)
+        finally:
+            scope.ranges.pop()
+        return joined(node, left, right)
 
     def function(
         self,
@@ -249,6 +232,14 @@ class Resolver:
                     deps |= found
                     if why:
                         whys.append(why)
+                elif key == "A_Indirection" and _field_of_row(value):  # (t).col: a column of t, not all of t
+                    found, why = self.column_ref(
+                        {"fields": [*value["arg"]["ColumnRef"]["fields"], value["indirection"][0]]}, scope
+                    )
+                    deps |= found
+                    if why:
+                        whys.append(why)
+                    stack.append(value.get("indirection", [])[1:])
                 elif key == "SubLink":
                     stack.append(value.get("testexpr"))
                     if value.get("subLinkType") != "EXISTS_SUBLINK":
@@ -272,10 +263,9 @@ class Resolver:
             return unqualified(names[0], scope)
         found = lookup_range(scope, names[:-1])
         if found is None:
-            if len(names) >= 2:  # (composite).field or a whole row: try the first name as a column
-                deps, why = unqualified(names[0], scope)
-                if deps or why is None:
-                    return deps, why
+            deps, why = unqualified(names[0], scope)  # composite_column.field
+            if deps:
+                return deps, why
             return frozenset(), f"{text} names no column of the query"
         col = found.column(names[-1])
         if col is not None:
@@ -295,3 +285,9 @@ def query_columns(query: str, resolver: Resolver) -> list[Col] | None:
         return resolver.select(stmt, None, {})
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError):
         return None  # a tree shape not foreseen: unresolved, never a failed refresh
+
+
+def _field_of_row(node: dict[str, Any]) -> bool:
+    """``(t).col``: a field taken from a name (a row or a composite column)."""
+    arg, path = node.get("arg") or {}, node.get("indirection") or []
+    return "ColumnRef" in arg and len(arg["ColumnRef"].get("fields", [])) == 1 and bool(path) and "String" in path[0]

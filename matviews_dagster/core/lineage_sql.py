@@ -30,12 +30,21 @@ class ColumnSource:
 class RelationColumns:
     """A relation as the catalog lists it: its columns in order; for a plain view, its query
     (``pg_get_viewdef``) and the relations it reads (``pg_depend``), so lineage is followed
-    through it to its tables."""
+    through it to its tables; for a materialized view, the query it was built with
+    (``deployed_sql``, which may differ from its definition until the change is applied)."""
 
     name: QualifiedName
     columns: tuple[str, ...]
     view_sql: str | None = None
     view_reads: tuple[QualifiedName, ...] = ()
+    deployed_sql: str | None = None
+
+    def bind(self, schema: str | None, name: str) -> QualifiedName:
+        """A name in this view's query (every name but ``pg_catalog``'s is qualified, as the
+        catalog read them): the relation it reads of that name."""
+        if schema is not None:
+            return QualifiedName(schema, name)
+        return next((r for r in self.view_reads if r.name == name), QualifiedName("pg_catalog", name))
 
 
 Resolve = Callable[[str | None, str], QualifiedName]
@@ -124,6 +133,9 @@ def unqualified(name: str, scope: Scope | None) -> tuple[Deps, str | None]:
         unknown = [item for item in scope.ranges if item.cols is None]
         if not having and len(unknown) == 1 and unknown[0].relation is not None:
             return frozenset({ColumnSource(unknown[0].relation, name)}), None
+        if not having and len(unknown) == 1:
+            what = unknown[0].label or str(unknown[0].relation or unknown[0].alias)
+            return frozenset(), f"column {name} comes from {what}, whose columns are not known"
         if not having and unknown:
             return frozenset(), f"column {name} may come from relations whose columns are not known"
         whole = next((item for item in scope.ranges if item.find(name) is not None), None)
@@ -134,7 +146,7 @@ def unqualified(name: str, scope: Scope | None) -> tuple[Deps, str | None]:
                 return frozenset(), f"the columns of {name} are not known"
             return frozenset().union(*(c.deps for c in row.cols)), first([c.why for c in row.cols if c.why])
         scope = scope.parent
-    return frozenset(), None  # not a column: a parameter-less function name, a keyword
+    return frozenset(), f"column {name} was not found among the query's FROM items"
 
 
 def lookup_range(scope: Scope | None, names: list[str]) -> Range | None:
@@ -209,54 +221,6 @@ def column_def_name(node: Any) -> str:
     return ""
 
 
-NAMED_BY_KIND = {
-    "CaseExpr": "case",
-    "CoalesceExpr": "coalesce",
-    "NullIfExpr": "nullif",
-    "ArrayExpr": "array",
-    "RowExpr": "row",
-    "XmlExpr": "xmlelement",
-}
-
-
-def figure_name(value: Any) -> str:
-    """The name PostgreSQL gives an unnamed output column (``FigureColname``)."""
-    if not isinstance(value, dict) or not value:
-        return "?column?"
-    ((kind, node),) = value.items()
-    if kind == "ColumnRef":
-        last = node["fields"][-1]
-        return sval(last) if "String" in last else "?column?"
-    if kind == "FuncCall":
-        return sval(node["funcname"][-1])
-    if kind == "TypeCast":
-        inner = figure_name(node.get("arg"))
-        if inner != "?column?":
-            return inner
-        names = node.get("typeName", {}).get("names", [])
-        return sval(names[-1]) if names else "?column?"
-    if kind == "A_Indirection":
-        last = node.get("indirection", [{}])[-1]
-        return sval(last) if "String" in last else figure_name(node.get("arg"))
-    if kind == "SubLink" and node.get("subLinkType") in ("EXPR_SUBLINK", "ARRAY_SUBLINK"):
-        if node.get("subLinkType") == "ARRAY_SUBLINK":
-            return "array"
-        targets = node["subselect"]["SelectStmt"].get("targetList", [])
-        if targets:
-            res = targets[0]["ResTarget"]
-            return res.get("name") or figure_name(res.get("val"))
-    if kind == "SubLink" and node.get("subLinkType") == "EXISTS_SUBLINK":
-        return "exists"
-    if kind == "MinMaxExpr":
-        return "greatest" if node.get("op") == "IS_GREATEST" else "least"
-    if kind == "SQLValueFunction":
-        return str(node.get("op", "?column?")).removeprefix("SVFOP_").lower()
-    if kind == "CaseExpr":
-        result = figure_name(node.get("defresult")) if node.get("defresult") else "case"
-        return result if result != "?column?" else "case"
-    return NAMED_BY_KIND.get(kind, "?column?")
-
-
 TREES: dict[str, dict[str, Any] | None] = {}
 
 
@@ -274,3 +238,32 @@ def tree(query: str) -> dict[str, Any] | None:
             TREES.clear()
         TREES[query] = stmt.get("SelectStmt")
     return TREES[query]
+
+
+def joined(node: dict[str, Any], left: Range, right: Range) -> Range:
+    """A ``JoinExpr`` over its two sides: their columns, those of ``USING`` / ``NATURAL`` merged
+    first, from the side PostgreSQL takes them (left for inner and left joins, right for right
+    joins, both for full joins)."""
+    alias = (node.get("alias") or {}).get("aliasname") or (node.get("join_using_alias") or {}).get("aliasname")
+    kind = node.get("jointype", "JOIN_INNER")
+    using = [sval(n) for n in node.get("usingClause", [])]
+    if node.get("isNatural"):
+        if left.cols is None or right.cols is None:
+            return Range(alias, None, children=[left, right])
+        right_names = {c.name for c in right.cols}
+        using = [c.name for c in left.cols if c.name in right_names]
+    if left.cols is None or right.cols is None:
+        cols = None if using or left.cols is None or right.cols is None else [*left.cols, *right.cols]
+        return Range(alias, cols, children=[left, right])
+    merged = []
+    for name in using:
+        l_col, r_col = left.column(name), right.column(name)
+        if l_col is None or r_col is None:
+            merged.append(Col(name, frozenset(), f"join column {name} is not on both sides"))
+            continue
+        deps = {"JOIN_LEFT": l_col.deps, "JOIN_RIGHT": r_col.deps}.get(kind, l_col.deps)
+        if kind == "JOIN_FULL":
+            deps = l_col.deps | r_col.deps
+        merged.append(Col(name, deps, l_col.why or r_col.why))
+    rest = [c for c in left.cols if c.name not in using] + [c for c in right.cols if c.name not in using]
+    return Range(alias, merged + rest, children=[left, right])

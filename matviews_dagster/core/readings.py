@@ -26,18 +26,25 @@ class Readings(DefinedViews):
 
     db: Database
 
-    def lineage_reader(self, views: Iterable[ViewRef] | None = None) -> LineageReader:
+    def lineage_reader(
+        self, views: Iterable[ViewRef] | None = None, *, also: Iterable[QualifiedName] = ()
+    ) -> LineageReader:
         """Column lineage of ``views`` (default: all) from one catalog query
-        (``lineage_catalog.read_lineage``); ``reader.of(definition)`` resolves one view."""
+        (``lineage_catalog.read_lineage``; ``also``: more relations to read the columns of);
+        ``reader.of(definition)`` resolves one view."""
         from .lineage_catalog import read_lineage
 
         with self.db.connect("lineage") as conn:
-            return read_lineage(conn, self.graph, [definition.name for definition in self.select(views)])
+            return read_lineage(conn, self.graph, [definition.name for definition in self.select(views)], also)
 
-    def column_lineage(self, views: Iterable[ViewRef] | None = None) -> list[ViewLineage]:
-        """The column lineage of ``views`` (default: all), in dependency order."""
-        reader, selected = self.lineage_reader(views), self.select(views)
-        return [reader.of(definition) for definition in self.graph.order(d.name for d in selected)]
+    def column_lineage(
+        self, views: Iterable[ViewRef] | None = None, *, stop_at: Iterable[QualifiedName] = ()
+    ) -> list[ViewLineage]:
+        """The column lineage of ``views`` (default: all), in dependency order; plain views in
+        ``stop_at`` are sources themselves, not followed to their tables."""
+        stop = list(stop_at)
+        reader, selected = self.lineage_reader(views, also=stop), self.select(views)
+        return [reader.of(definition, stop) for definition in self.graph.order(d.name for d in selected)]
 
     def describe(self, views: Iterable[ViewRef] | None = None) -> list[ViewDescription]:
         """Each of ``views`` (default: all) in the catalog now, on one connection
