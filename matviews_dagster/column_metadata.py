@@ -51,7 +51,7 @@ def lineage_for(
         return {}
 
 
-def lineage_metadata(lineage: ViewLineage, key_of: Callable[[QualifiedName], dg.AssetKey]) -> dict[str, Any]:
+def lineage_metadata(lineage: ViewLineage, key_of: KeyOf) -> dict[str, Any]:
     """``dagster/column_lineage`` (``TableColumnLineage``: each column with upstream sources,
     the upstream relations keyed by ``key_of``), as dagster-dbt reports a model's; and
     ``column_lineage``, the same as a Markdown table (column, upstream columns as asset

@@ -10,7 +10,7 @@ the queued requests the run serves. ``events`` only turns results into Dagster e
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 
@@ -129,7 +129,8 @@ class RefreshInvocation:
                     outcomes = list(result.checks)
                     if result.view in schema_checked:
                         columns = result.description.columns if result.description else None
-                        outcomes.append(schema_change_outcome(previous.get(key), columns, self._severity(definition)))
+                        severity = definition.schema_change_severity
+                        outcomes.append(schema_change_outcome(previous.get(key), columns, severity))
                     yield check_result(key, outcomes)
             settle({r.view: failure_reason(r) for r in failures})
             checks_only = {name: names for name, names in checks.items() if name not in refresh and name not in done}
@@ -141,15 +142,11 @@ class RefreshInvocation:
                 for definition, outcomes in mv.check_many(checks_only, max_parallel=self.max_parallel):
                     key = keys[definition.name]
                     if definition.name in now:
-                        severity = self._severity(definition)
+                        severity = definition.schema_change_severity
                         outcomes = [*outcomes, schema_change_outcome(previous.get(key), now[definition.name], severity)]
                     yield check_result(key, outcomes)
         if failures:
             raise step_failure(failures)
-
-    @staticmethod
-    def _severity(definition: MatViewDefinition) -> Literal["warn", "error"]:
-        return "error" if definition.schema_change_severity == "error" else "warn"
 
 
 class JobInvocation:

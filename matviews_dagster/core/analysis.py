@@ -27,7 +27,9 @@ class QueryFacts:
     locking: bool
 
 
-def _one_select(query: str) -> dict[str, Any]:
+def select_tree(query: str) -> dict[str, Any]:
+    """The body of ``query``'s one ``SelectStmt`` in PostgreSQL's parse tree (JSON); else
+    ``ValueError`` saying why (not one statement, not a query, a syntax error)."""
     from pglast.parser import ParseError, parse_sql_json  # imported when a query is parsed, not cached
 
     if not isinstance(query, str) or not query.strip():
@@ -110,7 +112,7 @@ def _walk(query: str) -> QueryFacts:
     ctes: set[str] = set()
     writes: set[str] = set()
     into = locking = False
-    stack: list[Any] = [{"SelectStmt": _one_select(query)}]
+    stack: list[Any] = [{"SelectStmt": select_tree(query)}]
     while stack:
         node = stack.pop()
         if isinstance(node, list):

@@ -267,3 +267,13 @@ def describe_if_view(conn: psycopg.Connection, name: QualifiedName) -> ViewDescr
         return describe_view(conn, name)
     except NotAMaterializedView:
         return ViewDescription(name=name, exists=False)
+
+
+def column_types(conn: psycopg.Connection, oid: int) -> list[tuple[str, str]]:
+    """A relation's columns in order as ``(name, format_type text)``."""
+    rows = conn.execute(
+        """SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+           WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum""",
+        (oid,),
+    ).fetchall()
+    return [(name, type_) for name, type_ in rows]

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from .catalog import NotAMaterializedView, dependent_relations, describe_view, matview_state
+from .catalog import NotAMaterializedView, column_types, dependent_relations, matview_state
 from .definition import MatViewDefinition
 from .deployed import deployed_definition
 from .names import QualifiedName, derived_name
@@ -131,9 +131,7 @@ def plan_view(
     changed = deployed != expected or add or drop or comments
     rebuilds = tuple(described for described in _built_on(conn, state.oid)) if deployed != expected else ()
     action: Action = "change" if changed else "unchanged"
-    new_columns = (
-        column_changes(describe_view(conn, definition.qualified).columns, columns) if deployed != expected else None
-    )
+    new_columns = column_changes(column_types(conn, state.oid), columns) if deployed != expected else None
     return ViewPlan(definition.name, action, deployed, expected, add, drop, comments, rebuilds, columns=new_columns)
 
 
@@ -190,14 +188,11 @@ def _probe(conn: psycopg.Connection, definition: MatViewDefinition, probe: str) 
             with conn.transaction():
                 conn.execute(statement)
                 row = conn.execute(
-                    "SELECT pg_get_viewdef(%(probe)s::regclass), array(SELECT attname::text FROM pg_attribute "
-                    "WHERE attrelid = %(probe)s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum), "
-                    "array(SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                    "WHERE attrelid = %(probe)s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum)",
+                    "SELECT pg_get_viewdef(%(probe)s::regclass), %(probe)s::regclass::oid",
                     {"probe": target.identifier.as_string(conn)},
                 ).fetchone()
                 assert row is not None
-                return str(row[0]), list(zip(row[1], row[2], strict=True))
+                return str(row[0]), column_types(conn, int(row[1]))
         except psycopg.errors.InsufficientPrivilege as exc:
             refused.append(describe_db_error(exc))
         except psycopg.Error as exc:

@@ -152,11 +152,12 @@ def run_checks_safely(
 
 
 def schema_change_outcome(
-    previous: Columns | None, current: Columns | None, severity: Literal["warn", "error"]
+    previous: Columns | None, current: Columns | None, severity: Literal["warn", "error", "off"]
 ) -> CheckOutcome:
     """The ``column_schema_change`` verdict: ``current`` columns against ``previous`` (the last
-    materialization's); fails with ``severity`` on a column removed, renamed or retyped,
-    passes when columns were only added or there is nothing to compare with."""
+    materialization's); fails with ``severity`` (a definition's ``schema_change_severity``) on
+    a column removed, renamed or retyped, passes when columns were only added or there is
+    nothing to compare with."""
     if current is None:
         return CheckOutcome(SCHEMA_CHANGE, False, "the view's columns could not be read to compare", "warn")
     if previous is None:
@@ -169,4 +170,5 @@ def schema_change_outcome(
         "retyped_columns": ", ".join(f"{n}: {old} -> {new}" for n, old, new in changes.retyped),
     }
     summary = f"columns since the last materialization: {changes.summary()}"
-    return CheckOutcome(SCHEMA_CHANGE, not changes.breaking, summary, severity, {k: v for k, v in details.items() if v})
+    failing: Literal["warn", "error"] = "error" if severity == "error" else "warn"
+    return CheckOutcome(SCHEMA_CHANGE, not changes.breaking, summary, failing, {k: v for k, v in details.items() if v})

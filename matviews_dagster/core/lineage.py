@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 from .analysis import referenced_relations
 from .graph import resolve_relation
 from .lineage_resolver import Resolver, query_columns
-from .lineage_sql import Col, ColumnSource, RelationColumns, Resolve, first
+from .lineage_sql import Col, ColumnSource, RelationColumns, first
 from .names import QualifiedName
 
 if TYPE_CHECKING:
     from .definition import MatViewDefinition
     from .graph import ViewGraph
 
-__all__ = ["ColumnSource", "LineageReader", "RelationColumns", "ViewLineage", "query_lineage", "readers"]
+__all__ = ["ColumnSource", "LineageReader", "RelationColumns", "ViewLineage", "readers"]
 
 
 @dataclass(frozen=True)
@@ -59,21 +59,10 @@ class ViewLineage:
         }
 
 
-def query_lineage(
-    view: str,
-    query: str,
-    resolve: Resolve,
-    catalog: Mapping[QualifiedName, RelationColumns],
-    columns: Sequence[str] | None = None,
-) -> ViewLineage:
-    """The lineage of ``view`` whose query is ``query``: its relation names bound by ``resolve``,
-    ``*`` and plain views read from ``catalog``. ``columns`` are the view's columns as the
-    catalog lists them (``None``: as the query names them). Never raises on a parsed query: a
-    column that cannot be followed gets no sources and a reason in ``unresolved``."""
-    return _lineage(view, query_columns(query, Resolver(resolve, catalog)), columns)
-
-
 def _lineage(view: str, found: list[Col] | None, columns: Sequence[str] | None) -> ViewLineage:
+    """The lineage of ``view`` from its query's columns (``found``; ``None``: the query could
+    not be followed) and its columns as the catalog lists them (``None``: as the query names
+    them). A column that cannot be followed gets no sources and a reason in ``unresolved``."""
     if found is None:
         names = list(columns or [])
         why = "the query's lineage could not be followed"

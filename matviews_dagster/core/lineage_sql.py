@@ -7,11 +7,11 @@ while it is walked (``Col``, ``Range``, ``Scope``), PostgreSQL's naming of unnam
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .analysis import select_tree
 from .names import QualifiedName
 
 
@@ -227,16 +227,13 @@ TREES: dict[str, dict[str, Any] | None] = {}
 def tree(query: str) -> dict[str, Any] | None:
     """The ``SelectStmt`` of ``query`` (parsed once per text), ``None`` when it is not one."""
     if query not in TREES:
-        from pglast.parser import ParseError, parse_sql_json
-
         try:
-            statements = json.loads(parse_sql_json(query)).get("stmts", [])
-        except ParseError:
-            statements = []
-        stmt = statements[0]["stmt"] if len(statements) == 1 else {}
+            found: dict[str, Any] | None = select_tree(query)
+        except ValueError:
+            found = None
         if len(TREES) >= 4096:
             TREES.clear()
-        TREES[query] = stmt.get("SelectStmt")
+        TREES[query] = found
     return TREES[query]
 
 
