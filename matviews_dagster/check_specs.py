@@ -2,7 +2,8 @@
 says (it exists and holds rows, has the unique index its strategy needs, and runs the defined
 query with the declared indexes and comments), and none of its columns was removed, renamed or
 retyped since its last materialization (``column_schema_change``, unless
-``schema_change_severity: off``). Each of those verdicts (``core.health_checks``,
+``schema_change_severity: off``), and its refresh strategy fits what its runs cost and whom
+they blocked (``strategy_fits``, a warning with the advisor's evidence). Each of those verdicts (``core.health_checks``,
 ``core.schema_change``) is a metadata entry of the one check result, so a view costs Dagster
 one planned check event and one evaluation, not one per verdict (a second check per view cost
 "Materialize all" of 200 views 1.38x, docs/performance.md).
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from .core.definition import MatViewDefinition
-from .core.health_checks import CHECKS, checks_for
+from .core.health_checks import CHECKS, STRATEGY_FITS, checks_for
 from .core.schema_change import SCHEMA_CHANGE
 
 CHECK_NAME = "deployed_as_defined"
@@ -34,6 +35,10 @@ def view_check_specs(definition: MatViewDefinition, key: dg.AssetKey) -> list[dg
             f" {SCHEMA_CHANGE}: no column was removed, renamed or retyped since the last materialization "
             f"(added ones pass; fails as {definition.schema_change_severity})."
         )
+    verdicts += (
+        f" {STRATEGY_FITS}: after 3 refreshes with its strategy, the advisor (matviews advise) finds no strategy "
+        "that would serve it better (warns with the evidence otherwise)."
+    )
     return [dg.AssetCheckSpec(CHECK_NAME, asset=key, description=f"The view is as defined. {verdicts}")]
 
 

@@ -60,6 +60,9 @@ def materialize_result(
         metadata["create_run_record_id"] = dg.MetadataValue.text(str(result.created.run_id))
     if result.rows_count is not None:
         metadata["dagster/row_count"] = dg.MetadataValue.int(result.rows_count)
+    for name, value in result.costs.items():  # plotted by the UI beside duration and rows
+        if value is not None:
+            metadata[name] = dg.MetadataValue.int(value)
     if result.warnings:
         metadata["warnings"] = dg.MetadataValue.text("\n".join(config_words(w) for w in result.warnings))
     if result.description is not None and result.database is not None:

@@ -16,9 +16,10 @@ import dagster as dg
 
 from .check_specs import CHECK_NAME
 from .column_metadata import lineage_for, previous_column_schemas, read_lineage
+from .core.advisor import Advice
 from .core.arguments import UNSET
 from .core.definition import MatViewDefinition
-from .core.health_checks import checks_for, schema_change_outcome
+from .core.health_checks import checks_for, schema_change_outcome, strategy_outcome
 from .core.matviews import MatViews
 from .core.messages import counted
 from .core.names import QualifiedName
@@ -101,6 +102,9 @@ class RefreshInvocation:
             serving_requests(context, mv, [*refresh, *done]) as settle,
         ):
             lineage = read_lineage(mv, refresh, context.log) if self.column_lineage else None
+            advice: dict[str, list[Advice]] = {name: [] for name in checks}
+            for found in mv.advise(list(checks)) if checks else ():  # from the runs before this one
+                advice[found.view].append(found)
             translator = translator_of(context.assets_def)
 
             def key_of(relation: QualifiedName) -> dg.AssetKey:
@@ -131,7 +135,7 @@ class RefreshInvocation:
                         columns = result.description.columns if result.description else None
                         severity = definition.schema_change_severity
                         outcomes.append(schema_change_outcome(previous.get(key), columns, severity))
-                    yield check_result(key, outcomes)
+                    yield check_result(key, [*outcomes, strategy_outcome(advice[result.view])])
             settle({r.view: failure_reason(r) for r in failures})
             checks_only = {name: names for name, names in checks.items() if name not in refresh and name not in done}
             if checks_only:
@@ -144,7 +148,7 @@ class RefreshInvocation:
                     if definition.name in now:
                         severity = definition.schema_change_severity
                         outcomes = [*outcomes, schema_change_outcome(previous.get(key), now[definition.name], severity)]
-                    yield check_result(key, outcomes)
+                    yield check_result(key, [*outcomes, strategy_outcome(advice[definition.name])])
         if failures:
             raise step_failure(failures)
 

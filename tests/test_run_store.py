@@ -49,7 +49,9 @@ def test_migrate_creates_the_contract_tables_idempotently(dsn, db) -> None:
     }
     assert columns(db, "mat_view_create_runs") == common
     assert columns(db, "mat_view_delete_runs") == common
-    assert columns(db, "mat_view_refresh_runs") == {**common, "rows_count": "bigint"}
+    costs = ("wal_bytes", "temp_bytes", "buffers_read", "buffers_hit", "size_before_bytes", "size_after_bytes")
+    costs += ("rows_changed", "readers_blocked", "reader_wait_ms")
+    assert columns(db, "mat_view_refresh_runs") == {**common, "rows_count": "bigint", **dict.fromkeys(costs, "bigint")}
     definitions = columns(db, "mat_view_definitions")
     for column in (
         "name",

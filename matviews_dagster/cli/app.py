@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from ..core.settings import DEFAULTS
-from . import changes, commands, lineage, queue, server
+from . import advise, changes, commands, lineage, queue, server
 from .context import EXIT_FAILED, EXIT_USAGE, CliOptions
 
 
@@ -56,7 +56,14 @@ def cli(ctx: click.Context, dsn: str | None, definitions_path: Path, demo: bool,
     ctx.obj = CliOptions(dsn=dsn, definitions_path=definitions_path, runs_schema=runs_schema, debug=debug)
 
 
-for _command in [*commands.COMMANDS, *changes.COMMANDS, *lineage.COMMANDS, *queue.COMMANDS, *server.COMMANDS]:
+for _command in [
+    *advise.COMMANDS,
+    *commands.COMMANDS,
+    *changes.COMMANDS,
+    *lineage.COMMANDS,
+    *queue.COMMANDS,
+    *server.COMMANDS,
+]:
     cli.add_command(_command)
 
 

@@ -252,6 +252,27 @@ def print_servers(servers: list[EmbeddedServer], here: Path) -> None:
     _console(width=2 * max(len(str(s.data_dir)) for s in servers) + 120).print(table)
 
 
+def print_trial(trial: dict[str, Any]) -> None:
+    """``matviews advise --try``: the view's own refresh beside the alternative on a copy."""
+    from rich.table import Table
+
+    own, other = trial["current"], trial["alternative"]
+    table = Table("measure", f"{own['strategy']} (the view)", f"{other['strategy']} (a copy)")
+    table.add_row("duration", f"{own['duration_ms']} ms", f"{other['duration_ms']} ms")
+    for key in ("wal_bytes", "temp_bytes", "size_after_bytes"):
+        table.add_row(key.removesuffix("_bytes").replace("_", " "), _size(own.get(key)), _size(other.get(key)))
+    for key in ("buffers_read", "buffers_hit"):
+        table.add_row(key.replace("_", " "), _count(own.get(key)), _count(other.get(key)))
+    waited = own.get("reader_wait_ms")
+    readers = f"{own.get('readers_blocked') or 0} waited, {waited or 0} ms" if waited is not None else "-"
+    table.add_row("readers", readers, f"would wait {other['readers_wait']}")
+    _console().print(table)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
 def _console(width: int = 200) -> Any:
     """A rich console; ``width`` wide (enough not to wrap names) when the output is not a terminal."""
     from rich.console import Console

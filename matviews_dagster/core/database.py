@@ -13,6 +13,7 @@ import psycopg
 
 from .connection import connect
 from .dsn import resolve_dsn
+from .reader_waits import ReaderWatcher
 from .services.locking import LockPolicy
 from .settings import MatViewsSettings
 from .store import RunStore
@@ -29,6 +30,9 @@ class Database:
         self.dsn = resolve_dsn(settings.dsn)
         self.runs = RunStore(settings.runs_dsn or self.dsn, settings.runs_schema)
         self.lock_policy = LockPolicy.of(settings)
+        self.readers = ReaderWatcher(lambda: self.connect("reader watcher"))
+        """Whom refreshes block: one sampling connection for every view this database refreshes
+        at once, opened only for a lock held longer than 50 ms."""
 
     @property
     def lock_wait_timeout(self) -> float:
@@ -45,4 +49,5 @@ class Database:
         return connect(self.dsn, f"{self.settings.application_name} {purpose}".strip(), check_client=True)
 
     def close(self) -> None:
+        self.readers.close()
         self.runs.close()

@@ -1,5 +1,7 @@
 """Health checks of a deployed view, read from the catalog: is it populated, does it have the
-unique index ``REFRESH ... CONCURRENTLY`` needs, does it still run its definition's query.
+unique index ``REFRESH ... CONCURRENTLY`` needs, does it still run its definition's query;
+and, from the run history, the verdicts on its columns (``column_schema_change``) and on its
+refresh strategy (``strategy_fits``).
 
 The Dagster layer turns each ``CheckOutcome`` into an asset check result; anything else (a
 script, the CLI) can read them as they are.
@@ -7,9 +9,10 @@ script, the CLI) can read them as they are.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import psycopg
 
@@ -20,6 +23,9 @@ from .schema_change import SCHEMA_CHANGE, Columns, column_changes
 from .services.concurrent_check import null_trap_warning
 from .services.response import ServiceError, describe_db_error
 from .store import RunStore
+
+if TYPE_CHECKING:
+    from .advisor import Advice
 
 
 @dataclass(frozen=True)
@@ -172,3 +178,22 @@ def schema_change_outcome(
     summary = f"columns since the last materialization: {changes.summary()}"
     failing: Literal["warn", "error"] = "error" if severity == "error" else "warn"
     return CheckOutcome(SCHEMA_CHANGE, not changes.breaking, summary, failing, {k: v for k, v in details.items() if v})
+
+
+STRATEGY_FITS = "strategy_fits"
+"""The verdict of the strategy advisor (``core/advisor.py``) on a view's refresh strategy."""
+
+
+def strategy_outcome(advice: Sequence[Advice]) -> CheckOutcome:
+    """The ``strategy_fits`` verdict: passes when the advisor has nothing to say of the view (as
+    it does before 3 runs of its strategy), else warns with each piece of advice, its evidence
+    as JSON and the change to make. Never an error: the view still serves readers correctly."""
+    if not advice:
+        return CheckOutcome(STRATEGY_FITS, True)
+    details: dict[str, str | int] = {
+        "strategy_advice": "\n".join(f"{a.current} -> {a.recommended}: {a.reason}; {a.effect}" for a in advice),
+        "strategy_change": "\n".join(a.change for a in advice),
+        "strategy_evidence": json.dumps([a.evidence for a in advice]),
+    }
+    summary = "; ".join(f"{a.recommended} would serve better ({a.change})" for a in advice)
+    return CheckOutcome(STRATEGY_FITS, False, summary, "warn", details)

@@ -30,6 +30,7 @@ from .vocabulary import DEFAULT_MAX_PARALLEL, SOURCES_UNCHANGED, RunKind
 if TYPE_CHECKING:
     from .drift import ViewPlan
     from .health_checks import CheckOutcome
+    from .strategy_trial import Trial
 
 
 class MatViews(Readings):
@@ -256,6 +257,20 @@ class MatViews(Readings):
         return batch.check_batch(self.db, wanted, max_parallel)
 
     # -- what operations share ----------------------------------------------------------
+
+    def try_strategy(self, view: ViewRef, strategy: str) -> Trial:
+        """Refresh ``view`` with its own strategy (a recorded run), then measure ``strategy``
+        (``swap`` or ``regular``) on a copy of it, dropped after (``core/strategy_trial.py``).
+        Raises ``ValueError`` for a strategy that cannot be tried or is the view's own, and
+        ``RuntimeError`` when the view's own refresh failed (nothing is tried then)."""
+        from .strategy_trial import check_trial, measure_on_copy
+
+        definition = self.definition(view)
+        check_trial(definition, strategy)
+        current = self.refresh(definition.name)
+        if not current.ok:
+            raise RuntimeError(f"the refresh of {definition.name} failed, nothing was tried: {current.error}")
+        return measure_on_copy(self.db, definition, strategy, current)
 
     def connect(self, purpose: str = "") -> psycopg.Connection:
         """``Database.connect``: an autocommit connection to the views' database."""

@@ -134,6 +134,7 @@ class Operation:
             dropped=tuple(f"{name} ({relkind})" for name, relkind in dropped),
             lock_wait_ms=lock_wait_ms,
             reason=response.meta.get("reason") or options.get("reason"),
+            costs=response.meta.get("costs") or {},
         )
 
     def _timed_out(self, error: str) -> tuple[str, str]:

@@ -16,6 +16,7 @@ from .names import QualifiedName
 from .vocabulary import REQUEST_STATUSES, RunKind
 
 if TYPE_CHECKING:
+    from .advisor import Advice
     from .catalog import ViewDescription
     from .database import Database
     from .store.requests import RunRequestRow
@@ -66,6 +67,23 @@ class Readings(DefinedViews):
             known = self._known(view)
             name = known.name if known is not None else str(QualifiedName.parse(view, "view name"))
         return self.runs.history(kind=kind, view=name, limit=limit)
+
+    def advise(self, views: Iterable[ViewRef] | None = None) -> list[Advice]:
+        """Where another refresh strategy, or none, would serve ``views`` (default: all) better,
+        from their last refreshes' costs and waits (``core/advisor.py``: at least 3 runs of the
+        current strategy, each piece of advice with its evidence); empty when nothing applies.
+        One history query and one catalog connection. Raises ``DatabaseUnavailable``."""
+        from .advisor import MIN_RUNS, advise, read_facts
+
+        selected = self.select(views)
+        if not selected:
+            return []
+        with self.db.connect("advise") as conn:
+            names = [definition.name for definition in selected]
+            history = self.runs.recent_refreshes(database_name=conn.info.dbname, view_names=names)
+            speaking = [definition for definition in selected if len(history.get(definition.name, ())) >= MIN_RUNS]
+            facts = read_facts(conn, speaking) if speaking else {}
+        return advise(selected, history, facts)
 
     def requests(self, *, status: str | None = None, limit: int = 20) -> list[RunRequestRow]:
         """The adapter's queued requests newest first (``pending``, ``submitted``, ``success``

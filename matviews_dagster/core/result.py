@@ -31,7 +31,11 @@ class OperationResult:
     the time spent waiting for locks (the view's own lock, then the table lock the statement
     needs: a regular refresh waits for every reader), kept out of ``duration_ms``. ``reason``
     is why a create ran (``create_if_missing``, ``definition_change``, ``apply``) or why an
-    operation was skipped (``view exists``); ``what_happened`` says it in words.
+    operation was skipped (``view exists``); ``what_happened`` says it in words. ``costs`` is
+    what a refresh cost the server and whom it blocked (``core/costs.py``: ``wal_bytes``,
+    ``temp_bytes``, ``buffers_read``, ``buffers_hit``, ``size_before_bytes``,
+    ``size_after_bytes``, ``rows_changed``; ``readers_blocked``, ``reader_wait_ms``,
+    ``reader_wait_max_ms``), ``None`` where not known; empty for other kinds.
     """
 
     kind: RunKind
@@ -50,6 +54,7 @@ class OperationResult:
     dropped: tuple[str, ...] = ()
     lock_wait_ms: int | None = None
     reason: str | None = None
+    costs: dict[str, int | None] = field(default_factory=dict, compare=False)
     description: ViewDescription | None = field(default=None, compare=False)
     database: str | None = field(default=None, compare=False)
 
@@ -74,7 +79,8 @@ class OperationResult:
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape (CLI ``--json``, job outputs): ``status, outcome, run_id, kind, view,
         duration_ms, rows_count, error, hint, warnings, skipped_because, dropped, lock_wait_ms,
-        what_happened``, plus ``created`` when a create run came first."""
+        what_happened``, plus ``costs`` for a refresh that measured them and ``created`` when a
+        create run came first."""
         out: dict[str, Any] = {
             "status": self.status,
             "outcome": self.outcome,
@@ -91,6 +97,8 @@ class OperationResult:
             "lock_wait_ms": self.lock_wait_ms,
             "what_happened": self.what_happened,
         }
+        if self.costs:
+            out["costs"] = dict(self.costs)
         if self.created is not None:
             out["created"] = self.created.to_dict()
         return out

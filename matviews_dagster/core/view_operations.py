@@ -114,7 +114,6 @@ def refresh_one(
         result = op.run("refresh", options, _populated_by_create, created, rows, what)  # built: nothing to refresh
     else:
         op.recorded["source_versions"] = read_versions(op.conn, definition)
-        policy_ = db.lock_policy
         result = op.run(
             "refresh",
             options,
@@ -122,8 +121,9 @@ def refresh_one(
             definition,
             strategy=chosen,
             row_count_strategy=rows,
-            lock_policy=policy_,
+            lock_policy=db.lock_policy,
             query=query,
+            readers=db.readers,
         )
     if created is not None:
         result = replace(result, created=created)

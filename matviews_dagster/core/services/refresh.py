@@ -9,8 +9,11 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 
+from .. import costs
 from ..catalog import MatViewState, matview_state, usable_unique_index
 from ..definition import MatViewDefinition
+from ..names import QualifiedName
+from ..reader_waits import ReaderWaits, ReaderWatcher, watched
 from ..timing import seconds_to_ms
 from ..vocabulary import Strategy
 from .concurrent_check import null_trap_warning, refresh_and_verify
@@ -27,7 +30,9 @@ class RefreshFunction(Protocol):
     (``row_count_strategy``), waiting for table locks as ``lock_policy`` allows; every
     statement goes through ``log``. ``query`` (when not None) is the deployed query, for a
     strategy that builds from the definition's text: a changed definition is not to be
-    applied. Raises ``ServiceError`` for a refusal with a hint."""
+    applied. ``readers`` watches the sessions waiting on the view while the strategy holds its
+    strongest lock (``waits`` gets what it saw). Raises ``ServiceError`` for a refusal with a
+    hint."""
 
     def __call__(
         self,
@@ -39,6 +44,8 @@ class RefreshFunction(Protocol):
         lock_policy: LockPolicy,
         log: StatementLog,
         query: str | None,
+        readers: ReaderWatcher | None,
+        waits: ReaderWaits,
     ) -> ServiceResponse: ...
 
 
@@ -51,10 +58,13 @@ def refresh_view(
     row_count_strategy: str = "estimated",
     lock_policy: LockPolicy | None = None,
     query: str | None = None,
+    readers: ReaderWatcher | None = None,
     log: StatementLog,
 ) -> ServiceResponse:
     """Refresh with ``strategy`` (default: the definition's; one of ``STRATEGIES``) and count
-    rows; ``query``: see ``RefreshFunction``."""
+    rows; ``query`` and ``readers``: see ``RefreshFunction``. The response's ``meta["costs"]``
+    holds what the refresh cost (``core/costs.py``) and whom it blocked (``readers_blocked``,
+    ``reader_wait_ms``, ``reader_wait_max_ms``: ``core/reader_waits.py``)."""
     strategy = strategy or definition.refresh_strategy
     state = matview_state(conn, definition.qualified)
     if state is None:
@@ -63,13 +73,39 @@ def refresh_view(
             hint="create it first, or refresh with create_if_missing=True",
         )
     refresh = STRATEGIES[strategy]
-    policy = lock_policy or LockPolicy()
+    policy, waits = lock_policy or LockPolicy(), ReaderWaits()
+    statement = None
+    if strategy != Strategy.swap:
+        statement = refresh_statement(definition.qualified, strategy == Strategy.concurrent).as_string(conn)
+    before = costs.read(conn, definition.qualified, statement)
     try:
-        return refresh(
-            conn, definition, state, row_count_strategy=row_count_strategy, lock_policy=policy, log=log, query=query
+        response = refresh(
+            conn,
+            definition,
+            state,
+            row_count_strategy=row_count_strategy,
+            lock_policy=policy,
+            log=log,
+            query=query,
+            readers=readers,
+            waits=waits,
         )
     except psycopg.errors.DiskFull as exc:
         raise disk_full(conn, definition.qualified, f"a {strategy} refresh of", exc) from None
+    sent = statement in log.statements
+    after = costs.read(conn, definition.qualified, statement if sent else None)
+    rows_known = response.meta.get("strategy") == Strategy.concurrent and "fallback" not in response.meta
+    measured = costs.costs(conn, before, after, rows_known=rows_known, statement=sent)
+    measured["costs"].update(waits.meta())
+    response.meta.update(measured)
+    return response
+
+
+def refresh_statement(name: QualifiedName, concurrently: bool) -> sql.Composed:
+    """``REFRESH MATERIALIZED VIEW [CONCURRENTLY] name``."""
+    return sql.SQL("REFRESH MATERIALIZED VIEW {}{}").format(
+        sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""), name.identifier
+    )
 
 
 def in_place_refresh(
@@ -82,6 +118,8 @@ def in_place_refresh(
     lock_policy: LockPolicy,
     log: StatementLog,
     query: str | None = None,
+    readers: ReaderWatcher | None = None,
+    waits: ReaderWaits | None = None,
 ) -> ServiceResponse:
     """``REFRESH MATERIALIZED VIEW [CONCURRENTLY]``: the ``regular`` and ``concurrent`` strategies
     (they run the deployed query by nature, so ``query`` changes nothing).
@@ -110,15 +148,13 @@ def in_place_refresh(
                 hint=fix,
             )
         meta["unique_index"] = index
-    statement = sql.SQL("REFRESH MATERIALIZED VIEW {}{}").format(
-        sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""), name.identifier
-    )
+    statement = refresh_statement(name, concurrently)
     attempts = LockAttempts(conn, policy, what=str(name), oids=[state.oid], pipeline=not concurrently)
     try:
         if concurrently:  # the view must equal its query: checked before the refresh commits
             waited = wait_until_free(conn, state.oid, EXCLUSIVE_CONFLICTS, policy)  # timed: no snapshot, no lock
             for attempt in attempts:
-                with attempt:
+                with watched(readers, conn, [state.oid], waits), attempt:
                     verified = refresh_and_verify(conn, log, statement, name, state, str(meta["unique_index"]))
             meta["equality_check_ms"] = verified.ms
             meta["equality_check"] = "query" if verified.full else "view scan"
@@ -129,7 +165,7 @@ def in_place_refresh(
                 )
         else:  # its lock is taken first, by a statement of its own, so the wait is timed apart from the query
             for attempt in attempts:
-                with attempt:
+                with watched(readers, conn, [state.oid], waits), attempt:
                     before = conn.execute("SELECT clock_timestamp()")
                     if state.owned:  # the owner it already has: changes nothing, takes REFRESH's lock
                         owner = sql.Identifier(state.owner)

@@ -22,6 +22,7 @@ from psycopg import sql
 from ..catalog import MatViewState, column_names, matview_state
 from ..definition import MatViewDefinition
 from ..names import QualifiedName, derived_name
+from ..reader_waits import ReaderWaits, ReaderWatcher, watched
 from ..timing import seconds_to_ms
 from . import carry_over, dependents, owner_rights
 from .binding import bind_search_path, does_not_compile, refused_at_compile_time
@@ -77,6 +78,8 @@ def rebuild(
     drop_indexes: Collection[str] = (),
     definitions: Mapping[str, MatViewDefinition] | None = None,
     what: str = "a rebuild",
+    readers: ReaderWatcher | None = None,
+    waits: ReaderWaits | None = None,
 ) -> Rebuilt:
     """Rebuild the view with ``query`` (None: the definition's, bound with its search path).
 
@@ -89,7 +92,9 @@ def rebuild(
     ``"declared"`` builds the definition's indexes (keeping the names of those that exist),
     drops ``drop_indexes`` (declared before, not any more) and copies the others, except those
     whose columns are gone, which are named in the warnings. A view built on this one that is
-    in ``definitions`` (by name) is recreated from its definition. Raises ``ServiceError``.
+    in ``definitions`` (by name) is recreated from its definition. ``readers`` watches the
+    sessions that wait on the view while the renaming transaction holds it (into ``waits``).
+    Raises ``ServiceError``.
     """
     name = definition.qualified
     new, backup = swap_names(name)  # an interrupted swap's copies were dropped before the operation began
@@ -123,7 +128,7 @@ def rebuild(
                     log.execute(cluster.format(new.identifier, sql.Identifier(temporary[old.clustered_on])))
                 result.rows = _rows_built(conn, new, indexed=bool(renames))
         for attempt in swaps:
-            with attempt:
+            with watched(readers, conn, [state.oid], waits), attempt:
                 asked = time.monotonic()
                 built_on = dependents.lock_and_capture(conn, name, state.oid)
                 swap_wait_s = time.monotonic() - asked
@@ -178,11 +183,23 @@ def swap_refresh(
     lock_policy: LockPolicy,
     log: StatementLog,
     query: str | None = None,
+    readers: ReaderWatcher | None = None,
+    waits: ReaderWaits | None = None,
 ) -> ServiceResponse:
     """The swap strategy: rebuild with every index copied, then count rows. ``query``: the
     text to build from instead of the definition's (the deployed one, when a changed
-    definition is not to be applied)."""
-    built = rebuild(conn, definition, state, lock_policy=lock_policy, log=log, query=query, what="a swap")
+    definition is not to be applied); ``readers``, ``waits``: see ``rebuild``."""
+    built = rebuild(
+        conn,
+        definition,
+        state,
+        lock_policy=lock_policy,
+        log=log,
+        query=query,
+        what="a swap",
+        readers=readers,
+        waits=waits,
+    )
     meta: dict[str, object] = {"strategy": "swap", "row_count_strategy": row_count_strategy, **built.meta}
     if built.warnings:
         meta["warnings"] = built.warnings

@@ -9,7 +9,7 @@ from psycopg import sql
 
 from ..messages import happened, shown
 from ..vocabulary import RUN_KINDS, RunKind
-from .migrations import RESULT_COLUMNS, RUN_TABLES, Migrations
+from .migrations import COST_COLUMNS, RESULT_COLUMNS, RUN_TABLES, Migrations
 
 
 class RunHistory(Migrations):
@@ -91,6 +91,33 @@ class RunHistory(Migrations):
         ).format(self.table(RUN_TABLES["refresh"]))
         rows = self.run(lambda conn: conn.execute(query, (database_name, view_names)).fetchall())
         return {row["view_name"]: row["versions"] for row in rows}
+
+    def recent_refreshes(
+        self, *, database_name: str, view_names: list[str], per_view: int = 20
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Each view's newest ``per_view`` successful refreshes, newest first, in one query:
+        ``{view_name: [{id, started_at, duration_ms, rows_count, <cost columns>, strategy,
+        costs, source_versions, table_lock_wait_ms}]}`` (what ``core.advisor`` reads)."""
+        self.ensure_migrated()
+        query = sql.SQL(
+            """SELECT * FROM (
+                 SELECT id, view_name, started_at, duration_ms, rows_count, {costs},
+                        meta ->> 'strategy' AS strategy, meta -> 'costs' AS costs,
+                        meta -> 'source_versions' AS source_versions,
+                        (meta ->> 'table_lock_wait_ms')::bigint AS table_lock_wait_ms,
+                        row_number() OVER (PARTITION BY view_name ORDER BY started_at DESC, id DESC) AS n
+                 FROM {table} WHERE database_name = %s AND view_name = ANY(%s) AND status = 'success'
+                   AND meta ->> 'outcome' = 'updated') runs
+               WHERE n <= %s ORDER BY view_name, n"""
+        ).format(
+            costs=sql.SQL(", ").join(sql.Identifier(name) for name in COST_COLUMNS),
+            table=self.table(RUN_TABLES["refresh"]),
+        )
+        rows = self.run(lambda conn: conn.execute(query, (database_name, view_names, per_view)).fetchall())
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            found.setdefault(row["view_name"], []).append(row)
+        return found
 
     def views_with_runs(self, *, database_name: str) -> list[str]:
         """Every view name with a run row in ``database_name``, sorted."""

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..costs import COST_FIELDS
 from ..locks import LOCK_NAMESPACE
 from ..vocabulary import RUN_KINDS, RunKind
 from .connection import StoreConnection
@@ -55,8 +56,12 @@ class ResultColumn:
         )
 
 
+COST_COLUMNS = (*COST_FIELDS, "readers_blocked", "reader_wait_ms")
+"""What a refresh cost and whom it blocked (``core/costs.py``, ``core/reader_waits.py``)."""
+
 RESULT_COLUMNS: tuple[ResultColumn, ...] = (
     ResultColumn("rows_count", "bigint", ("payload", "rows_count"), ("refresh",)),
+    *(ResultColumn(name, "bigint", ("costs", name), ("refresh",)) for name in COST_COLUMNS),
 )
 """Columns a migration added for a value services report in ``meta``: declare one here and the
 run records write it and the history reads it."""
@@ -128,6 +133,13 @@ MIGRATIONS: list[list[str]] = [
             views text[] NOT NULL,
             seen_at timestamptz NOT NULL DEFAULT now()
         )""",
+    ],
+    [  # what each refresh cost the server and whom it blocked (NULL where not known)
+        "ALTER TABLE {refresh_runs} ADD COLUMN IF NOT EXISTS wal_bytes bigint, "
+        "ADD COLUMN IF NOT EXISTS temp_bytes bigint, ADD COLUMN IF NOT EXISTS buffers_read bigint, "
+        "ADD COLUMN IF NOT EXISTS buffers_hit bigint, ADD COLUMN IF NOT EXISTS size_before_bytes bigint, "
+        "ADD COLUMN IF NOT EXISTS size_after_bytes bigint, ADD COLUMN IF NOT EXISTS rows_changed bigint, "
+        "ADD COLUMN IF NOT EXISTS readers_blocked bigint, ADD COLUMN IF NOT EXISTS reader_wait_ms bigint",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

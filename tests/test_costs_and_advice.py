@@ -1,0 +1,265 @@
+"""What each refresh costs and whom it blocks, and the strategy advisor built on that history,
+against a real server with real reader sessions."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+
+import dagster as dg
+import psycopg
+import pytest
+from click.testing import CliRunner
+from conftest import scalar
+
+from matviews_dagster import MatViewDefinition, MatViews, build_definitions
+from matviews_dagster.cli import cli
+from matviews_dagster.core.advisor import Facts, advise_view
+from matviews_dagster.core.store.migrations import MIGRATIONS
+
+COSTS = ("wal_bytes", "temp_bytes", "buffers_read", "buffers_hit", "size_before_bytes", "size_after_bytes")
+ROWS = 200_000
+
+
+def source(db: psycopg.Connection, rows: int = ROWS) -> None:
+    db.execute("CREATE TABLE src (id int PRIMARY KEY, v text)")
+    db.execute("INSERT INTO src SELECT g, md5(g::text) FROM generate_series(1, %s) g", (rows,))
+    db.execute("CREATE TABLE pause (s float)")
+    db.execute("INSERT INTO pause VALUES (0)")
+
+
+def slow(name: str, strategy: str, **fields: object) -> MatViewDefinition:
+    """A view whose refresh lasts ``pause.s`` seconds longer (pg_sleep, once per refresh)."""
+    query = "SELECT s.id, s.v FROM src s CROSS JOIN (SELECT pg_sleep(p.s) FROM pause p) z"
+    return MatViewDefinition(name=name, sql=query, refresh_strategy=strategy, **fields)  # type: ignore[arg-type]
+
+
+def read_while_refreshing(dsn: str, view: str, refresh: Callable[[], object]) -> tuple[object, float]:
+    """``refresh()`` while a reader session, started once the refresh holds the view's strongest
+    lock (or builds its copy, for swap), reads the view; returns the refresh's result and how
+    long the reader's SELECT took, in ms (its wait, measured here)."""
+    waited: list[float] = []
+
+    def reader() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the refresh's statement is running
+                busy = scalar(
+                    conn,
+                    "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE %s AND state = 'active' "
+                    "AND pid <> pg_backend_pid()",
+                    ("%REFRESH MATERIALIZED VIEW%",),
+                )
+                if busy:
+                    break
+                time.sleep(0.01)
+            time.sleep(0.2)
+            started = time.monotonic()
+            conn.execute(f"SELECT count(*) FROM {view}").fetchone()
+            waited.append((time.monotonic() - started) * 1000)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    result = refresh()
+    thread.join()
+    return result, waited[0]
+
+
+def run_row(db: psycopg.Connection, run_id: int) -> dict[str, object]:
+    columns = ", ".join((*COSTS, "rows_changed", "readers_blocked", "reader_wait_ms"))
+    row = db.execute(f"SELECT {columns} FROM mat_view_refresh_runs WHERE id = %s", (run_id,)).fetchone()
+    assert row is not None
+    return dict(zip(columns.split(", "), row, strict=True))
+
+
+def test_a_regular_refresh_records_the_reader_it_blocked_and_its_wait(make_mv, dsn, db) -> None:
+    source(db)
+    mv = make_mv(slow("mv_reg", "regular"))
+    assert mv.create("mv_reg").ok
+    db.execute("UPDATE pause SET s = 2")
+    result, waited = read_while_refreshing(dsn, "mv_reg", lambda: mv.refresh("mv_reg"))
+    assert result.ok and waited > 1000
+    row = run_row(db, result.run_id)
+    assert row["readers_blocked"] >= 1
+    assert abs(row["reader_wait_ms"] - waited) <= 0.2 * waited, (row, waited)
+    assert result.costs["readers_blocked"] == row["readers_blocked"]
+    assert all(row[name] is not None for name in COSTS) and row["rows_changed"] is None
+
+
+def test_a_swap_keeps_the_readers_wait_under_50_ms(make_mv, dsn, db) -> None:
+    source(db)
+    mv = make_mv(slow("mv_swap", "swap"))
+    assert mv.create("mv_swap").ok
+    db.execute("UPDATE pause SET s = 2")
+    result, waited = read_while_refreshing(dsn, "mv_swap", lambda: mv.refresh("mv_swap"))
+    assert result.ok and waited < 1000  # the reader read the old copy while the new one was built
+    row = run_row(db, result.run_id)
+    assert row["reader_wait_ms"] < 50 and row["readers_blocked"] in (0, 1)
+    assert row["size_after_bytes"] > 0
+
+
+@pytest.mark.parametrize("strategy", ["regular", "concurrent", "swap"])
+def test_wal_bytes_match_the_servers_own_delta(make_mv, db, strategy) -> None:
+    source(db)
+    mv = make_mv(
+        MatViewDefinition(
+            name="mv_w", sql="SELECT id, v FROM src", refresh_strategy=strategy, unique_index_columns=["id"]
+        )
+    )
+    assert mv.create("mv_w").ok
+    # the server's WAL is shared: another test writing meanwhile adds to its delta, so the
+    # comparison is made on a refresh during which nothing else wrote much (up to 5 tries)
+    for _ in range(5):
+        db.execute("UPDATE src SET v = md5(v) WHERE id % 2 = 0")
+        start = scalar(db, "SELECT pg_current_wal_lsn()")
+        result = mv.refresh("mv_w")
+        delta = int(scalar(db, "SELECT pg_current_wal_lsn() - %s::pg_lsn", (str(start),)))
+        assert result.ok
+        row = run_row(db, result.run_id)
+        if abs(row["wal_bytes"] - delta) <= 0.1 * delta:
+            break
+    assert abs(row["wal_bytes"] - delta) <= 0.1 * delta, (row["wal_bytes"], delta)
+    expected = 18 if db.info.server_version >= 180000 else None  # which counters, said in meta
+    source_of = scalar(
+        db, "SELECT meta -> 'readings_source' FROM mat_view_refresh_runs WHERE id = %s", (result.run_id,)
+    )
+    assert source_of["wal"] == ("pg_stat_get_backend_wal" if expected else "pg_current_wal_lsn")
+    assert source_of["buffers"] == ("pg_stat_get_backend_io" if expected else "pg_stat_database")
+    if strategy == "concurrent":  # half the rows replaced: a delete and an insert each
+        assert row["rows_changed"] == ROWS
+    else:
+        assert row["rows_changed"] is None
+    assert row["buffers_hit"] + row["buffers_read"] > 0
+
+
+def blocked_runs(mv: MatViews, dsn: str, db: psycopg.Connection, view: str, times: int) -> None:
+    db.execute("UPDATE pause SET s = 0.6")
+    for _ in range(times):
+        result, _ = read_while_refreshing(dsn, view, lambda: mv.refresh(view))
+        assert result.ok and result.costs["readers_blocked"] >= 1
+    db.execute("UPDATE pause SET s = 0")
+
+
+def test_the_advisor_recommends_swap_for_a_regular_view_that_blocked_readers(make_mv, dsn, db) -> None:
+    source(db)
+    mv = make_mv(slow("mv_reg", "regular"), slow("mv_few", "regular"))
+    assert all(r.ok for r in mv.create_many())
+    blocked_runs(mv, dsn, db, "mv_few", 2)
+    assert mv.advise(["mv_few"]) == []  # two runs: it says nothing
+    blocked_runs(mv, dsn, db, "mv_reg", 3)
+    (advice,) = [a for a in mv.advise(["mv_reg"]) if a.recommended == "swap"]
+    assert advice.current == "regular" and advice.change == "refresh_strategy: swap"
+    assert len(advice.evidence["runs_with_blocked_readers"]) == 3 and advice.evidence["readers_blocked"] >= 3
+    ids = {row[0] for row in db.execute("SELECT id FROM mat_view_refresh_runs WHERE view_name = 'public.mv_reg'")}
+    assert set(advice.evidence["runs_with_blocked_readers"]) <= ids
+    assert all(f"#{run_id}" in advice.reason for run_id in advice.evidence["runs_with_blocked_readers"])
+
+
+def test_the_advisor_recommends_swap_for_a_concurrent_view_that_replaces_most_rows(make_mv, dsn, db) -> None:
+    source(db)
+    definition = MatViewDefinition(
+        name="mv_c", sql="SELECT id, v FROM src", refresh_strategy="concurrent", unique_index_columns=["id"]
+    )
+    mv = make_mv(definition)
+    assert mv.create("mv_c").ok
+    for _ in range(3):
+        db.execute("UPDATE src SET v = md5(v)")  # every row replaced
+        assert mv.refresh("mv_c").ok
+    found = mv.advise()
+    assert [(a.view, a.current, a.recommended) for a in found] == [("public.mv_c", "concurrent", "swap")]
+    assert found[0].evidence["median_changed_share"] == 1.0 and found[0].evidence["median_rows"] == ROWS
+    out = CliRunner().invoke(cli, ["--dsn", dsn, "--definitions", write(definition), "advise", "--json"])
+    assert out.exit_code == 0, out.output
+    (shown,) = json.loads(out.output)
+    assert set(shown) >= {"view", "current", "recommended", "reason", "evidence"}
+    assert shown["recommended"] == "swap" and shown["evidence"]["runs"] == found[0].evidence["runs"]
+
+
+def test_the_advisor_never_recommends_concurrent_without_a_unique_index(make_mv, db) -> None:
+    source(db, 1000)
+    bare = MatViewDefinition(name="mv_s", sql="SELECT id, v FROM src", refresh_strategy="swap")
+    mv = make_mv(bare)
+    assert mv.create("mv_s").ok
+    for _ in range(3):
+        assert mv.refresh("mv_s").ok
+    history = mv.runs.recent_refreshes(database_name=db.info.dbname, view_names=["public.mv_s"])["public.mv_s"]
+    tight = Facts(unique_index=None, free_bytes=1000, location="/data")  # less than twice the view left
+    assert [a.recommended for a in advise_view(bare, history, tight)] == ["regular"]
+    indexed = Facts(unique_index="mv_s_id_idx", free_bytes=1000, location="/data")
+    assert [a.recommended for a in advise_view(bare, history, indexed)] == ["concurrent"]
+    assert advise_view(bare, history, Facts(free_bytes=10**15)) == []
+
+
+def write(*definitions: MatViewDefinition) -> str:
+    import tempfile
+
+    import yaml
+
+    views = [
+        {
+            "name": d.name,
+            "sql": d.sql,
+            "refresh_strategy": getattr(d.refresh_strategy, "value", d.refresh_strategy),
+            "unique_index_columns": list(d.unique_index_columns),
+        }
+        for d in definitions
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump({"views": views}, handle)
+    return handle.name
+
+
+def test_advise_try_swap_measures_both_on_the_same_data_and_drops_the_copy(make_mv, dsn, db) -> None:
+    source(db, 20_000)
+    definition = MatViewDefinition(name="mv_t", sql="SELECT id, v FROM src", refresh_strategy="regular")
+    mv = make_mv(definition)
+    assert mv.create("mv_t").ok
+    path = write(definition)
+    empty = CliRunner().invoke(cli, ["--dsn", dsn, "--definitions", path, "advise", "--json"])
+    assert empty.exit_code == 0 and json.loads(empty.output) == []
+    out = CliRunner().invoke(cli, ["--dsn", dsn, "--definitions", path, "advise", "--try", "swap", "mv_t", "--json"])
+    assert out.exit_code == 0, out.output
+    trial = json.loads(out.output)
+    assert trial["current"]["strategy"] == "regular" and trial["alternative"]["strategy"] == "swap"
+    assert trial["alternative"]["wal_bytes"] > 0 and trial["alternative"]["size_after_bytes"] > 0
+    assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname LIKE '%%mvtry%%'") == 0
+    assert scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE view_name = 'public.mv_t'") == 1
+    bad = CliRunner().invoke(cli, ["--dsn", dsn, "--definitions", path, "advise", "--try", "concurrent", "mv_t"])
+    assert bad.exit_code == 2 and "--try takes swap or regular" in bad.output and "Traceback" not in bad.output
+    same = CliRunner().invoke(cli, ["--dsn", dsn, "--definitions", path, "advise", "--try", "regular", "mv_t"])
+    assert same.exit_code == 2 and "already refreshes with regular" in same.output
+
+
+def test_the_cost_columns_are_added_in_place_to_existing_run_tables(dsn, db) -> None:
+    with MatViews(dsn) as mv:  # then made as the release before left them: no cost columns, version 3
+        mv.migrate()
+    db.execute("ALTER TABLE mat_view_refresh_runs DROP COLUMN wal_bytes, DROP COLUMN reader_wait_ms")
+    db.execute("DELETE FROM mat_view_schema_migrations WHERE version = %s", (len(MIGRATIONS),))
+    db.execute("INSERT INTO mat_view_refresh_runs (view_name, database_name, status) VALUES ('old', 'x', 'success')")
+    with MatViews(dsn) as mv:
+        assert mv.migrate() == len(MIGRATIONS)
+    assert (
+        scalar(db, "SELECT count(*) FROM mat_view_refresh_runs WHERE wal_bytes IS NULL AND reader_wait_ms IS NULL") == 1
+    )
+
+
+def test_a_materialization_carries_the_costs_and_the_strategy_verdict(dsn, db) -> None:
+    source(db)
+    definition = slow("mv_reg", "regular")
+    with MatViews(dsn, [definition]) as mv:
+        assert mv.create("mv_reg").ok
+        blocked_runs(mv, dsn, db, "mv_reg", 3)
+    with dg.instance_for_test() as instance:
+        defs = build_definitions([definition], dsn=dsn)
+        job = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job("all", dg.AssetSelection.all())]))
+        result = job.resolve_job_def("all").execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert all(isinstance(metadata[name].value, int) for name in (*COSTS, "readers_blocked", "reader_wait_ms"))
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed is False and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["strategy_fits"].value == "failed (warn)"
+    assert "refresh_strategy: swap" in check.metadata["strategy_change"].value
