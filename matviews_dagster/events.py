@@ -15,6 +15,7 @@ from .core.catalog import ViewDescription
 from .core.health_checks import CheckOutcome
 from .core.messages import in_words
 from .core.result import OperationResult
+from .core.store.migrations import COST_COLUMNS
 
 RefreshEvent = dg.MaterializeResult | dg.AssetCheckResult
 _CONFIG_WORDS = {
@@ -43,6 +44,11 @@ def view_metadata(description: ViewDescription, database: str) -> dict[str, Any]
     }
 
 
+PLOTTED_COSTS = (*COST_COLUMNS, "reader_wait_max_ms")
+"""What a refresh cost and whom it blocked, as materialization metadata (``core/costs.py``);
+the scan counters and the watcher's sample count stay in the run row's ``meta``."""
+
+
 def materialize_result(
     key: dg.AssetKey, result: OperationResult, strategy: str, extra: dict[str, Any] | None = None
 ) -> dg.MaterializeResult:
@@ -60,9 +66,9 @@ def materialize_result(
         metadata["create_run_record_id"] = dg.MetadataValue.text(str(result.created.run_id))
     if result.rows_count is not None:
         metadata["dagster/row_count"] = dg.MetadataValue.int(result.rows_count)
-    for name, value in result.costs.items():  # plotted by the UI beside duration and rows
-        if value is not None:
-            metadata[name] = dg.MetadataValue.int(value)
+    for name in PLOTTED_COSTS:  # plotted by the UI beside duration and rows
+        if result.costs.get(name) is not None:
+            metadata[name] = dg.MetadataValue.int(int(result.costs[name]))  # type: ignore[arg-type]
     if result.warnings:
         metadata["warnings"] = dg.MetadataValue.text("\n".join(config_words(w) for w in result.warnings))
     if result.description is not None and result.database is not None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from statistics import median
 from typing import Any
 
@@ -58,15 +58,7 @@ class Advice:
     def to_dict(self) -> dict[str, Any]:
         """The ``matviews advise --json`` shape: ``view, current, recommended, reason, evidence,
         effect, change``."""
-        return {
-            "view": self.view,
-            "current": self.current,
-            "recommended": self.recommended,
-            "reason": self.reason,
-            "evidence": self.evidence,
-            "effect": self.effect,
-            "change": self.change,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -141,7 +133,20 @@ def advise_view(definition: MatViewDefinition, runs: list[dict[str, Any]], facts
         rule(definition.name, current, own, facts)
         for rule in (_blocked_readers, _most_rows_changed, _no_room_for_a_copy, _refreshed_unchanged, _rarely_read)
     ]
-    return [advice for advice in found if advice is not None]
+    return [_with_measured(advice, runs, own) for advice in found if advice is not None]
+
+
+def _with_measured(advice: Advice, runs: list[dict[str, Any]], own: _Runs) -> Advice:
+    """Advice for a strategy the view has also been refreshed with (before a change, or by
+    ``refresh --strategy``) cites those runs beside its own."""
+    other = _Runs([row for row in runs if row.get("strategy") == advice.recommended != advice.current])
+    then, now = other.median("duration_ms"), own.median("duration_ms")
+    if then is None or now is None:
+        return advice
+    evidence = {**advice.evidence, f"{advice.recommended}_runs": other.ids(), f"{advice.recommended}_median_ms": then}
+    reason = f"{advice.reason}; its {len(other.rows)} {advice.recommended} refreshes took {then} ms (median)"
+    reason += f" against {now} ms"
+    return replace(advice, evidence=evidence, reason=reason)
 
 
 def _blocked_readers(view: str, current: str, runs: _Runs, facts: Facts) -> Advice | None:

@@ -24,6 +24,7 @@ known (a view swapped away, a counter the role may not read).
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,10 @@ import psycopg
 from psycopg import sql
 
 from .names import QualifiedName
+
+SIZE_LOCK_TIMEOUT_MS = 10
+"""How long a reading waits to open the view for its size when another session holds it
+(another refresh, DDL); past it the size is ``None``. Counters take no lock at all."""
 
 COST_FIELDS = (
     "wal_bytes",
@@ -47,8 +52,8 @@ column of the same name (``store/migrations.py``)."""
 
 _SESSION = """
     (SELECT wal_bytes FROM pg_stat_get_backend_wal(pg_backend_pid())) AS wal,
-    (SELECT sum(reads) FROM pg_stat_get_backend_io(pg_backend_pid())) AS buffers_read,
-    (SELECT sum(hits) FROM pg_stat_get_backend_io(pg_backend_pid())) AS buffers_hit,"""
+    (SELECT sum(reads) FROM pg_stat_get_backend_io(pg_backend_pid()) WHERE object = 'relation') AS buffers_read,
+    (SELECT sum(hits) FROM pg_stat_get_backend_io(pg_backend_pid()) WHERE object = 'relation') AS buffers_hit,"""
 _DATABASE = """
     pg_current_wal_lsn() - '0/0'::pg_lsn AS wal, d.blks_read AS buffers_read, d.blks_hit AS buffers_hit,"""
 
@@ -117,7 +122,7 @@ def read(conn: psycopg.Connection, name: QualifiedName, statement: str | None = 
     relation = name.identifier.as_string(conn)
     per_statement = source.statements is not None and statement is not None
     query = sql.SQL(
-        "SELECT {counters} d.temp_bytes, pg_total_relation_size(to_regclass(%(rel)s)) AS size, "
+        "SELECT {counters} d.temp_bytes, "
         "pg_stat_get_tuples_inserted(to_regclass(%(rel)s)) + pg_stat_get_tuples_deleted(to_regclass(%(rel)s)) "
         "AS tuples, (SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_all_tables "
         "WHERE relid = to_regclass(%(rel)s)) AS scans{columns} "
@@ -127,18 +132,27 @@ def read(conn: psycopg.Connection, name: QualifiedName, statement: str | None = 
         columns=sql.SQL(", s.read, s.hit, s.temp * current_setting('block_size')::bigint" if per_statement else ""),
         join=sql.SQL(_STATEMENT).format(source.statements) if per_statement else sql.SQL(""),
     )
+    sized: psycopg.Cursor | None = None
     try:
-        with conn.pipeline() as pipeline:
+        with conn.pipeline() as pipeline:  # one round trip
             if conn.info.server_version >= 150000:
                 conn.execute("SELECT pg_stat_force_next_flush()")
                 pipeline.sync()
             cursor = conn.execute(query, {"rel": relation, "statement": statement})
-            row = cursor.fetchone()
+            pipeline.sync()
+            with contextlib.suppress(psycopg.errors.LockNotAvailable), conn.transaction():
+                # the size opens the relation (ACCESS SHARE): behind another session's refresh it is
+                # not known, rather than waited for
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{SIZE_LOCK_TIMEOUT_MS}ms",))
+                sized = conn.execute("SELECT pg_total_relation_size(to_regclass(%s))", (relation,))
+        row = cursor.fetchone()
+        size = sized.fetchone() if sized is not None else None
     except psycopg.Error:
         return None
     if row is None:
         return None
-    wal, buffers_read, buffers_hit, temp_bytes, size, tuples, scans, *statement_row = row
+    wal, buffers_read, buffers_hit, temp_bytes, tuples, scans, *statement_row = row
+    size = size[0] if size else None
     if statement_row:  # pg_stat_statements: the statement's own blocks (0 before its first call)
         buffers_read, buffers_hit, temp_bytes = (int(value or 0) for value in statement_row)
     return Reading(

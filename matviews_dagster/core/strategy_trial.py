@@ -27,7 +27,7 @@ from .result import OperationResult
 from .services import carry_over, owner_rights
 from .services.rebuild_indexes import Rebuilt, build_indexes
 from .services.statement_log import StatementLog
-from .services.swap import _build
+from .services.swap import build_empty_copy
 from .timing import elapsed_ms
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def measure_on_copy(db: Database, definition: MatViewDefinition, strategy: str, 
         old, log = carry_over.capture(conn, state.oid), StatementLog(conn)
         try:
             before, started = costs.read(conn, copy), time.monotonic()
-            _build(
+            build_empty_copy(
                 conn, log, definition, copy, query, old.tablespace, old.owner
             )  # the deployed query, as its names read here
             owner_rights.give_to_owner(conn, log, copy, old.owner, view=name_, what="advise --try")

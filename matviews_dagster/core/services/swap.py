@@ -111,7 +111,7 @@ def rebuild(
                 result = Rebuilt(rows=0)
                 old = carry_over.capture(conn, state.oid)
                 bind_search_path(conn, definition)
-                _build(conn, log, definition, new, query, old.tablespace, old.owner)
+                build_empty_copy(conn, log, definition, new, query, old.tablespace, old.owner)
                 columns = column_names(conn, _oid(conn, new))
                 if indexes == "declared":
                     check_declared_columns(definition, columns)
@@ -209,7 +209,7 @@ def swap_refresh(
     return ServiceResponse("updated", payload={"rows_count": rows}, meta=meta)
 
 
-def _build(
+def build_empty_copy(
     conn: psycopg.Connection,
     log: StatementLog,
     definition: MatViewDefinition,

@@ -97,23 +97,21 @@ class RunHistory(Migrations):
     ) -> dict[str, list[dict[str, Any]]]:
         """Each view's newest ``per_view`` successful refreshes, newest first, in one query:
         ``{view_name: [{id, started_at, duration_ms, rows_count, <cost columns>, strategy,
-        costs, source_versions, table_lock_wait_ms}]}`` (what ``core.advisor`` reads)."""
+        costs, source_versions}]}`` (what ``core.advisor`` reads)."""
         self.ensure_migrated()
-        query = sql.SQL(
-            """SELECT * FROM (
+        query = sql.SQL(  # per view, the newest rows by the (database_name, view_name, started_at) index
+            """SELECT r.* FROM unnest(%s::text[]) AS v(name) CROSS JOIN LATERAL (
                  SELECT id, view_name, started_at, duration_ms, rows_count, {costs},
                         meta ->> 'strategy' AS strategy, meta -> 'costs' AS costs,
-                        meta -> 'source_versions' AS source_versions,
-                        (meta ->> 'table_lock_wait_ms')::bigint AS table_lock_wait_ms,
-                        row_number() OVER (PARTITION BY view_name ORDER BY started_at DESC, id DESC) AS n
-                 FROM {table} WHERE database_name = %s AND view_name = ANY(%s) AND status = 'success'
-                   AND meta ->> 'outcome' = 'updated') runs
-               WHERE n <= %s ORDER BY view_name, n"""
+                        meta -> 'source_versions' AS source_versions
+                 FROM {table} WHERE database_name = %s AND view_name = v.name AND status = 'success'
+                   AND meta ->> 'outcome' = 'updated'
+                 ORDER BY started_at DESC, id DESC LIMIT %s) r"""
         ).format(
             costs=sql.SQL(", ").join(sql.Identifier(name) for name in COST_COLUMNS),
             table=self.table(RUN_TABLES["refresh"]),
         )
-        rows = self.run(lambda conn: conn.execute(query, (database_name, view_names, per_view)).fetchall())
+        rows = self.run(lambda conn: conn.execute(query, (view_names, database_name, per_view)).fetchall())
         found: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             found.setdefault(row["view_name"], []).append(row)
