@@ -23,6 +23,7 @@ SUITES = (
     "dagster_overhead",
     "tools",
     "strategies",
+    "costs",
     "scale",
     "validation",
     "queue",

@@ -36,7 +36,13 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--hide-scrollbars",
 ]
-PAGES = ("ui-asset-graph.png", "ui-asset-overview.png", "ui-asset-plots.png", "ui-column-lineage.png")
+PAGES = (
+    "ui-asset-graph.png",
+    "ui-asset-overview.png",
+    "ui-asset-plots.png",
+    "ui-refresh-costs.png",
+    "ui-column-lineage.png",
+)
 
 
 def _free_port() -> int:
@@ -113,6 +119,10 @@ def _photograph(base: str, out: Path, chromium: str) -> None:
         page.mouse.wheel(0, 450)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(out / "ui-asset-plots.png"))
+        page.get_by_text("wal_bytes", exact=True).first.scroll_into_view_if_needed()  # what each refresh cost
+        page.mouse.wheel(0, -150)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(out / "ui-refresh-costs.png"))
 
         visit("/assets/public/mv_user_accounts_events")  # columns from three tables
         page.get_by_placeholder("Filter metadata keys").first.fill("column_lineage")
