@@ -92,7 +92,8 @@ def measure_on_copy(db: Database, definition: MatViewDefinition, strategy: str, 
             if strategy == "swap":
                 build_indexes(conn, log, definition, old.indexes, copy, "copy", set(), Rebuilt(rows=0))
             duration = elapsed_ms(started)
-            measured = costs.costs(conn, before, costs.read(conn, copy), rows_known=False, statement=False)["costs"]
+            after = costs.read(conn, copy)
+            measured = costs.costs(before, after, rows_known=False, server=costs.Sources.of(conn))["costs"]
         finally:
             with contextlib.suppress(Exception):
                 conn.execute(drop)

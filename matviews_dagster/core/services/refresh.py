@@ -74,10 +74,7 @@ def refresh_view(
         )
     refresh = STRATEGIES[strategy]
     policy, waits = lock_policy or LockPolicy(), ReaderWaits()
-    statement = None
-    if strategy != Strategy.swap:
-        statement = refresh_statement(definition.qualified, strategy == Strategy.concurrent).as_string(conn)
-    before = costs.read(conn, definition.qualified, statement)
+    before = costs.read(conn, definition.qualified)
     try:
         response = refresh(
             conn,
@@ -92,10 +89,9 @@ def refresh_view(
         )
     except psycopg.errors.DiskFull as exc:
         raise disk_full(conn, definition.qualified, f"a {strategy} refresh of", exc) from None
-    sent = statement in log.statements
-    after = costs.read(conn, definition.qualified, statement if sent else None)
+    after = costs.read(conn, definition.qualified)
     rows_known = response.meta.get("strategy") == Strategy.concurrent and "fallback" not in response.meta
-    measured = costs.costs(conn, before, after, rows_known=rows_known, statement=sent)
+    measured = costs.costs(before, after, rows_known=rows_known, server=costs.Sources.of(conn))
     measured["costs"].update(waits.meta())
     response.meta.update(measured)
     return response
