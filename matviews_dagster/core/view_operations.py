@@ -127,7 +127,7 @@ def refresh_one(
         )
     if created is not None:
         result = replace(result, created=created)
-    if result.ok and not op.conn.broken:
+    if result.ok and not op.conn.broken and not result.costs:  # a refresh's last reading flushed them
         flush_statistics(op.conn)
     if describe and result.ok and not op.conn.broken:
         with contextlib.suppress(psycopg.Error):  # the run is recorded; a description is a bonus
