@@ -311,3 +311,78 @@ def test_pg_stat_statements_installed_is_not_read(make_mv, db) -> None:
         "temp": "pg_stat_database",
     }
     assert hit > 0 and temp is not None
+
+
+def test_waits_of_several_readers_one_giving_up_are_each_counted(make_mv, dsn, db) -> None:
+    """Two readers wait for the whole refresh, a third gives up after 300 ms (its lock_timeout):
+    three sessions, the total and the longest wait as each measured its own."""
+    source(db, 20_000)
+    mv = make_mv(slow("mv_r", "regular"))
+    assert mv.create("mv_r").ok
+    db.execute("UPDATE pause SET s = 1.5")
+    waited: list[float] = []
+
+    def reader(timeout: str) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while not scalar(
+                conn,
+                "SELECT count(*) FROM pg_locks WHERE relation = 'mv_r'::regclass AND granted "
+                "AND mode = 'AccessExclusiveLock'",
+            ):
+                time.sleep(0.01)
+            time.sleep(0.2)
+            conn.execute("SELECT set_config('lock_timeout', %s, false)", (timeout,))
+            started = time.monotonic()
+            with contextlib.suppress(psycopg.errors.LockNotAvailable):
+                conn.execute("SELECT count(*) FROM mv_r").fetchone()
+            waited.append((time.monotonic() - started) * 1000)
+
+    threads = [threading.Thread(target=reader, args=(t,)) for t in ("0", "0", "300ms")]
+    for thread in threads:
+        thread.start()
+    result = mv.refresh("mv_r")
+    for thread in threads:
+        thread.join()
+    assert result.ok and len(waited) == 3 and min(waited) < 400 < max(waited)
+    assert result.costs["readers_blocked"] == 3
+    assert abs(result.costs["reader_wait_ms"] - sum(waited)) <= 0.2 * sum(waited), (result.costs, waited)
+    assert abs(result.costs["reader_wait_max_ms"] - max(waited)) <= 0.2 * max(waited)
+
+
+def test_a_batch_samples_on_one_connection_however_many_views_refresh(make_mv, dsn, db) -> None:
+    source(db, 20_000)
+    views = [slow(f"mv_{n}", "regular") for n in range(3)]
+    mv = make_mv(*views)
+    assert all(r.ok for r in mv.create_many())
+    db.execute("UPDATE pause SET s = 1")
+    watchers: list[int] = []
+    stop = threading.Event()
+
+    def readers_and_count() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                watchers.append(
+                    scalar(
+                        conn,
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s",
+                        ("%reader watcher",),
+                    )
+                )
+                time.sleep(0.05)
+
+    def read(view: str) -> None:
+        time.sleep(0.3)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"SELECT count(*) FROM {view}").fetchone()
+
+    threads = [threading.Thread(target=readers_and_count)] + [
+        threading.Thread(target=read, args=(v.name,)) for v in views
+    ]
+    for thread in threads:
+        thread.start()
+    results = list(mv.refresh_many(max_parallel=3))
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert all(r.ok for r in results) and sum(r.costs["readers_blocked"] for r in results) == 3
+    assert max(watchers) == 1  # one sampling connection for the three refreshes at once

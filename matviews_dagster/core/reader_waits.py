@@ -22,6 +22,8 @@ from typing import Any
 
 import psycopg
 
+from .connection import DatabaseUnavailable
+
 FIRST_SAMPLE_S = 0.05
 MIN_INTERVAL_S = 0.05
 MAX_INTERVAL_S = 0.25
@@ -71,7 +73,6 @@ class ReaderWatcher:
 
     def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
         self._connect = connect
-        self._conn: psycopg.Connection | None = None
         self._holds: list[_Hold] = []
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -105,18 +106,19 @@ class ReaderWatcher:
             thread.join(timeout=5)
 
     def _run(self) -> None:
+        conn: psycopg.Connection | None = None  # this thread's own, opened at its first sample
         try:
             while True:
                 with self._cond:
                     due = self._wait_for_due()
-                    if due is None:
+                    if due is None:  # still under the condition: a new hold starts a new thread
+                        self._thread = None
                         return
-                    holds = list(due)
-                self._sample(holds)
+                conn = self._sample(conn, due)
         finally:
             with self._cond:
-                self._thread = None
-                conn, self._conn = self._conn, None
+                if self._thread is threading.current_thread():  # an unexpected error ended it
+                    self._thread = None
             if conn is not None:
                 with contextlib.suppress(psycopg.Error):
                     conn.close()
@@ -139,25 +141,29 @@ class ReaderWatcher:
             self._cond.wait(min(hold.due for hold in self._holds) - now)
         return None
 
-    def _sample(self, holds: list[_Hold]) -> None:
+    def _sample(self, conn: psycopg.Connection | None, holds: list[_Hold]) -> psycopg.Connection | None:
+        """One sample of ``holds`` on ``conn`` (opened when None or closed); the connection to use
+        next, None after an error (the next sample opens another)."""
+        rows: list[tuple[Any, ...]] | None
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = self._connect()
-            rows = self._conn.execute(
+            if conn is None or conn.closed:
+                conn = self._connect()
+            rows = conn.execute(
                 _SAMPLE, ([oid for hold in holds for oid in hold.oids], [hold.pid for hold in holds])
             ).fetchall()
-        except psycopg.Error:
-            rows = None  # a sample lost: the next one tries again on a new connection
-            with contextlib.suppress(psycopg.Error):
-                if self._conn is not None:
-                    self._conn.close()
-            self._conn = None
+        except (psycopg.Error, DatabaseUnavailable):  # e.g. no connection slot free: a sample lost
+            rows = None
+            if conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    conn.close()
+            conn = None
         local = time.monotonic()
         with self._cond:
             for hold in holds:
                 if rows is not None:
                     _record(hold, [row for row in rows if row[0] in hold.oids], local)
                 hold.due = local + hold.interval
+        return conn
 
 
 def _record(hold: _Hold, rows: list[tuple[Any, ...]], local: float) -> None:
