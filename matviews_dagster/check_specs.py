@@ -35,10 +35,11 @@ def view_check_specs(definition: MatViewDefinition, key: dg.AssetKey) -> list[dg
             f" {SCHEMA_CHANGE}: no column was removed, renamed or retyped since the last materialization "
             f"(added ones pass; fails as {definition.schema_change_severity})."
         )
-    verdicts += (
-        f" {STRATEGY_FITS}: after 3 refreshes with its strategy, the advisor (matviews advise) finds no strategy "
-        "that would serve it better (warns with the evidence otherwise)."
-    )
+    if definition.strategy_advice != "off":
+        verdicts += (
+            f" {STRATEGY_FITS}: after 3 refreshes with its strategy, the advisor (matviews advise) finds no strategy "
+            "that would serve it better (warns with the evidence otherwise)."
+        )
     return [dg.AssetCheckSpec(CHECK_NAME, asset=key, description=f"The view is as defined. {verdicts}")]
 
 

@@ -66,6 +66,8 @@ def materialize_result(
         metadata["create_run_record_id"] = dg.MetadataValue.text(str(result.created.run_id))
     if result.rows_count is not None:
         metadata["dagster/row_count"] = dg.MetadataValue.int(result.rows_count)
+    if result.readings_source:
+        metadata["readings_source"] = ", ".join(f"{k}: {v}" for k, v in result.readings_source.items())
     for name in PLOTTED_COSTS:  # plotted by the UI beside duration and rows
         if result.costs.get(name) is not None:
             metadata[name] = dg.MetadataValue.int(int(result.costs[name]))  # type: ignore[arg-type]

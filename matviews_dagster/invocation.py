@@ -16,10 +16,10 @@ import dagster as dg
 
 from .check_specs import CHECK_NAME
 from .column_metadata import lineage_for, previous_column_schemas, read_lineage
-from .core.advisor import Advice
+from .core.advice_rules import Advice
 from .core.arguments import UNSET
 from .core.definition import MatViewDefinition
-from .core.health_checks import checks_for, schema_change_outcome, strategy_outcome
+from .core.health_checks import CheckOutcome, checks_for, schema_change_outcome, strategy_outcome
 from .core.matviews import MatViews
 from .core.messages import counted
 from .core.names import QualifiedName
@@ -135,7 +135,7 @@ class RefreshInvocation:
                         columns = result.description.columns if result.description else None
                         severity = definition.schema_change_severity
                         outcomes.append(schema_change_outcome(previous.get(key), columns, severity))
-                    yield check_result(key, [*outcomes, strategy_outcome(advice[result.view])])
+                    yield check_result(key, [*outcomes, *strategy_outcomes(definition, advice)])
             settle({r.view: failure_reason(r) for r in failures})
             checks_only = {name: names for name, names in checks.items() if name not in refresh and name not in done}
             if checks_only:
@@ -148,7 +148,7 @@ class RefreshInvocation:
                     if definition.name in now:
                         severity = definition.schema_change_severity
                         outcomes = [*outcomes, schema_change_outcome(previous.get(key), now[definition.name], severity)]
-                    yield check_result(key, [*outcomes, strategy_outcome(advice[definition.name])])
+                    yield check_result(key, [*outcomes, *strategy_outcomes(definition, advice)])
         if failures:
             raise step_failure(failures)
 
@@ -238,6 +238,11 @@ def serving_requests(
 
     with queue.serving(run_key, context.run.run_id, scope):
         yield settle
+
+
+def strategy_outcomes(definition: MatViewDefinition, advice: Mapping[str, list[Advice]]) -> list[CheckOutcome]:
+    """The ``strategy_fits`` verdict of a view, none with ``strategy_advice: off``."""
+    return [] if definition.strategy_advice == "off" else [strategy_outcome(advice[definition.name])]
 
 
 def run_config(context: dg.AssetExecutionContext) -> dict[str, Any]:

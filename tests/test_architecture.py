@@ -114,6 +114,7 @@ def test_every_definition_field_survives_the_mirror(dsn) -> None:
         "automation": {"on_cron": "0 4 * * *"},
         "freshness": {"warn_after": "1h", "fail_after": "6h"},
         "schema_change_severity": "error",
+        "strategy_advice": "off",
     }
     untested = set(MatViewDefinition.model_fields) - {"name", "sql"} - set(values)
     assert untested == set(), "give the new field a non-default value here"

@@ -40,6 +40,12 @@ def advise(options: CliOptions, name: str | None, alternative: str | None, as_js
         except RuntimeError as exc:
             click.echo(f"error: {exc}", err=True)
             return EXIT_FAILED
+        except KeyboardInterrupt:  # its refresh may have finished: say where to look, not "nothing changed"
+            click.echo(
+                f"interrupted: the copy of {name} was dropped; its own refresh, if it finished, is in matviews runs",
+                err=True,
+            )
+            return EXIT_FAILED
         if as_json:
             render.emit_json(trial.to_dict())
         else:

@@ -96,29 +96,38 @@ def _article(noun: str) -> str:
 _RELKINDS = {"v": "view", "m": "materialized view"}
 
 
+_BUILT_ON = """
+    WITH RECURSIVE built_on(oid) AS (
+        SELECT r.ev_class FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+        WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+          AND d.refobjid = %(oid)s AND r.ev_class <> %(oid)s
+        UNION
+        SELECT r.ev_class FROM built_on b
+        JOIN pg_depend d ON d.refobjid = b.oid AND d.classid = 'pg_rewrite'::regclass
+                        AND d.refclassid = 'pg_class'::regclass
+        JOIN pg_rewrite r ON r.oid = d.objid
+        WHERE r.ev_class <> b.oid
+    )"""
+"""Every view and materialized view built on the relation ``%(oid)s``, at any depth."""
+
+
 def dependent_relations(conn: psycopg.Connection, oid: int) -> list[tuple[str, str]]:
     """Every view and materialized view built on the relation ``oid``, at any depth, as
     ``(qualified name, kind)``: what ``DROP ... CASCADE`` drops with it."""
     rows = conn.execute(
-        """
-        WITH RECURSIVE built_on(oid) AS (
-            SELECT r.ev_class FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
-            WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-              AND d.refobjid = %(oid)s AND r.ev_class <> %(oid)s
-            UNION
-            SELECT r.ev_class FROM built_on b
-            JOIN pg_depend d ON d.refobjid = b.oid AND d.classid = 'pg_rewrite'::regclass
-                            AND d.refclassid = 'pg_class'::regclass
-            JOIN pg_rewrite r ON r.oid = d.objid
-            WHERE r.ev_class <> b.oid
-        )
+        _BUILT_ON
+        + """
         SELECT n.nspname || '.' || c.relname, c.relkind
         FROM built_on b JOIN pg_class c ON c.oid = b.oid JOIN pg_namespace n ON n.oid = c.relnamespace
-        ORDER BY 1
-        """,
+        ORDER BY 1""",
         {"oid": oid},
     ).fetchall()
     return [(row[0], _RELKINDS.get(row[1], "relation")) for row in rows]
+
+
+def dependent_oids(conn: psycopg.Connection, oid: int) -> list[int]:
+    """The oids of ``dependent_relations``."""
+    return [int(row[0]) for row in conn.execute(_BUILT_ON + " SELECT oid FROM built_on", {"oid": oid})]
 
 
 def described(relations: list[tuple[str, str]]) -> str:

@@ -7,14 +7,17 @@ session's pending statistics reach the shared counters first (PostgreSQL 15+ flu
 the session goes idle, at most once a second unless forced). The difference is the refresh's
 cost. Where the counters come from depends on the server; ``readings_source`` says which:
 
-- PostgreSQL 18+: the session's own counters (``pg_stat_get_backend_wal``,
-  ``pg_stat_get_backend_io``): exactly what this refresh did, however many others run at once.
-- before 18: ``pg_current_wal_lsn()`` for WAL and ``pg_stat_database`` for buffers: the
-  server's and the database's counters, which include what other sessions did meanwhile (a
-  batch refreshing several views at once shares them).
+- WAL: on PostgreSQL 18+ the session's own (``pg_stat_get_backend_wal``: exactly what this
+  refresh wrote, however many others run at once; a refresh's parallel workers only read);
+  before 18 the server's position (``pg_current_wal_lsn()``), which holds what every session
+  wrote meanwhile.
+- buffers and temporary bytes: the database's (``pg_stat_database``) everywhere. They include
+  what the refresh's parallel workers did (which PostgreSQL 18's per-session I/O counters leave
+  out: a parallel plan read a fifth of its buffers there) and what other sessions did
+  meanwhile; ``overlapped`` counts the other refreshes of the same process that ran meanwhile
+  (a batch of several views at once), so a reader of the figures knows they are shared.
 
-Temporary bytes come from ``pg_stat_database`` everywhere: no per-session counter of temporary
-files exists. ``pg_stat_statements`` is not read: its counters are per statement text, and
+``pg_stat_statements`` is not read: its counters are per statement text, and
 reading them scans every entry (5.0 ms at 4,851 entries without the texts, 8.7 ms with them,
 measured on PostgreSQL 15), more than the 2 ms a reading of a 1,000-row refresh may cost.
 Each value is ``None`` when it cannot be known (a counter the role may not read, the size of a
@@ -47,16 +50,15 @@ COST_FIELDS = (
 """The readings a refresh's ``meta["costs"]`` holds (bytes, 8 kB buffers, rows); each a run-table
 column of the same name (``store/migrations.py``)."""
 
-_SESSION = """(SELECT wal_bytes FROM pg_stat_get_backend_wal(pg_backend_pid())) AS wal, io.read, io.hit"""
-_SESSION_IO = """, (SELECT sum(reads) AS read, sum(hits) AS hit FROM pg_stat_get_backend_io(pg_backend_pid())
-    WHERE object = 'relation') io"""
-_DATABASE = """pg_current_wal_lsn() - '0/0'::pg_lsn AS wal,
-    pg_stat_get_db_blocks_fetched(d.oid) - pg_stat_get_db_blocks_hit(d.oid), pg_stat_get_db_blocks_hit(d.oid)"""
-_READING = """SELECT {counters}, pg_stat_get_db_temp_bytes(d.oid), {size},
+_WAL_SESSION = "(SELECT wal_bytes FROM pg_stat_get_backend_wal(pg_backend_pid()))"
+_WAL_SERVER = "pg_current_wal_lsn() - '0/0'::pg_lsn"
+_READING = """SELECT {wal}, pg_stat_get_db_blocks_fetched(d.oid) - pg_stat_get_db_blocks_hit(d.oid),
+    pg_stat_get_db_blocks_hit(d.oid), pg_stat_get_db_temp_bytes(d.oid), {size},
     pg_stat_get_tuples_inserted(r.oid) + pg_stat_get_tuples_deleted(r.oid),
     pg_stat_get_numscans(r.oid) + (SELECT coalesce(sum(pg_stat_get_numscans(indexrelid)), 0) FROM pg_index
-                                    WHERE indrelid = r.oid)
-    FROM pg_database d, (SELECT to_regclass(%(rel)s) AS oid) r{join} WHERE d.datname = current_database()"""
+                                    WHERE indrelid = r.oid),
+    (SELECT reltuples FROM pg_class WHERE oid = r.oid)
+    FROM pg_database d, (SELECT to_regclass(%(rel)s) AS oid) r WHERE d.datname = current_database()"""
 _SIZE = """CASE WHEN set_config('lock_timeout', %(timeout)s, true) IS NOT NULL THEN pg_total_relation_size(r.oid) END"""
 """The view's size: it opens the view (ACCESS SHARE), so the reading, its own transaction, waits
 at most ``SIZE_LOCK_TIMEOUT_MS`` for it (``set_config`` is evaluated first, by the ``CASE``)."""
@@ -72,7 +74,7 @@ class Sources:
     @classmethod
     def of(cls, conn: psycopg.Connection) -> Sources:
         if conn.info.server_version >= 180000:
-            return cls("pg_stat_get_backend_wal", "pg_stat_get_backend_io")
+            return cls("pg_stat_get_backend_wal", "pg_stat_database")
         return cls("pg_current_wal_lsn", "pg_stat_database")
 
 
@@ -89,6 +91,7 @@ class Reading:
     size: int | None
     tuples: int | None
     scans: int | None
+    rows_estimate: int | None
 
 
 def read(conn: psycopg.Connection, name: QualifiedName) -> Reading | None:
@@ -112,9 +115,7 @@ def read(conn: psycopg.Connection, name: QualifiedName) -> Reading | None:
 def _reading(conn: psycopg.Connection, name: QualifiedName, *, sized: bool) -> tuple[Any, ...] | None:
     session = Sources.of(conn).wal == "pg_stat_get_backend_wal"
     query = sql.SQL(_READING).format(
-        size=sql.SQL(_SIZE if sized else "NULL"),
-        counters=sql.SQL(_SESSION if session else _DATABASE),
-        join=sql.SQL(_SESSION_IO if session else ""),
+        size=sql.SQL(_SIZE if sized else "NULL"), wal=sql.SQL(_WAL_SESSION if session else _WAL_SERVER)
     )
     params = {"rel": name.identifier.as_string(conn), "timeout": f"{SIZE_LOCK_TIMEOUT_MS}ms"}
     with conn.pipeline() as pipeline:
@@ -129,14 +130,18 @@ def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def costs(before: Reading | None, after: Reading | None, *, rows_known: bool, server: Sources) -> dict[str, Any]:
+def costs(
+    before: Reading | None, after: Reading | None, *, rows_known: bool, server: Sources, overlapped: int = 0
+) -> dict[str, Any]:
     """The ``meta`` a refresh records: ``costs`` (``COST_FIELDS``, each ``None`` where unknown;
     ``view_scans_before`` / ``_after``, the scans counter either side, whose difference between
-    two refreshes is how often the view was read meanwhile) and ``readings_source`` (``wal``,
-    ``buffers``, ``temp``); ``rows_known``: the strategy's rows written are its changes
-    (``concurrent``: the diff it applied, rows deleted plus inserted)."""
+    two refreshes is how often the view was read meanwhile; ``rows_estimate``, the view's
+    ``reltuples`` after; ``overlapped``, how many other refreshes of this process ran meanwhile,
+    whose work the server's and the database's counters also hold) and ``readings_source``
+    (``wal``, ``buffers``, ``temp``); ``rows_known``: the strategy's rows written are its
+    changes (``concurrent``: the diff it applied, rows deleted plus inserted)."""
     if before is None or after is None:
-        return {"costs": dict.fromkeys((*COST_FIELDS, "view_scans_before", "view_scans_after"))}
+        return {"costs": {**dict.fromkeys(COST_FIELDS), "overlapped": overlapped}}
 
     def delta(now: int | None, then: int | None) -> int | None:
         return None if now is None or then is None else max(now - then, 0)
@@ -151,6 +156,8 @@ def costs(before: Reading | None, after: Reading | None, *, rows_known: bool, se
         "rows_changed": delta(after.tuples, before.tuples) if rows_known else None,
         "view_scans_before": before.scans,
         "view_scans_after": after.scans,
+        "rows_estimate": after.rows_estimate if after.rows_estimate is None or after.rows_estimate >= 0 else None,
+        "overlapped": overlapped,
     }
     described = {"wal": server.wal, "buffers": server.buffers, "temp": "pg_stat_database"}
     return {"costs": values, "readings_source": described}

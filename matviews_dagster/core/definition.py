@@ -16,8 +16,8 @@ from .names import DEFAULT_SCHEMA, QualifiedName, user_relation, validate_identi
 from .timing_fields import Freshness, OnCron, check_cron_expression
 from .vocabulary import DefinitionChangePolicy, RowCountStrategy, Strategy
 
-_DOCUMENT_KEYS = {"views", "search_path", "schema_change_severity"}
-_SHARED_KEYS = ("search_path", "schema_change_severity")
+_DOCUMENT_KEYS = {"views", "search_path", "schema_change_severity", "strategy_advice"}
+_SHARED_KEYS = ("search_path", "schema_change_severity", "strategy_advice")
 """Top-level keys that apply to every view that sets none of its own."""
 
 
@@ -50,6 +50,7 @@ class MatViewDefinition(BaseModel):
     automation: Literal["eager"] | OnCron | None = None
     freshness: Freshness | None = None
     schema_change_severity: Literal["warn", "error", "off"] = "warn"
+    strategy_advice: Literal["warn", "off"] = "warn"
 
     @field_validator("name")
     @classmethod
@@ -63,7 +64,7 @@ class MatViewDefinition(BaseModel):
         validate_query(text)  # the text kept is the text parsed, so the parse is cached once
         return text
 
-    @field_validator("schema_change_severity", mode="before")
+    @field_validator("schema_change_severity", "strategy_advice", mode="before")
     @classmethod
     def _yaml_off(cls, value: object) -> object:
         return "off" if value is False else value  # YAML reads a bare `off` as false
@@ -170,8 +171,8 @@ def _columns(value: list[str], field: str) -> list[str]:
 
 def definitions_from_mapping(document: Mapping[str, Any], source: str = "<mapping>") -> list[MatViewDefinition]:
     """Build definitions from a ``{"views": [...], "search_path": [...]}`` document; names must
-    be unique, and a top-level ``search_path`` or ``schema_change_severity`` applies to the
-    views that set none."""
+    be unique, and a top-level ``search_path``, ``schema_change_severity`` or
+    ``strategy_advice`` applies to the views that set none."""
     if not isinstance(document, Mapping) or "views" not in document:
         raise ValueError(f"{source}: expected a mapping with a 'views:' list")
     unknown = sorted(set(document) - _DOCUMENT_KEYS)

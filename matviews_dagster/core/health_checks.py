@@ -25,7 +25,7 @@ from .services.response import ServiceError, describe_db_error
 from .store import RunStore
 
 if TYPE_CHECKING:
-    from .advisor import Advice
+    from .advice_rules import Advice
 
 
 @dataclass(frozen=True)
@@ -185,9 +185,10 @@ STRATEGY_FITS = "strategy_fits"
 
 
 def strategy_outcome(advice: Sequence[Advice]) -> CheckOutcome:
-    """The ``strategy_fits`` verdict: passes when the advisor has nothing to say of the view (as
-    it does before 3 runs of its strategy), else warns with each piece of advice, its evidence
-    as JSON and the change to make. Never an error: the view still serves readers correctly."""
+    """The ``strategy_fits`` verdict (left out for ``strategy_advice: off``): passes when the
+    advisor has nothing to say of the view (as before 3 runs of its strategy), else warns with
+    each piece of advice, its evidence as JSON and the change to make. Never an error: the view
+    still serves readers correctly."""
     if not advice:
         return CheckOutcome(STRATEGY_FITS, True)
     details: dict[str, str | int] = {
@@ -195,5 +196,5 @@ def strategy_outcome(advice: Sequence[Advice]) -> CheckOutcome:
         "strategy_change": "\n".join(a.change for a in advice),
         "strategy_evidence": json.dumps([a.evidence for a in advice]),
     }
-    summary = "; ".join(f"{a.recommended} would serve better ({a.change})" for a in advice)
+    summary = "; ".join(a.summary for a in advice)
     return CheckOutcome(STRATEGY_FITS, False, summary, "warn", details)

@@ -262,7 +262,8 @@ class MatViews(Readings):
         """Refresh ``view`` with its own strategy (a recorded run), then measure ``strategy``
         (``swap`` or ``regular``) on a copy of it, dropped after (``core/strategy_trial.py``).
         Raises ``ValueError`` for a strategy that cannot be tried or is the view's own, and
-        ``RuntimeError`` when the view's own refresh failed (nothing is tried then)."""
+        ``RuntimeError`` when the view's own refresh failed or was not needed (nothing is tried
+        then)."""
         from .strategy_trial import check_trial, measure_on_copy
 
         definition = self.definition(view)
@@ -270,6 +271,11 @@ class MatViews(Readings):
         current = self.refresh(definition.name)
         if not current.ok:
             raise RuntimeError(f"the refresh of {definition.name} failed, nothing was tried: {current.error}")
+        if current.outcome != "updated":  # refreshed meanwhile by another run: nothing measured to compare
+            raise RuntimeError(
+                f"the refresh of {definition.name} did not run ({current.what_happened}), so there is nothing to "
+                "compare; run advise --try again"
+            )
         return measure_on_copy(self.db, definition, strategy, current)
 
     def connect(self, purpose: str = "") -> psycopg.Connection:

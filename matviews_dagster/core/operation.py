@@ -135,6 +135,7 @@ class Operation:
             lock_wait_ms=lock_wait_ms,
             reason=response.meta.get("reason") or options.get("reason"),
             costs=response.meta.get("costs") or {},
+            readings_source=response.meta.get("readings_source") or {},
         )
 
     def _timed_out(self, error: str) -> tuple[str, str]:

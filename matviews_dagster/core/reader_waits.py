@@ -27,13 +27,16 @@ from .connection import DatabaseUnavailable
 FIRST_SAMPLE_S = 0.05
 MIN_INTERVAL_S = 0.05
 MAX_INTERVAL_S = 0.25
+LOST_RETRY_S = 1.0
+"""After a sample is lost (no connection could be had), the next try waits this long."""
 IDLE_CLOSE_S = 2.0
 """The watcher's connection closes after this long without a hold to watch."""
 
 _SAMPLE = """
-    SELECT l.relation::bigint, l.pid, l.waitstart, clock_timestamp() FROM pg_locks l
-    WHERE l.locktype = 'relation' AND NOT l.granted AND l.relation = ANY(%s) AND l.pid <> ALL(%s)
-      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+    SELECT n.now, l.relation::bigint, l.pid, l.waitstart FROM (SELECT clock_timestamp() AS now) n
+    LEFT JOIN pg_locks l ON l.locktype = 'relation' AND NOT l.granted AND l.relation = ANY(%s)
+      AND l.pid <> ALL(%s) AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+"""The sessions waiting for a lock on the watched relations, and the server's time (always a row)."""
 
 
 @dataclass
@@ -45,13 +48,18 @@ class ReaderWaits:
     reader_wait_ms: int = 0
     reader_wait_max_ms: int = 0
     samples: int = 0
+    lost: int = 0
+    """Samples that could not be taken (no connection slot, say): with none taken, unknown."""
 
     def meta(self) -> dict[str, Any]:
+        """The run's ``meta["costs"]`` entries; all ``None`` when every sample was lost."""
+        unknown = self.lost > 0 and self.samples == 0
         return {
-            "readers_blocked": self.readers_blocked,
-            "reader_wait_ms": self.reader_wait_ms,
-            "reader_wait_max_ms": self.reader_wait_max_ms,
+            "readers_blocked": None if unknown else self.readers_blocked,
+            "reader_wait_ms": None if unknown else self.reader_wait_ms,
+            "reader_wait_max_ms": None if unknown else self.reader_wait_max_ms,
             "reader_samples": self.samples,
+            "reader_samples_lost": self.lost,
         }
 
 
@@ -62,14 +70,25 @@ class _Hold:
     due: float
     interval: float = MIN_INTERVAL_S
     waiters: dict[tuple[int, datetime], tuple[datetime, bool]] = field(default_factory=dict)
-    """(pid, waitstart) -> (the last sample's server time that saw it, seen by the last sample)."""
+    """(pid, waitstart) -> (when it stopped waiting: the last sample's server time that saw it, or
+    halfway to the first that did not; whether the last sample saw it)."""
     last_server: datetime | None = None
     last_local: float = 0.0
     samples: int = 0
+    lost: int = 0
+
+
+@dataclass
+class Flight:
+    """One refresh in flight: ``overlapped`` counts the other refreshes of the same watcher
+    (``Database``) that ran at some moment of it."""
+
+    overlapped: int = 0
 
 
 class ReaderWatcher:
-    """Samples the sessions waiting on views that refreshes hold; ``holding`` wraps one hold."""
+    """Samples the sessions waiting on views that refreshes hold (``holding`` wraps one hold),
+    and knows which refreshes of its ``Database`` run at once (``refreshing``)."""
 
     def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
         self._connect = connect
@@ -77,6 +96,22 @@ class ReaderWatcher:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._flights: list[Flight] = []
+
+    @contextlib.contextmanager
+    def refreshing(self) -> Iterator[Flight]:
+        """One refresh, start to end: its ``Flight`` counts the others that overlapped it."""
+        flight = Flight()
+        with self._cond:
+            for other in self._flights:
+                other.overlapped += 1
+            flight.overlapped = len(self._flights)
+            self._flights.append(flight)
+        try:
+            yield flight
+        finally:
+            with self._cond:
+                self._flights.remove(flight)
 
     @contextlib.contextmanager
     def holding(self, oids: list[int], pid: int, waits: ReaderWaits) -> Iterator[None]:
@@ -160,23 +195,26 @@ class ReaderWatcher:
         local = time.monotonic()
         with self._cond:
             for hold in holds:
-                if rows is not None:
-                    _record(hold, [row for row in rows if row[0] in hold.oids], local)
+                if rows is None:  # try again later, not at once: a full server is not hammered
+                    hold.lost += 1
+                    hold.due = local + LOST_RETRY_S
+                    continue
+                _record(hold, [row[1:] for row in rows if row[1] in hold.oids], rows[0][0], local)
                 hold.due = local + hold.interval
         return conn
 
 
-def _record(hold: _Hold, rows: list[tuple[Any, ...]], local: float) -> None:
-    """One sample of one hold: who waits now; the interval shrinks while some do, grows otherwise."""
-    seen = {(pid, waitstart): server for _, pid, waitstart, server in rows if waitstart is not None}
-    for key, (last, _) in list(hold.waiters.items()):
-        hold.waiters[key] = (last, False)
-    for key, server in seen.items():
-        hold.waiters[key] = (server, True)
-    if rows:
-        hold.last_server, hold.last_local = rows[0][3], local
-    elif hold.waiters:
-        hold.last_server = None
+def _record(hold: _Hold, rows: list[tuple[Any, ...]], now: datetime, local: float) -> None:
+    """One sample of one hold, taken at ``now`` on the server's clock: who waits now (``rows``:
+    relation, pid, waitstart); a waiter gone since the last sample stopped halfway between the
+    two; the interval shrinks while some wait, grows otherwise."""
+    seen = {(pid, waitstart) for _, pid, waitstart in rows if waitstart is not None}
+    for key, (last, still) in list(hold.waiters.items()):
+        if still and key not in seen:  # gave up, or got the lock, between the two samples
+            hold.waiters[key] = (last + (now - last) / 2, False)
+    for key in seen:
+        hold.waiters[key] = (now, True)
+    hold.last_server, hold.last_local = now, local
     hold.samples += 1
     hold.interval = MIN_INTERVAL_S if seen else min(hold.interval * 1.5, MAX_INTERVAL_S)
 
@@ -194,6 +232,7 @@ def watched(
 def _summarize(hold: _Hold, ended: float, waits: ReaderWaits) -> None:
     """Add the waits of a hold that has ended: a waiter the last sample saw waited until the end."""
     waits.samples += hold.samples
+    waits.lost += hold.lost
     for (_, waitstart), (last_seen, still) in hold.waiters.items():
         until_ms = (last_seen - waitstart).total_seconds() * 1000
         if still and hold.last_server is not None:

@@ -16,7 +16,7 @@ from .names import QualifiedName
 from .vocabulary import REQUEST_STATUSES, RunKind
 
 if TYPE_CHECKING:
-    from .advisor import Advice
+    from .advice_rules import Advice
     from .catalog import ViewDescription
     from .database import Database
     from .store.requests import RunRequestRow

@@ -35,7 +35,8 @@ class OperationResult:
     what a refresh cost the server and whom it blocked (``core/costs.py``: ``wal_bytes``,
     ``temp_bytes``, ``buffers_read``, ``buffers_hit``, ``size_before_bytes``,
     ``size_after_bytes``, ``rows_changed``; ``readers_blocked``, ``reader_wait_ms``,
-    ``reader_wait_max_ms``), ``None`` where not known; empty for other kinds.
+    ``reader_wait_max_ms``), ``None`` where not known; empty for other kinds; and
+    ``readings_source`` which counters they came from.
     """
 
     kind: RunKind
@@ -55,6 +56,7 @@ class OperationResult:
     lock_wait_ms: int | None = None
     reason: str | None = None
     costs: dict[str, int | None] = field(default_factory=dict, compare=False)
+    readings_source: dict[str, str] = field(default_factory=dict, compare=False)
     description: ViewDescription | None = field(default=None, compare=False)
     database: str | None = field(default=None, compare=False)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from . import costs
-from .catalog import matview_state
+from .catalog import dependent_relations, matview_state
 from .deployed import deployed_definition
 from .locks import view_lock
 from .names import derived_name
@@ -72,12 +72,14 @@ def measure_on_copy(db: Database, definition: MatViewDefinition, strategy: str, 
     refresh (``MatViews.try_strategy`` runs both); the copy is dropped whatever happens."""
     name_ = definition.qualified
     copy = name_.sibling(derived_name(name_.name, "mvtry"))
-    with db.connect("advise --try") as conn, view_lock(conn, name_, db.lock_wait_timeout):
+    # the copy's own lock (another --try of the view waits), not the view's: its refreshes go on
+    with db.connect("advise --try") as conn, view_lock(conn, copy, db.lock_wait_timeout):
         drop = sql.SQL("DROP MATERIALIZED VIEW IF EXISTS {}").format(copy.identifier)
         conn.execute(drop)
         state, query = matview_state(conn, name_), deployed_definition(conn, name_)
         assert state is not None and query is not None  # refreshed just now, under the view's lock
         old, log = carry_over.capture(conn, state.oid), StatementLog(conn)
+        dependents = [name for name, _ in dependent_relations(conn, state.oid)]
         try:
             before, started = costs.read(conn, copy), time.monotonic()
             build_empty_copy(
@@ -99,6 +101,8 @@ def measure_on_copy(db: Database, definition: MatViewDefinition, strategy: str, 
                 conn.execute(drop)
     measured["size_before_bytes"] = current.costs.get("size_after_bytes")
     readers = "only for the rename, milliseconds" if strategy == "swap" else f"for the whole refresh, {duration} ms"
+    if strategy == "swap" and dependents:  # recreated in the renaming transaction
+        readers += f", and while it recreates {', '.join(dependents)} (built on it)"
     alternative = {
         "strategy": strategy,
         "current_strategy": definition.refresh_strategy,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 from typing import Protocol
 
@@ -13,7 +14,7 @@ from .. import costs
 from ..catalog import MatViewState, matview_state, usable_unique_index
 from ..definition import MatViewDefinition
 from ..names import QualifiedName
-from ..reader_waits import ReaderWaits, ReaderWatcher, watched
+from ..reader_waits import Flight, ReaderWaits, ReaderWatcher, watched
 from ..timing import seconds_to_ms
 from ..vocabulary import Strategy
 from .concurrent_check import null_trap_warning, refresh_and_verify
@@ -74,24 +75,29 @@ def refresh_view(
         )
     refresh = STRATEGIES[strategy]
     policy, waits = lock_policy or LockPolicy(), ReaderWaits()
-    before = costs.read(conn, definition.qualified)
-    try:
-        response = refresh(
-            conn,
-            definition,
-            state,
-            row_count_strategy=row_count_strategy,
-            lock_policy=policy,
-            log=log,
-            query=query,
-            readers=readers,
-            waits=waits,
-        )
-    except psycopg.errors.DiskFull as exc:
-        raise disk_full(conn, definition.qualified, f"a {strategy} refresh of", exc) from None
-    after = costs.read(conn, definition.qualified)
+    with readers.refreshing() if readers is not None else contextlib.nullcontext(Flight()) as flight:
+        before = costs.read(conn, definition.qualified)
+        try:
+            response = refresh(
+                conn,
+                definition,
+                state,
+                row_count_strategy=row_count_strategy,
+                lock_policy=policy,
+                log=log,
+                query=query,
+                readers=readers,
+                waits=waits,
+            )
+        except BaseException as exc:  # whom it blocked before it failed is known, and kept
+            log.meta["costs"] = {**dict.fromkeys(costs.COST_FIELDS), **waits.meta()}
+            if isinstance(exc, psycopg.errors.DiskFull):
+                raise disk_full(conn, definition.qualified, f"a {strategy} refresh of", exc) from None
+            raise
+        after = costs.read(conn, definition.qualified)
     rows_known = response.meta.get("strategy") == Strategy.concurrent and "fallback" not in response.meta
-    measured = costs.costs(before, after, rows_known=rows_known, server=costs.Sources.of(conn))
+    server = costs.Sources.of(conn)
+    measured = costs.costs(before, after, rows_known=rows_known, server=server, overlapped=flight.overlapped)
     measured["costs"].update(waits.meta())
     response.meta.update(measured)
     return response

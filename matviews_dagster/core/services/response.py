@@ -134,6 +134,8 @@ def returns_errors(
                 exception=type(exc).__name__,
             )
         response.meta["sql"] = log.statements
+        for key, value in log.meta.items():
+            response.meta.setdefault(key, value)
         return response
 
     return wrapper

@@ -15,6 +15,8 @@ class StatementLog:
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
         self.statements: list[str] = []
+        self.meta: dict[str, Any] = {}
+        """What the service measured before it failed (a failure's response keeps it)."""
 
     def execute(self, statement: sql.Composable, params: Any = None) -> psycopg.Cursor:
         self.statements.append(statement.as_string(self.conn))

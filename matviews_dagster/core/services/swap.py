@@ -19,7 +19,7 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
-from ..catalog import MatViewState, column_names, matview_state
+from ..catalog import MatViewState, column_names, dependent_oids, matview_state
 from ..definition import MatViewDefinition
 from ..names import QualifiedName, derived_name
 from ..reader_waits import ReaderWaits, ReaderWatcher, watched
@@ -127,8 +127,9 @@ def rebuild(
                     cluster = sql.SQL("ALTER MATERIALIZED VIEW {} CLUSTER ON {}")
                     log.execute(cluster.format(new.identifier, sql.Identifier(temporary[old.clustered_on])))
                 result.rows = _rows_built(conn, new, indexed=bool(renames))
-        for attempt in swaps:
-            with watched(readers, conn, [state.oid], waits), attempt:
+        watch = [state.oid, *dependent_oids(conn, state.oid)] if readers is not None else []
+        for attempt in swaps:  # readers of the views built on it wait too, while those are recreated
+            with watched(readers, conn, watch, waits), attempt:
                 asked = time.monotonic()
                 built_on = dependents.lock_and_capture(conn, name, state.oid)
                 swap_wait_s = time.monotonic() - asked
