@@ -119,10 +119,12 @@ def _photograph(base: str, out: Path, chromium: str) -> None:
         page.mouse.wheel(0, 450)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(out / "ui-asset-plots.png"))
-        page.get_by_text("wal_bytes", exact=True).first.scroll_into_view_if_needed()  # what each refresh cost
-        page.mouse.wheel(0, -150)
-        page.wait_for_timeout(1000)
+        page.set_viewport_size({"width": 1600, "height": 1500})  # what each refresh cost, whom it blocked
+        page.get_by_text("buffers_hit", exact=True).first.scroll_into_view_if_needed()
+        page.mouse.wheel(0, 450)
+        page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "ui-refresh-costs.png"))
+        page.set_viewport_size({"width": 1600, "height": 1000})
 
         visit("/assets/public/mv_user_accounts_events")  # columns from three tables
         page.get_by_placeholder("Filter metadata keys").first.fill("column_lineage")

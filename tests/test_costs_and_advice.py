@@ -474,3 +474,23 @@ def test_the_advisor_says_nothing_of_a_view_that_is_not_deployed(make_mv, db) ->
     assert [a.recommended for a in mv.advise()] == ["swap"]
     db.execute("DROP MATERIALIZED VIEW mv_gone")
     assert mv.advise() == []
+
+
+def test_refreshes_in_flight_are_told_apart_however_alike(make_mv, db) -> None:
+    """Two at once: a long one, a short one, then another: the in-flight records of the first two
+    are equal in every field when the short one ends, and each must still end as itself."""
+    source(db, 2_000)
+    views = [
+        MatViewDefinition(name=f"mv_a{n}", sql=f"SELECT id, v FROM src, pg_sleep({seconds}) z")
+        for n, seconds in enumerate((0.8, 0.1, 0.3))
+    ]
+    mv = make_mv(*views)
+    assert all(r.ok for r in mv.create_many())
+    results = list(mv.refresh_many(max_parallel=2))
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert {r.view: r.costs["overlapped"] for r in results} == {
+        "public.mv_a0": 2,  # both others ran while it did
+        "public.mv_a1": 1,
+        "public.mv_a2": 1,
+    }
+    assert mv.refresh("mv_a0").costs["overlapped"] == 0

@@ -63,7 +63,7 @@ class ReaderWaits:
         }
 
 
-@dataclass
+@dataclass(eq=False)  # each hold is itself: removed by identity, never by equal fields
 class _Hold:
     oids: list[int]
     pid: int
@@ -78,7 +78,7 @@ class _Hold:
     lost: int = 0
 
 
-@dataclass
+@dataclass(eq=False)  # each refresh is itself: removed by identity, never by equal counts
 class Flight:
     """One refresh in flight: ``overlapped`` counts the other refreshes of the same watcher
     (``Database``) that ran at some moment of it."""
