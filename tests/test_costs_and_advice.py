@@ -494,3 +494,38 @@ def test_refreshes_in_flight_are_told_apart_however_alike(make_mv, db) -> None:
         "public.mv_a2": 1,
     }
     assert mv.refresh("mv_a0").costs["overlapped"] == 0
+
+
+def test_the_advisor_finds_refreshes_of_unchanged_sources_and_rare_reads(make_mv, dsn, db, monkeypatch) -> None:
+    """Four refreshes, the sources unchanged between them, the view read once in all: refresh
+    only on change, and a plain view would do. Read twice between each refresh, it is not rare.
+    (The statistics' 10 s lag and the busy share are lifted so the refreshes can follow each
+    other in a test.)"""
+    from matviews_dagster.core import advice_rules
+
+    monkeypatch.setattr(advice_rules, "STATS_LAG_S", 0.0)
+    monkeypatch.setattr(advice_rules, "BUSY_SHARE", 1.0)
+    source(db, 2_000)
+    db.execute("SELECT pg_stat_force_next_flush()")  # the source's writes counted: its version known
+    db.execute("SELECT 1")
+    definition = MatViewDefinition(name="mv_u", sql="SELECT id, v FROM src", refresh_strategy="swap")
+    mv = make_mv(definition)
+    assert mv.create("mv_u").ok
+
+    def read(times: int) -> None:
+        with psycopg.connect(dsn, autocommit=True) as reader:  # its statistics reach the counters as it closes
+            for _ in range(times):
+                reader.execute("SELECT count(*) FROM mv_u").fetchone()
+        time.sleep(0.3)
+
+    for reads in (0, 1, 0, 0):
+        read(reads)
+        assert mv.refresh("mv_u").ok
+    found = {a.recommended: a for a in mv.advise()}
+    assert set(found) == {"swap", "view"}, found
+    assert "--if-changed" in found["swap"].change and len(found["swap"].evidence["runs_with_unchanged_sources"]) == 3
+    assert found["view"].evidence["reads_between_refreshes"] == [0, 0, 1]  # newest first
+    for _ in range(3):
+        read(2)
+        assert mv.refresh("mv_u").ok
+    assert "view" not in {a.recommended for a in mv.advise()}

@@ -54,10 +54,17 @@ def advise(options: CliOptions, name: str | None, alternative: str | None, as_js
     found = mv.advise([name] if name else None)
     if as_json:
         render.emit_json([advice.to_dict() for advice in found])
+    elif name is not None and mv.definition(name).strategy_advice == "off":
+        click.echo(f"advice is off for {mv.definition(name).name} (strategy_advice: off in its definition)")
     elif not found:
         click.echo("nothing to advise: each view's strategy fits its runs (or it has fewer than 3 of them)")
     for advice in [] if as_json else found:
-        click.echo(f"{advice.view}: {advice.current} -> {advice.recommended}")
+        keep = advice.recommended == advice.current
+        click.echo(
+            f"{advice.view}: {advice.current} (keep it)"
+            if keep
+            else f"{advice.view}: {advice.current} -> {advice.recommended}"
+        )
         click.echo(f"  why:    {advice.reason}")
         click.echo(f"  effect: {advice.effect}")
         click.echo(f"  change: {advice.change}")

@@ -14,8 +14,9 @@ facts) -> Advice | None``:
 - a view refreshed more often than its sources change (the source versions each refresh
   recorded): refresh it only when they change;
 - a view read less than once per refresh on average (``pg_stat_all_tables`` scans between
-  refreshes at least ``STATS_LAG_S`` apart, its refreshes a small part of that time): a plain
-  view runs the query only when read.
+  refreshes at least ``STATS_LAG_S`` apart, plus the readers a refresh blocked, over at least
+  half of its intervals; its refreshes a small part of that time): a plain view runs the query
+  only when read.
 """
 
 from __future__ import annotations
@@ -240,33 +241,35 @@ def _refreshed_unchanged(view: str, current: str, runs: Runs, facts: Facts) -> A
 
 
 def _rarely_read(view: str, current: str, runs: Runs, facts: Facts) -> Advice | None:
-    reads, window_s, busy_ms = [], 0.0, 0
-    for newer, older in zip(runs.rows, runs.rows[1:], strict=False):  # scans by others between two refreshes
+    reads, used, window_s, busy_ms = [], [], 0.0, 0
+    pairs = list(zip(runs.rows, runs.rows[1:], strict=False))
+    for newer, older in pairs:  # scans by others between two refreshes, and the readers one blocked
         now, then = (
             (newer.get("costs") or {}).get("view_scans_before"),
             (older.get("costs") or {}).get("view_scans_after"),
         )
         apart = (newer["started_at"] - older["started_at"]).total_seconds()
         if now is not None and then is not None and now >= then and apart >= STATS_LAG_S:
-            reads.append(now - then)
+            reads.append(now - then + int(newer.get("readers_blocked") or 0))
+            used.append(int(newer["id"]))
             window_s += apart
             busy_ms += int(older.get("duration_ms") or 0)
-    if (
-        len(reads) < MIN_RUNS - 1
-        or not any(reads)
-        or sum(reads) >= len(reads)
-        or busy_ms > BUSY_SHARE * window_s * 1000
-    ):
+    enough = len(reads) >= MIN_RUNS - 1 and 2 * len(reads) >= len(pairs)
+    if not enough or not any(reads) or sum(reads) >= len(reads) or busy_ms > BUSY_SHARE * window_s * 1000:
         return None  # no reads at all: the statistics may not be collected (track_counts); say nothing
     mean = sum(reads) / len(reads)
     return Advice(
         view,
         current,
         "view",
-        f"it was read {mean:.2g} times per refresh on average over its last {len(reads) + 1} refreshes "
-        f"(pg_stat_all_tables scans between them): each refresh, {runs.median('duration_ms')} ms (median), runs its "
-        "query more often than its readers would",
-        {"runs": runs.ids(), "reads_between_refreshes": reads, "median_duration_ms": runs.median("duration_ms")},
+        f"it was read {mean:.2g} times per refresh on average over {len(reads)} intervals between its refreshes "
+        f"(pg_stat_all_tables scans, and readers a refresh blocked): each refresh, {runs.median('duration_ms')} ms "
+        "(median), runs its query more often than its readers would",
+        {
+            "runs": used,
+            "reads_between_refreshes": reads,
+            "median_duration_ms": runs.median("duration_ms"),
+        },
         "a plain view runs the query only when it is read",
         "define it as a plain view (CREATE VIEW ... AS its query), or refresh it only before it is read",
     )
