@@ -13,7 +13,6 @@ from psycopg import sql
 from .. import costs
 from ..catalog import MatViewState, matview_state, usable_unique_index
 from ..definition import MatViewDefinition
-from ..names import QualifiedName
 from ..reader_waits import Flight, ReaderWaits, ReaderWatcher, watched
 from ..timing import seconds_to_ms
 from ..vocabulary import Strategy
@@ -103,13 +102,6 @@ def refresh_view(
     return response
 
 
-def refresh_statement(name: QualifiedName, concurrently: bool) -> sql.Composed:
-    """``REFRESH MATERIALIZED VIEW [CONCURRENTLY] name``."""
-    return sql.SQL("REFRESH MATERIALIZED VIEW {}{}").format(
-        sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""), name.identifier
-    )
-
-
 def in_place_refresh(
     conn: psycopg.Connection,
     definition: MatViewDefinition,
@@ -150,7 +142,9 @@ def in_place_refresh(
                 hint=fix,
             )
         meta["unique_index"] = index
-    statement = refresh_statement(name, concurrently)
+    statement = sql.SQL("REFRESH MATERIALIZED VIEW {}{}").format(
+        sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""), name.identifier
+    )
     attempts = LockAttempts(conn, policy, what=str(name), oids=[state.oid], pipeline=not concurrently)
     try:
         if concurrently:  # the view must equal its query: checked before the refresh commits
