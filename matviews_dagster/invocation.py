@@ -24,6 +24,7 @@ from .core.matviews import MatViews
 from .core.messages import counted
 from .core.names import QualifiedName
 from .core.result import OperationResult
+from .core.schema_change import Columns
 from .core.vocabulary import REFRESH_CONFIG_TAG, RUN_KEY_TAG, RunKind
 from .events import (
     RefreshEvent,
@@ -102,10 +103,23 @@ class RefreshInvocation:
             serving_requests(context, mv, [*refresh, *done]) as settle,
         ):
             lineage = read_lineage(mv, refresh, context.log) if self.column_lineage else None
-            advice: dict[str, list[Advice]] = {name: [] for name in checks}
-            for found in mv.advise(list(checks)) if checks else ():  # from the runs before this one
+            advised = [name for name in checks if self.definitions[keys[name]].strategy_advice != "off"]
+            advice: dict[str, list[Advice]] = {name: [] for name in advised}
+            for found in mv.advise(advised) if advised else ():  # from the runs before this one
                 advice[found.view].append(found)
             translator = translator_of(context.assets_def)
+
+            def step_verdicts(definition: MatViewDefinition, columns: Columns | None) -> list[CheckOutcome]:
+                """The verdicts the step adds to a view's check: its columns against the last
+                materialization's (unless ``schema_change_severity: off``), the advisor's
+                (unless ``strategy_advice: off``)."""
+                found = []
+                if definition.name in schema_checked:
+                    last = previous.get(keys[definition.name])
+                    found.append(schema_change_outcome(last, columns, definition.schema_change_severity))
+                if definition.name in advice:
+                    found.append(strategy_outcome(advice[definition.name]))
+                return found
 
             def key_of(relation: QualifiedName) -> dg.AssetKey:
                 return keys.get(str(relation)) or translator.get_source_asset_key(relation)
@@ -130,12 +144,8 @@ class RefreshInvocation:
                 extra = lineage_for(lineage, definition, result.description, key_of, context.log)
                 yield materialize_result(key, result, self.strategy or definition.refresh_strategy, extra)
                 if result.checks:
-                    outcomes = list(result.checks)
-                    if result.view in schema_checked:
-                        columns = result.description.columns if result.description else None
-                        severity = definition.schema_change_severity
-                        outcomes.append(schema_change_outcome(previous.get(key), columns, severity))
-                    yield check_result(key, [*outcomes, *strategy_outcomes(definition, advice)])
+                    columns = result.description.columns if result.description else None
+                    yield check_result(key, [*result.checks, *step_verdicts(definition, columns)])
             settle({r.view: failure_reason(r) for r in failures})
             checks_only = {name: names for name, names in checks.items() if name not in refresh and name not in done}
             if checks_only:
@@ -144,11 +154,8 @@ class RefreshInvocation:
                     str(d.name): d.columns if d.exists else None for d in (mv.describe(compared) if compared else ())
                 }
                 for definition, outcomes in mv.check_many(checks_only, max_parallel=self.max_parallel):
-                    key = keys[definition.name]
-                    if definition.name in now:
-                        severity = definition.schema_change_severity
-                        outcomes = [*outcomes, schema_change_outcome(previous.get(key), now[definition.name], severity)]
-                    yield check_result(key, [*outcomes, *strategy_outcomes(definition, advice)])
+                    columns = now.get(definition.name)
+                    yield check_result(keys[definition.name], [*outcomes, *step_verdicts(definition, columns)])
         if failures:
             raise step_failure(failures)
 
@@ -238,11 +245,6 @@ def serving_requests(
 
     with queue.serving(run_key, context.run.run_id, scope):
         yield settle
-
-
-def strategy_outcomes(definition: MatViewDefinition, advice: Mapping[str, list[Advice]]) -> list[CheckOutcome]:
-    """The ``strategy_fits`` verdict of a view, none with ``strategy_advice: off``."""
-    return [] if definition.strategy_advice == "off" else [strategy_outcome(advice[definition.name])]
 
 
 def run_config(context: dg.AssetExecutionContext) -> dict[str, Any]:
