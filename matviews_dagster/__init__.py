@@ -13,7 +13,8 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .core.connection import DatabaseUnavailable
-    from .core.definition import MatViewDefinition, load_definitions
+    from .core.definition import MatViewDefinition
+    from .core.definitions_file import load_definitions
     from .core.graph import ViewGraph
     from .core.matviews import MatViews
     from .core.result import OperationResult
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "MatViewDefinition": "core.definition",
-    "load_definitions": "core.definition",
+    "load_definitions": "core.definitions_file",
     "ViewGraph": "core.graph",
     "MatViews": "core.matviews",
     "MatViewsSettings": "core.settings",

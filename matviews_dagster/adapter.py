@@ -23,7 +23,8 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from .assets import view_keys
-from .core.definition import MatViewDefinition, load_definitions
+from .core.definition import MatViewDefinition
+from .core.definitions_file import load_definitions
 from .core.matviews import MatViews
 from .core.messages import shown
 from .core.settings import DEFAULTS, MatViewsSettings

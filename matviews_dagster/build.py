@@ -17,7 +17,8 @@ from .assets import (
     source_asset_specs,
     view_keys,
 )
-from .core.definition import MatViewDefinition, load_definitions
+from .core.definition import MatViewDefinition
+from .core.definitions_file import load_definitions
 from .core.graph import ViewGraph
 from .core.names import QualifiedName
 from .core.settings import DEFAULTS

@@ -26,7 +26,8 @@ from dagster.components import Scaffolder, ScaffoldRequest
 from pydantic import Field
 
 from .build import build_definitions
-from .core.definition import MatViewDefinition, definitions_from_mapping, load_definitions
+from .core.definition import MatViewDefinition
+from .core.definitions_file import definitions_from_mapping, load_definitions
 from .core.graph import ViewGraph
 from .core.names import QualifiedName
 from .core.settings import DEFAULTS

@@ -57,7 +57,9 @@ class RunStoreResource(dg.ConfigurableResource):
 
 
 _SHARED_SETTINGS = tuple(
-    field.name for field in dataclasses.fields(MatViewsSettings) if field.name not in ("dsn", "runs_dsn", "runs_schema")
+    field.name
+    for field in dataclasses.fields(MatViewsSettings)
+    if field.name not in ("dsn", "runs_dsn", "runs_schema", "database_name")
 )
 """The settings ``MatViewsResource`` declares as fields of the same name (Dagster config needs
 them declared; their defaults are ``DEFAULTS``'s); the DSNs and schema come from it and its

@@ -115,16 +115,20 @@ def test_every_definition_field_survives_the_mirror(dsn) -> None:
         "freshness": {"warn_after": "1h", "fail_after": "6h"},
         "schema_change_severity": "error",
         "strategy_advice": "off",
+        "database": "warehouse",
     }
-    untested = set(MatViewDefinition.model_fields) - {"name", "sql"} - set(values)
+    tenant_values = {"tenants": {"schemas_like": "tenant_%", "exclude": ["tenant_test"]}}  # no search_path with it
+    untested = set(MatViewDefinition.model_fields) - {"name", "sql"} - set(values) - set(tenant_values)
     assert untested == set(), "give the new field a non-default value here"
     definition = MatViewDefinition(name="reporting.mv_users", sql="SELECT 1 AS id, 'a' AS email", **values)
+    template = MatViewDefinition(name="mv_usage", sql="SELECT 1 AS id", **tenant_values)
     store = RunStore(dsn)
     try:
-        rebuilt = store.get_definition(store.upsert_definitions([definition])[definition.name])
+        ids = store.upsert_definitions([definition, template])
+        rebuilt = [store.get_definition(ids[d.name]) for d in (definition, template)]
     finally:
         store.close()
-    assert rebuilt == definition
+    assert rebuilt == [definition, template]
 
 
 def imports_of(path: Path) -> set[str]:

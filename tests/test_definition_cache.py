@@ -80,7 +80,7 @@ def test_a_corrupt_entry_is_a_miss_and_the_cache_can_be_turned_off(tmp_path, mon
     assert entry is not None and entry.exists()
     entry.write_text("{not json")
     assert [d.name for d in load_definitions(path)] == ["reporting.mv_daily", "reporting.mv_weekly"]
-    assert json.loads(entry.read_text())[0]["fields"]["name"] == "reporting.mv_daily", "rewritten whole"
+    assert json.loads(entry.read_text())["views"][0]["fields"]["name"] == "reporting.mv_daily", "rewritten whole"
     monkeypatch.setenv("MATVIEWS_CACHE", "off")
     assert definition_cache.cache_dir() is None
     assert probe(path, MATVIEWS_CACHE="off").endswith("True True")

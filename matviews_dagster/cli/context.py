@@ -62,7 +62,7 @@ class CliOptions:
         return MatViews(settings=self.settings)
 
     def definitions(self) -> list[MatViewDefinition]:
-        from ..core.definition import load_definitions
+        from ..core.definitions_file import load_definitions
 
         if not self.definitions_path.exists():
             raise ValueError(

@@ -112,7 +112,7 @@ def check_batch(
         lambda name: (),
         lambda name, connections: (
             by_name[name][0],
-            run_checks_safely(db.runs, connections.get(), *by_name[name]),
+            run_checks_safely(db, connections.get(), *by_name[name]),
         ),
         succeeded=lambda outcome: True,
         skip=lambda name, failed: (by_name[name][0], []),
@@ -203,7 +203,7 @@ def _not_started(
 ) -> OperationResult:
     """A ``failed`` row for a view whose work could not start (no connection to be had)."""
     hint = "lower max_parallel (--parallel) or raise the server's max_connections"
-    database = _database_of(db.dsn)
+    database = db.name or _database_of(db.dsn)
     meta = {"hint": hint}
     return failed_before_start(
         db, kind, definition, database=database, error=error, hint=hint, meta=meta, dagster_run_id=dagster_run_id

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from .dsn import mask_dsn, scrub
+from .dsn import UnsetVariable, expand_env, mask_dsn, scrub
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -30,11 +30,16 @@ def connect(dsn: str, application_name: str, *, check_client: bool = False, **op
     keeps), giving up after 10 seconds. ``options`` go to ``psycopg.connect`` (e.g.
     ``row_factory``). With ``check_client`` the server stops its statement within a second of
     this process dying (``client_connection_check_interval``, PostgreSQL 14+; older servers
-    leave the run row to be reconciled later). Raises ``DatabaseUnavailable`` with the DSN's
-    password masked."""
+    leave the run row to be reconciled later). ``${VAR}`` in ``dsn`` is read from the
+    environment now (``dsn.expand_env``). Raises ``DatabaseUnavailable`` with the DSN's password
+    masked, or naming the unset variable."""
+    try:
+        expanded = expand_env(dsn)
+    except UnsetVariable as exc:
+        raise DatabaseUnavailable(f"cannot connect: {exc}") from None
     try:
         conn = psycopg.connect(
-            dsn,
+            expanded,
             autocommit=True,
             application_name=application_name[:63],
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
@@ -42,7 +47,7 @@ def connect(dsn: str, application_name: str, *, check_client: bool = False, **op
         )
     except psycopg.Error as exc:
         text = str(exc).strip()
-        first_line = scrub(text.splitlines()[0] if text else type(exc).__name__, dsn)
+        first_line = scrub(text.splitlines()[0] if text else type(exc).__name__, expanded)
         limit = any(words in text for words in _LIMITS)
         raise DatabaseUnavailable(f"cannot connect to {mask_dsn(dsn)}: {first_line}", limit_reached=limit) from None
     if check_client:

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from .connection import connect
+from .connection import DatabaseUnavailable, connect
 from .dsn import resolve_dsn
 from .reader_waits import ReaderWatcher
 from .services.locking import LockPolicy
@@ -27,6 +27,8 @@ class Database:
 
     def __init__(self, settings: MatViewsSettings) -> None:
         self.settings = settings
+        self.name = settings.database_name
+        """The database's name in an estate (``databases:``), None for the default connection."""
         self.dsn = resolve_dsn(settings.dsn)
         self.runs = RunStore(settings.runs_dsn or self.dsn, settings.runs_schema)
         self.lock_policy = LockPolicy.of(settings)
@@ -45,8 +47,19 @@ class Database:
     def connect(self, purpose: str = "") -> psycopg.Connection[Any]:
         """An autocommit connection to the views' database, tagged ``<application_name>
         <purpose>``, that stops its statement soon after this process dies (PostgreSQL 14+).
-        Raises ``DatabaseUnavailable`` (password masked) when the server cannot be reached."""
-        return connect(self.dsn, f"{self.settings.application_name} {purpose}".strip(), check_client=True)
+        Raises ``DatabaseUnavailable`` (password masked; for a database of an estate, naming it)
+        when the server cannot be reached or the DSN's ``${VAR}`` is not set."""
+        try:
+            return connect(self.dsn, f"{self.settings.application_name} {purpose}".strip(), check_client=True)
+        except DatabaseUnavailable as exc:
+            if self.name is None:
+                raise
+            raise DatabaseUnavailable(f"database {self.name}: {exc}", limit_reached=exc.limit_reached) from None
+
+    def name_of(self, conn: psycopg.Connection[Any]) -> str:
+        """The ``database_name`` of run rows: the estate's name for this database, else the
+        server's (``current_database()``) as ``conn`` sees it."""
+        return self.name or conn.info.dbname
 
     def close(self) -> None:
         self.readers.close()

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import definition_cache
-from .analysis import facts_as_json, remember, statement_text, validate_query
+from .analysis import statement_text, validate_query
+from .estate_fields import Tenants, check_database_name
 from .names import DEFAULT_SCHEMA, QualifiedName, user_relation, validate_identifier
 from .timing_fields import Freshness, OnCron, check_cron_expression
 from .vocabulary import DefinitionChangePolicy, RowCountStrategy, Strategy
-
-_DOCUMENT_KEYS = {"views", "search_path", "schema_change_severity", "strategy_advice"}
-_SHARED_KEYS = ("search_path", "schema_change_severity", "strategy_advice")
-"""Top-level keys that apply to every view that sets none of its own."""
 
 
 class MatViewDefinition(BaseModel):
@@ -51,6 +45,8 @@ class MatViewDefinition(BaseModel):
     freshness: Freshness | None = None
     schema_change_severity: Literal["warn", "error", "off"] = "warn"
     strategy_advice: Literal["warn", "off"] = "warn"
+    database: str | None = None
+    tenants: Tenants | None = None
 
     @field_validator("name")
     @classmethod
@@ -63,6 +59,11 @@ class MatViewDefinition(BaseModel):
         text = statement_text(value)  # no trailing comment or ';' to swallow what is appended
         validate_query(text)  # the text kept is the text parsed, so the parse is cached once
         return text
+
+    @field_validator("database")
+    @classmethod
+    def _check_database(cls, value: str | None) -> str | None:
+        return value if value is None else check_database_name(value)
 
     @field_validator("schema_change_severity", "strategy_advice", mode="before")
     @classmethod
@@ -122,6 +123,12 @@ class MatViewDefinition(BaseModel):
                 "refresh_strategy 'concurrent' requires unique_index_columns: "
                 "REFRESH ... CONCURRENTLY needs a unique index on the view"
             )
+        if self.tenants is not None and self.tenants.databases is not None and self.database is not None:
+            raise ValueError("a view with tenants: {databases: [...]} is in each listed database; drop database:")
+        if self.tenants is not None and self.tenants.by_schema and self.search_path is not None:
+            raise ValueError(
+                "a view with tenant schemas resolves names in the tenant's schema, then public; drop search_path"
+            )
         return self
 
     @property
@@ -167,77 +174,6 @@ def _columns(value: list[str], field: str) -> list[str]:
     if len(set(value)) != len(value):
         raise ValueError(f"{field} lists a column twice: {value}")
     return value
-
-
-def definitions_from_mapping(document: Mapping[str, Any], source: str = "<mapping>") -> list[MatViewDefinition]:
-    """Build definitions from a ``{"views": [...], "search_path": [...]}`` document; names must
-    be unique, and a top-level ``search_path``, ``schema_change_severity`` or
-    ``strategy_advice`` applies to the views that set none."""
-    if not isinstance(document, Mapping) or "views" not in document:
-        raise ValueError(f"{source}: expected a mapping with a 'views:' list")
-    unknown = sorted(set(document) - _DOCUMENT_KEYS)
-    if unknown:
-        raise ValueError(
-            f"{source}: unknown top-level key {', '.join(map(repr, unknown))}; use views, {', '.join(_SHARED_KEYS)}"
-        )
-    views = document["views"]
-    if not isinstance(views, list):
-        raise ValueError(f"{source}: 'views' must be a list, got {type(views).__name__}")
-    shared = {key: document[key] for key in _SHARED_KEYS if document.get(key) is not None}
-    definitions: list[MatViewDefinition] = []
-    seen: set[str] = set()
-    for index, entry in enumerate(views):
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"{source}: views[{index}] must be a mapping of fields")
-        try:
-            definition = MatViewDefinition(**{**shared, **entry})
-        except ValidationError as exc:
-            label = entry.get("name", index)
-            raise ValueError(f"{source}: views[{index}] ({label}): {describe_error(exc)}") from None
-        if definition.name in seen:
-            raise ValueError(f"{source}: view {definition.name} is defined twice; names must be unique")
-        seen.add(definition.name)
-        definitions.append(definition)
-    return definitions
-
-
-def _constructed(fields: dict[str, Any]) -> MatViewDefinition:
-    """A definition from fields validated before (the cache): no validation, nested models too."""
-    nested = {"automation": OnCron, "freshness": Freshness}
-    for key, model in nested.items():
-        if isinstance(fields.get(key), dict):
-            fields = {**fields, key: model.model_construct(**fields[key])}
-    enums = {"refresh_strategy": Strategy, "row_count_strategy": RowCountStrategy}  # stored as their values
-    fields = {**fields, **{key: kind(fields[key]) for key, kind in enums.items() if key in fields}}
-    return MatViewDefinition.model_construct(**fields)
-
-
-def load_definitions(path: str | Path) -> list[MatViewDefinition]:
-    """Load and validate the ``views:`` list of a YAML file; raises ``ValueError`` naming the
-    file, the view and the field. A file validated before, unchanged, comes from the
-    definitions cache (``core.definition_cache``) without parsing YAML or SQL again."""
-    path = Path(path)
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"cannot read definitions file {path}: {exc.strerror}") from None
-    cached = definition_cache.load(path, content)
-    if cached is not None:
-        for entry in cached:
-            remember(entry["fields"]["sql"], entry["facts"])
-        return [_constructed(entry["fields"]) for entry in cached]
-    import yaml  # only for a file not in the cache
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader, ~8x faster
-    try:
-        document = yaml.load(content, Loader=loader)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
-    definitions = definitions_from_mapping(document, str(path))
-    definition_cache.store(
-        path, content, [{"fields": d.stored_fields(), "facts": facts_as_json(d.sql)} for d in definitions]
-    )
-    return definitions
 
 
 def describe_error(exc: ValidationError) -> str:

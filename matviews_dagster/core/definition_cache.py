@@ -24,8 +24,16 @@ from typing import Any
 
 from ..version import __version__
 
-FORMAT = 1
-_VALIDATION_MODULES = ("definition.py", "analysis.py", "names.py", "vocabulary.py", "definition_cache.py")
+FORMAT = 2
+_VALIDATION_MODULES = (
+    "definition.py",
+    "definitions_file.py",
+    "estate_fields.py",
+    "analysis.py",
+    "names.py",
+    "vocabulary.py",
+    "definition_cache.py",
+)
 
 
 def cache_dir() -> Path | None:
@@ -64,8 +72,9 @@ def _entry(path: Path, content: bytes) -> Path | None:
     return directory / f"definitions-{source}-{key}.json"
 
 
-def load(path: Path, content: bytes) -> list[dict[str, Any]] | None:
-    """The validated entries stored for this file's ``content``, or ``None``."""
+def load(path: Path, content: bytes) -> dict[str, Any] | None:
+    """What was stored for this file's ``content`` (``{"views": [...], "databases": {...}}``),
+    or ``None``."""
     entry = _entry(path, content)
     if entry is None:
         return None
@@ -73,11 +82,11 @@ def load(path: Path, content: bytes) -> list[dict[str, Any]] | None:
         stored = json.loads(entry.read_text())
     except (OSError, ValueError):
         return None
-    return stored if isinstance(stored, list) else None
+    return stored if isinstance(stored, dict) and {"views", "databases"} <= set(stored) else None
 
 
-def store(path: Path, content: bytes, entries: list[dict[str, Any]]) -> None:
-    """Keep the validated ``entries`` for this ``content``; older entries of the file go."""
+def store(path: Path, content: bytes, entries: dict[str, Any]) -> None:
+    """Keep what was validated for this ``content``; older entries of the file go."""
     entry = _entry(path, content)
     if entry is None:
         return

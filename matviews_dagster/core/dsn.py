@@ -9,6 +9,30 @@ from psycopg.conninfo import conninfo_to_dict
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)", re.I)
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class UnsetVariable(ValueError):
+    """A DSN reads ``${VAR}`` and ``VAR`` is not set (or empty) in the environment."""
+
+
+def expand_env(dsn: str) -> str:
+    """``dsn`` with each ``${VAR}`` replaced by the variable's value, read now (the one place a
+    connection opens calls it, so a ``databases:`` entry's DSN is read when a connection
+    opens and its value is never kept, logged or shown). Raises ``UnsetVariable`` naming
+    the variable when it is not set or empty."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        found = os.environ.get(name)
+        if not found:
+            raise UnsetVariable(
+                f"environment variable {name} is not set (the DSN reads ${{{name}}}); set {name} to the "
+                "database's DSN, e.g. postgresql://user@host/db"
+            )
+        return found
+
+    return _ENV.sub(value, dsn) if "${" in dsn else dsn
 
 
 def configured_dsn(explicit: str | None = None) -> str | None:

@@ -22,10 +22,10 @@ from .drift import ViewPlan, plan_view
 from .schema_change import SCHEMA_CHANGE, Columns, column_changes
 from .services.concurrent_check import null_trap_warning
 from .services.response import ServiceError, describe_db_error
-from .store import RunStore
 
 if TYPE_CHECKING:
     from .advice_rules import Advice
+    from .database import Database
 
 
 @dataclass(frozen=True)
@@ -144,13 +144,13 @@ def run_checks(
 
 
 def run_checks_safely(
-    runs: RunStore, conn: psycopg.Connection, definition: MatViewDefinition, names: Sequence[str]
+    db: Database, conn: psycopg.Connection, definition: MatViewDefinition, names: Sequence[str]
 ) -> list[CheckOutcome]:
-    """``run_checks`` with what the last applied definition declared (from ``runs``); a
+    """``run_checks`` with what the last applied definition declared (from ``db.runs``); a
     database error, or the view's name taken by another kind of relation, fails every check
     with its message instead of raising."""
     try:
-        applied = runs.applied(definition, conn.info.dbname) if "definition_matches" in names else None
+        applied = db.runs.applied(definition, db.name_of(conn)) if "definition_matches" in names else None
         return run_checks(conn, definition, list(names), applied.indexes if applied else ())
     except (psycopg.Error, NotAMaterializedView) as exc:
         reason = describe_db_error(exc) if isinstance(exc, psycopg.Error) else str(exc)

@@ -21,7 +21,7 @@ def view_status(db: Database, definitions: Sequence[MatViewDefinition]) -> list[
     duration_ms}`` of the newest run of any kind, or None)."""
     with db.connect("list") as conn:
         described = [(d, describe_view(conn, d.qualified)) for d in definitions]
-        database = conn.info.dbname
+        database = db.name_of(conn)
     names = [d.name for d in definitions]
     latest = db.runs.latest(database_name=database, view_names=names)
     counted = db.runs.last_row_counts(database_name=database, view_names=names)

@@ -158,7 +158,7 @@ class MatViews(Readings):
         planned = {definition.name: options(definition) for definition in selected}  # checked before anything runs
         if not if_changed and len(selected) == 1:  # one view alone: in this thread, no batch
             return (refresh_one(self.db, self, d, **planned[d.name]) for d in selected)
-        gate = SourceGate(self.runs, self.graph_of(selected), list(planned)) if if_changed else None
+        gate = SourceGate(self.db, self.graph_of(selected), list(planned)) if if_changed else None
 
         def one(definition: MatViewDefinition, conn: psycopg.Connection) -> OperationResult:
             if gate is not None and gate.unchanged(definition, conn):

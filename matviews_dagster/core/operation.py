@@ -52,7 +52,7 @@ class Operation:
         self.conn = conn
         self.definition = definition
         self.dagster_run_id = run_id
-        self.database = conn.info.dbname
+        self.database = db.name_of(conn)
         self.lock_wait_ms = 0
         self.lock: HeldLock | None = None
         self.leftovers: list[str] = []

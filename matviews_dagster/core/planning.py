@@ -33,7 +33,7 @@ def plan_views(
     transaction, which is rolled back, so the views planned after it compile against it as
     ``apply`` will."""
     with db.connect("plan") as conn:
-        database = conn.info.dbname
+        database = db.name_of(conn)
         applied = db.runs.read_applied([d.name for d in definitions], database)
         plans = []
         graph = views.graph_of(definitions)

@@ -80,7 +80,7 @@ class Readings(DefinedViews):
             return []
         with self.db.connect("advise") as conn:
             names = [definition.name for definition in selected]
-            history = self.runs.recent_refreshes(database_name=conn.info.dbname, view_names=names)
+            history = self.runs.recent_refreshes(database_name=self.db.name_of(conn), view_names=names)
             speaking = [definition for definition in selected if len(history.get(definition.name, ())) >= MIN_RUNS]
             facts = read_facts(conn, speaking) if speaking else {}
         return advise(selected, history, facts)

@@ -18,7 +18,9 @@ class MatViewsSettings:
     Timeouts are seconds: ``lock_wait_timeout`` bounds the wait for another operation on the
     same view; ``lock_timeout`` and ``lock_retries`` bound each wait for a table lock readers
     queue behind; ``statement_timeout`` (None: the server's) applies to the work.
-    ``application_name`` tags the connections (``pg_stat_activity``).
+    ``application_name`` tags the connections (``pg_stat_activity``). ``database_name`` is the
+    database's name in an estate (a ``databases:`` key, ``core/estate.py``): run rows record
+    it as ``database_name`` (None: the server's name for the database, ``current_database()``).
     """
 
     dsn: str | None = None
@@ -29,6 +31,7 @@ class MatViewsSettings:
     lock_retries: int = 5
     statement_timeout: float | None = None
     application_name: str = "matviews"
+    database_name: str | None = None
 
     @property
     def lock_timeout_ms(self) -> int:

@@ -46,9 +46,9 @@ import psycopg
 from .deployed import query_digest
 
 if TYPE_CHECKING:
+    from .database import Database
     from .definition import MatViewDefinition
     from .graph import ViewGraph
-    from .store import RunStore
 
 _EPOCH = """concat_ws(' / ', pg_postmaster_start_time(), (SELECT stats_reset FROM pg_stat_archiver),
                   (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()))"""
@@ -237,8 +237,8 @@ class SourceGate:
     and no upstream view in the batch was refreshed (the counters of a view refreshed a moment
     ago may not show it yet). Thread-safe: the batch's workers share one gate."""
 
-    def __init__(self, runs: RunStore, graph: ViewGraph, names: Sequence[str]) -> None:
-        self.runs, self.graph, self.names = runs, graph, list(names)
+    def __init__(self, db: Database, graph: ViewGraph, names: Sequence[str]) -> None:
+        self.db, self.runs, self.graph, self.names = db, db.runs, graph, list(names)
         self._previous: dict[str, Any] | None = None
         self._refreshed: set[str] = set()
         self._lock = threading.Lock()
@@ -249,7 +249,7 @@ class SourceGate:
                 self._refreshed.add(definition.name)
                 return False
             if self._previous is None:  # read once, by the first worker
-                database = conn.info.dbname
+                database = self.db.name_of(conn)
                 self._previous = self.runs.last_source_versions(database_name=database, view_names=self.names)
             previous = self._previous.get(definition.name)
         if unchanged(read_versions(conn, definition), previous):

@@ -145,7 +145,7 @@ def _checks_after_refresh(op: Operation, names: Sequence[str], drift: ViewPlan |
     from .health_checks import CheckOutcome, drift_outcome, run_checks_safely  # not on the CLI's path
 
     known = {"populated": CheckOutcome("populated", True), "definition_matches": drift_outcome(op.definition, drift)}
-    read = iter(run_checks_safely(op.db.runs, op.conn, op.definition, [n for n in names if n not in known]))
+    read = iter(run_checks_safely(op.db, op.conn, op.definition, [n for n in names if n not in known]))
     return tuple(known[name] if name in known else next(read) for name in names)
 
 
