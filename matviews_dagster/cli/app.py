@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from ..core.settings import DEFAULTS
-from . import advise, changes, commands, lineage, queue, server
+from . import advise, changes, commands, inspection, lineage, queue, server
 from .context import EXIT_FAILED, EXIT_USAGE, CliOptions
 
 
@@ -37,6 +37,12 @@ from .context import EXIT_FAILED, EXIT_USAGE, CliOptions
 )
 @click.option("--demo", is_flag=True, help="Use the demo's views (the ones `dg dev -f definitions.py` shows).")
 @click.option(
+    "--runs-dsn",
+    envvar="MATVIEWS_RUNS_DSN",
+    help="A central run store: the database of the run tables of every database of databases: that "
+    "does not say runs: local (env MATVIEWS_RUNS_DSN; default: each database's own).",
+)
+@click.option(
     "--runs-schema",
     envvar="MATVIEWS_RUNS_SCHEMA",
     default=DEFAULTS.runs_schema,
@@ -46,19 +52,30 @@ from .context import EXIT_FAILED, EXIT_USAGE, CliOptions
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="matviews-dagster", prog_name="matviews")
 @click.pass_context
-def cli(ctx: click.Context, dsn: str | None, definitions_path: Path, demo: bool, runs_schema: str, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    dsn: str | None,
+    definitions_path: Path,
+    demo: bool,
+    runs_dsn: str | None,
+    runs_schema: str,
+    debug: bool,
+) -> None:
     """Create, refresh and delete PostgreSQL materialized views, with run history."""
     _configure_logging(debug)
     if demo:
         from ..demo import DEMO_VIEWS
 
         definitions_path = DEMO_VIEWS
-    ctx.obj = CliOptions(dsn=dsn, definitions_path=definitions_path, runs_schema=runs_schema, debug=debug)
+    ctx.obj = CliOptions(
+        dsn=dsn, definitions_path=definitions_path, runs_schema=runs_schema, debug=debug, runs_dsn=runs_dsn
+    )
 
 
 for _command in [
     *advise.COMMANDS,
     *commands.COMMANDS,
+    *inspection.COMMANDS,
     *changes.COMMANDS,
     *lineage.COMMANDS,
     *queue.COMMANDS,

@@ -4,29 +4,64 @@ views match their definitions) and ``import`` (definitions for views that alread
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import render
-from .context import EXIT_FAILED, EXIT_USAGE, CliOptions, InputError, confirm, pass_options
+from . import render, tables
+from .context import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CliOptions,
+    InputError,
+    confirm,
+    estate_options,
+    pass_options,
+    require_selection,
+)
+
+if TYPE_CHECKING:
+    from ..core.drift import ViewPlan
+    from ..core.estate_runs import Part
+
+
+def _plans(parts: list[Part], everything: bool) -> list[tuple[Part, list[ViewPlan]]]:
+    """Each database's plans (with ``everything``, its orphans too); a database that cannot be
+    read is said on stderr and left out."""
+    from ..core.connection import DatabaseUnavailable
+
+    planned = []
+    for part in parts:
+        if part.unexpanded:
+            click.echo(f"warning: {part.member.unavailable}; its views with tenant schemas are not planned", err=True)
+        try:
+            views = None if everything else [d.name for d in part.definitions]
+            planned.append((part, part.member.matviews.plan(views) if part.definitions else []))
+        except DatabaseUnavailable as exc:
+            click.echo(f"warning: {exc}; its views are not planned", err=True)
+    return planned
 
 
 @click.command()
 @click.argument("names", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per view.")
+@estate_options
 @pass_options
-def plan(options: CliOptions, names: tuple[str, ...], as_json: bool) -> int:
+def plan(
+    options: CliOptions, names: tuple[str, ...], as_json: bool, databases: tuple[str, ...], tenants: tuple[str, ...]
+) -> int:
     """What apply would do to each view: create, unchanged, change (with the query diff and
     index changes), orphan (run history here, no definition), error (cannot be compared, e.g.
     its query does not compile). Exit 0 when nothing would change, 1 when something would, 2
     when a view could not be compared."""
-    mv = options.matviews()
-    plans = mv.plan(list(dict.fromkeys(names)) or None)
+    everything = not names and not databases and not options.estate().spans_databases  # orphans: one database only
+    planned = _plans(options.parts(names or None, databases, tenants), everything=everything)
+    plans = [p for _, found in planned for p in found]
     if as_json:
-        render.emit_json([p.to_dict() for p in plans])
+        render.emit_json([{**p.to_dict(), **render.estate_keys(part)} for part, found in planned for p in found])
     else:
-        render.print_plans(plans)
+        for part, found in planned:
+            tables.print_plans(found, None if len(planned) == 1 else part.member.label)
     if any(p.action == "error" for p in plans):
         return EXIT_USAGE
     return EXIT_FAILED if any(p.action in ("create", "change") for p in plans) else 0
@@ -38,22 +73,34 @@ def plan(options: CliOptions, names: tuple[str, ...], as_json: bool) -> int:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per view.")
 @click.option("--parallel", type=click.IntRange(min=1), default=4, show_default=True, help="Views at once.")
+@estate_options
 @pass_options
 def apply(options: CliOptions, names: tuple[str, ...], all_views: bool, yes: bool, **out: Any) -> int:
     """Make views match their definitions: create the missing, rebuild those whose query
     changed (owner, grants, comments, other indexes and the views built on them are kept),
     add and drop declared indexes; asks first, like delete."""
-    mv = options.matviews()
-    selected = [d.name for d in options.select(names, all_views)]
-    plans = mv.plan(selected)
-    pending = [p for p in plans if p.action in ("create", "change", "error")]
+    from dataclasses import replace
+
+    from ..core.estate_runs import run_parts
+
+    parts = options.parts(require_selection(names, all_views), out["databases"], out["tenants"])
+    planned = _plans(parts, everything=False)
+    pending = [(part, p) for part, found in planned for p in found if p.action in ("create", "change", "error")]
     if not pending:
         click.echo("nothing to apply: every view matches its definition", err=out["as_json"])
         return 0
-    listed = "; ".join(f"{p.action} {p.view}" + (f" ({p.summary()})" if p.summary() else "") for p in pending)
+    listed = "; ".join(
+        f"{p.action} {render.view_label(p.view, part.member.name)}" + (f" ({p.summary()})" if p.summary() else "")
+        for part, p in pending
+    )
     confirm(f"Apply {len(pending)} change(s): {listed}", yes)
-    results = mv.apply_many([p.view for p in pending], max_parallel=out["parallel"])
-    names_ = [p.view for p in pending]
+    changing = {(id(part), p.view) for part, p in pending}
+    parts = [
+        replace(part, definitions=[d for d in part.definitions if (id(part), d.name) in changing])
+        for part, _ in planned
+    ]
+    results = run_parts("create", parts, lambda mv, views, n: mv.apply_many(views, max_parallel=n), out["parallel"])
+    names_ = [render.view_label(p.view, part.member.name) for part, p in pending]
     return render.stream_results(results, json_lines=out["as_json"], names=names_, progress_label="applying")
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..core.vocabulary import REQUEST_STATUSES
-from . import render
+from . import render, tables
 from .context import EXIT_FAILED, CliOptions, pass_options
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def requests(options: CliOptions, status: str | None, limit: int, as_json: bool)
     if as_json:
         render.emit_rows(rows, id_word="request_id")
     else:
-        render.print_requests(rows)
+        tables.print_requests(rows)
     return 0
 
 

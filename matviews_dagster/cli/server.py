@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from . import render
+from . import render, tables
 
 
 @click.group()
@@ -28,7 +28,7 @@ def status(as_json: bool) -> int:
     if as_json:
         render.emit_json([s.to_dict() for s in servers])
     else:
-        render.print_servers(servers, here=embedded.matviews_home() / "pgdata")
+        tables.print_servers(servers, here=embedded.matviews_home() / "pgdata")
     return 0
 
 

@@ -83,6 +83,11 @@ class DefinedViews:
     def is_defined(self, name: str) -> bool:
         return name in self._definitions
 
+    def find(self, view: str) -> MatViewDefinition | None:
+        """The definition ``view`` (``view`` or ``schema.view``) names, None when none;
+        ``ValueError`` for a bad name or an unqualified name two schemas define."""
+        return self._known(view)
+
     def graph_of(self, definitions: Sequence[MatViewDefinition]) -> ViewGraph:
         """This instance's graph when the definitions are its own, else one of their own."""
         if all(self._definitions.get(d.name) is d for d in definitions):
@@ -132,3 +137,17 @@ class DefinedViews:
                 f"({self._names()}); add it to the definitions or name a defined view"
             )
         return definition
+
+
+def refuse_other_databases(definitions: list[MatViewDefinition], database: str | None) -> None:
+    """A ``MatViews`` works on one database: a view of another (``database:``) or one repeated
+    per tenant (``tenants:``) belongs to an estate (``core/estate.py``); ``ValueError``."""
+    for definition in definitions:
+        if definition.tenants is not None or definition.database != database:
+            where = (
+                "is repeated per tenant" if definition.tenants is not None else f"is in database {definition.database}"
+            )
+            raise ValueError(
+                f"view {definition.name} {where}; a MatViews works on one database: open the definitions as an "
+                "Estate (matviews_dagster.core.estate), as the matviews CLI and build_definitions do"
+            )

@@ -17,7 +17,7 @@ import psycopg
 from . import batch
 from .arguments import UNSET, normalize_flag, normalize_row_count, normalize_strategy, positive_integer
 from .database import Database
-from .defined_views import ViewRef
+from .defined_views import ViewRef, refuse_other_databases
 from .definition import MatViewDefinition
 from .planning import plan_views
 from .readings import Readings
@@ -59,6 +59,8 @@ class MatViews(Readings):
     ) -> None:
         settings = replace(settings, **options) if settings else MatViewsSettings(dsn=dsn, **options)
         self.db = Database(settings if dsn is None or settings.dsn == dsn else replace(settings, dsn=dsn))
+        definitions = list(definitions)
+        refuse_other_databases(definitions, self.db.name)
         super().__init__(definitions, self.db.runs)
 
     @property

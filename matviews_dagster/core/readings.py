@@ -59,14 +59,17 @@ class Readings(DefinedViews):
         """Every defined view's state in the catalog and its last run (``listing.view_status``)."""
         return view_status(self.db, self.definitions)
 
-    def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """Run rows newest first, each with ``kind``; ``view`` may omit the ``public.`` schema."""
+    def history(
+        self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20, database: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Run rows newest first, each with ``kind``; ``view`` may omit the ``public.`` schema;
+        ``database`` keeps the rows of that ``database_name`` (a run store several serve)."""
         positive_integer(limit, "limit")
         name = None
         if view is not None:
             known = self._known(view)
             name = known.name if known is not None else str(QualifiedName.parse(view, "view name"))
-        return self.runs.history(kind=kind, view=name, limit=limit)
+        return self.runs.history(kind=kind, view=name, limit=limit, database=database)
 
     def advise(self, views: Iterable[ViewRef] | None = None) -> list[Advice]:
         """Where another refresh strategy, or none, would serve ``views`` (default: all) better,

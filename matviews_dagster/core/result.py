@@ -36,7 +36,9 @@ class OperationResult:
     ``temp_bytes``, ``buffers_read``, ``buffers_hit``, ``size_before_bytes``,
     ``size_after_bytes``, ``rows_changed``; ``readers_blocked``, ``reader_wait_ms``,
     ``reader_wait_max_ms``), ``None`` where not known; empty for other kinds; and
-    ``readings_source`` which counters they came from.
+    ``readings_source`` which counters they came from. In an estate (``core/estate_runs.py``)
+    ``database`` is the view's database (its ``databases:`` key, None for the default
+    connection) and ``tenant`` the tenant whose copy the view is.
     """
 
     kind: RunKind
@@ -59,6 +61,7 @@ class OperationResult:
     readings_source: dict[str, str] = field(default_factory=dict, compare=False)
     description: ViewDescription | None = field(default=None, compare=False)
     database: str | None = field(default=None, compare=False)
+    tenant: str | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -81,8 +84,8 @@ class OperationResult:
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape (CLI ``--json``, job outputs): ``status, outcome, run_id, kind, view,
         duration_ms, rows_count, error, hint, warnings, skipped_because, dropped, lock_wait_ms,
-        what_happened``, plus ``costs`` for a refresh that measured them and ``created`` when a
-        create run came first."""
+        what_happened``, plus ``costs`` for a refresh that measured them, ``created`` when a
+        create run came first, and ``database`` and ``tenant`` when known."""
         out: dict[str, Any] = {
             "status": self.status,
             "outcome": self.outcome,
@@ -103,6 +106,7 @@ class OperationResult:
             out["costs"] = dict(self.costs)
         if self.created is not None:
             out["created"] = self.created.to_dict()
+        out.update({key: value for key, value in (("database", self.database), ("tenant", self.tenant)) if value})
         return out
 
     @classmethod

@@ -133,10 +133,12 @@ class RunHistory(Migrations):
         query = self._all_kinds("id, view_name, status, error", "dagster_run_id = %(run)s") + sql.SQL(" ORDER BY id")
         return self.run(lambda conn: conn.execute(query, {"run": dagster_run_id}).fetchall())
 
-    def history(self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    def history(
+        self, *, kind: RunKind | None = None, view: str | None = None, limit: int = 20, database: str | None = None
+    ) -> list[dict[str, Any]]:
         """Run rows newest first, each with its ``kind`` and ``what_happened`` (``result.happened``:
         ``refreshed``, ``rebuilt (definition changed)``, ``populated by create run #4``, ...,
-        ``running`` while it runs); filter by kind and view."""
+        ``running`` while it runs); filter by kind, view and ``database_name``."""
         self.ensure_migrated()
         kinds = RUN_KINDS if kind is None else (kind,)
         if any(k not in RUN_KINDS for k in kinds):
@@ -145,9 +147,12 @@ class RunHistory(Migrations):
             "id, mat_view_definition_id, view_name, database_name, status, started_at, finished_at, "
             "duration_ms, {results}, error, meta, dagster_run_id"
         )
-        where = "view_name = %(view)s" if view else "true"
-        query = self._all_kinds(columns, where, kinds) + sql.SQL(" ORDER BY started_at DESC, id DESC LIMIT %(limit)s")
-        params = {"view": view, "limit": limit}
+        where = " AND ".join(
+            [*(["view_name = %(view)s"] if view else []), *(["database_name = %(db)s"] if database else [])]
+        )
+        query = self._all_kinds(columns, where or "true", kinds)
+        query += sql.SQL(" ORDER BY started_at DESC, id DESC LIMIT %(limit)s")
+        params = {"view": view, "limit": limit, "db": database}
         rows = self.run(lambda conn: conn.execute(query, params).fetchall())
         return [{**row, "what_happened": _what_happened(row)} for row in rows]
 
