@@ -1,14 +1,17 @@
 """``build_definitions``: a whole code location from a list of views, in one call."""
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from .adapter import MatViewsAdapter, register_location
 from .assets import (
     ADAPTER_KEY,
+    DEFAULT_NAME,
     DEFAULT_POOL,
     MATVIEWS_KEY,
     RUN_STORE_KEY,
@@ -18,17 +21,21 @@ from .assets import (
     view_keys,
 )
 from .core.definition import MatViewDefinition
-from .core.definitions_file import load_definitions
+from .core.definitions_file import DefinitionsFile, read_definitions_file
+from .core.estate import Estate
+from .core.estate_fields import DatabaseSpec
 from .core.graph import ViewGraph
 from .core.names import QualifiedName
-from .core.settings import DEFAULTS
+from .core.settings import DEFAULTS, MatViewsSettings
 from .core.vocabulary import DEFAULT_MAX_PARALLEL, RefreshViewJob
+from .estate_assets import estate_assets
 from .jobs import build_create_job, build_delete_job
 from .queue_sensor import build_queue_sensor
-from .resources import MatViewsResource, RunStoreResource, quiet_dagster_warnings
+from .resources import MatViewsResource, RunStoreResource, config_value, quiet_dagster_warnings
 from .schedules import build_matview_schedules, nightly_refresh_schedule
 from .sources import DEFAULT_OBSERVE_CRON, observable_sources
-from .translator import DagsterMatViewTranslator
+from .tenants_sensor import build_tenants_sensor
+from .translator import DagsterMatViewTranslator, definitions_of
 
 
 def build_definitions(
@@ -46,6 +53,9 @@ def build_definitions(
     extra_assets: Sequence[dg.AssetsDefinition | dg.AssetSpec] = (),
     observe_cron: str | None = DEFAULT_OBSERVE_CRON,
     execute: Execute | None = None,
+    databases: Mapping[str, DatabaseSpec | Mapping[str, Any]] | None = None,
+    tenants_sensor_interval: int = 60,
+    executor: dg.ExecutorDefinition | None = None,
 ) -> dg.Definitions:
     """The views' assets and checks (one ``@matview_assets`` step), create/refresh/delete jobs,
     schedules, the queue sensor and the resources, in one ``Definitions``.
@@ -59,42 +69,61 @@ def build_definitions(
     body (``assets.Execute``; default ``yield from matviews.refresh(context).stream()``). The tables the views read are
     observable source assets (``matviews_sources``, data versions from Postgres's counters);
     when a view uses ``automation``, the automation sensor observes them on ``observe_cron``.
-    Raises ``ValueError`` for an invalid definitions file, a duplicate view or a cycle.
+    An estate (``databases:`` in the file, or ``databases`` here; views with ``tenants:``)
+    becomes a step per database in pool ``matviews/<database>`` and partitioned steps for views
+    with tenants (``estate_assets.py``); with tenant patterns, ``matviews_tenants_sensor`` keeps
+    their partitions every ``tenants_sensor_interval`` seconds. The refresh job, schedules and
+    observable sources cover the unpartitioned views (sources: the default connection's); the
+    create and delete jobs and the queue the default connection's views. ``executor`` runs
+    every job's steps (e.g. ``dagster_celery.celery_executor``; default: Dagster's
+    multiprocess executor).
+    Raises ``ValueError`` for an invalid definitions file, a duplicate view, a cycle, a view
+    reading a view of another database, or ``runs: central`` without a central run store.
     """
     quiet_dagster_warnings()
     if isinstance(definitions_or_yaml_path, (str, Path)):
-        definitions = load_definitions(definitions_or_yaml_path)
+        file = read_definitions_file(definitions_or_yaml_path)
     else:
-        definitions = list(definitions_or_yaml_path)
-    graph = ViewGraph(definitions)
+        specs = {name: DatabaseSpec.model_validate(spec) for name, spec in (databases or {}).items()}
+        file = DefinitionsFile(list(definitions_or_yaml_path), specs)
     translator = translator or DagsterMatViewTranslator()
-    views = build_matview_assets(graph, translator=translator, pool=pool, execute=execute)
-    targets = view_keys([views])
-    keys = {name: key for name, (key, _) in targets.items()}
-    extra_keys = [key for extra in extra_assets for key in _keys(extra)]
-    sources = _sources(graph, translator, source_asset_specs([views], also_defined=extra_keys), observe_cron)
-    refresh_job = dg.define_asset_job(
-        RefreshViewJob,
-        selection=dg.AssetSelection.assets(*keys.values()),
-        description="Refresh every materialized view, upstreams first.",
-    )
-    schedules = build_matview_schedules((definition, keys[definition.name]) for definition in graph)
-    if nightly_cron:
-        schedules.append(nightly_refresh_schedule(refresh_job, nightly_cron))
     run_store = (matviews.run_store if matviews else None) or RunStoreResource(dsn=runs_dsn, schema_name=runs_schema)
     resource = matviews or MatViewsResource(dsn=dsn, max_parallel=max_parallel, run_store=run_store)
+    estate = Estate(file, MatViewsSettings(runs_dsn=config_value(run_store.dsn)))
+    build = partial(build_matview_assets, translator=translator, execute=execute)
+    steps = estate_assets(estate, build, name=DEFAULT_NAME, pool=pool, translator=translator)
+    definitions = [d for d in file.views if d.database is None and d.tenants is None]  # the default connection's
+    graph = steps.graphs.get(None) or ViewGraph(definitions)
+    targets = view_keys([steps.plain[None]]) if None in steps.plain else {}
+    keys = {name: key for name, (key, _) in targets.items()}
+    plain = [(definition, key) for step in steps.plain.values() for key, definition in definitions_of(step).items()]
+    extra_keys = [key for extra in extra_assets for key in _keys(extra)]
+    sources = _sources(graph, translator, source_asset_specs(steps.all, also_defined=extra_keys), observe_cron)
+    refresh_job = dg.define_asset_job(
+        RefreshViewJob,
+        selection=dg.AssetSelection.assets(*(key for _, key in plain)),
+        description="Refresh every materialized view (but those with tenants: their partitions), upstreams first.",
+    )
+    schedules = build_matview_schedules(plain)
+    if nightly_cron:
+        schedules.append(nightly_refresh_schedule(refresh_job, nightly_cron))
     bound = {MATVIEWS_KEY: resource}
     jobs = [refresh_job, build_create_job(definitions, keys, bound), build_delete_job(definitions, bound)]
-    location = _location_key(definitions, translator)
+    location = _location_key(file.views, translator)
     adapter = MatViewsAdapter(
         dsn=resource.dsn, runs_dsn=run_store.dsn, runs_schema=run_store.schema_name, location_key=location
     )
+    sensors = [build_queue_sensor(definitions, targets, jobs, minimum_interval_seconds=queue_sensor_interval)]
+    dynamic = [step for step in steps.tenants if step.dynamic]
+    if dynamic:
+        sensors.append(build_tenants_sensor(dynamic, minimum_interval_seconds=tenants_sensor_interval))
     defs = dg.Definitions(
-        assets=[views, *sources, *extra_assets],
+        assets=[*steps.all, *sources, *extra_assets],
         jobs=jobs,
         schedules=schedules,
-        sensors=[build_queue_sensor(definitions, targets, jobs, minimum_interval_seconds=queue_sensor_interval)],
+        sensors=sensors,
         resources={MATVIEWS_KEY: resource, RUN_STORE_KEY: run_store, ADAPTER_KEY: adapter},
+        executor=executor,
     )
     register_location(location, defs)  # the adapter runs this very code location's jobs (inline, graphql)
     return defs
@@ -117,7 +146,7 @@ def _sources(
 
 def _location_key(definitions: Sequence[MatViewDefinition], translator: DagsterMatViewTranslator) -> str:
     """The same in every process that loads the code location (the webserver, each run)."""
-    names = "\n".join(sorted(d.name for d in definitions))
+    names = "\n".join(sorted(f"{d.database}:{d.name}" if d.database else d.name for d in definitions))
     kind = f"{type(translator).__module__}.{type(translator).__qualname__}"
     return hashlib.sha256(f"{kind}\n{names}".encode()).hexdigest()[:16]
 

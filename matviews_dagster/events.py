@@ -100,6 +100,27 @@ def check_result(key: dg.AssetKey, outcomes: Sequence[CheckOutcome]) -> dg.Asset
     )
 
 
+def in_partition(
+    event: dg.MaterializeResult | dg.AssetCheckResult, partition: str | None
+) -> dg.MaterializeResult | dg.AssetCheckResult | dg.AssetMaterialization | dg.AssetCheckEvaluation:
+    """``event`` of a partitioned asset's ``partition`` (a tenant): an ``AssetMaterialization`` or
+    ``AssetCheckEvaluation`` naming it, as a step over several partitions (a single-run
+    backfill) must report each one; ``event`` itself for an unpartitioned asset."""
+    if partition is None:
+        return event
+    if isinstance(event, dg.MaterializeResult):
+        return dg.AssetMaterialization(asset_key=event.asset_key, partition=partition, metadata=event.metadata)
+    return dg.AssetCheckEvaluation(
+        asset_key=event.asset_key,
+        check_name=event.check_name,
+        passed=event.passed,
+        metadata=event.metadata,
+        severity=event.severity,
+        description=event.description,
+        partition=partition,
+    )
+
+
 def failure_reason(result: OperationResult) -> str:
     """Why a view's operation did not succeed, in Dagster config words (a skip names its upstream)."""
     if result.status == "skipped":

@@ -32,15 +32,18 @@ from .events import (
     config_words,
     created_materialization,
     failure_reason,
+    in_partition,
     job_failure,
     job_output,
     materialize_result,
     step_failure,
 )
-from .translator import definitions_of, translator_of
+from .step_targets import StepTarget, refreshed_by_parent_runs, step_targets
+from .translator import databases_of, definitions_of, translator_of
 
-OpenMatViews = Callable[[Iterable[MatViewDefinition]], MatViews]
-"""Opens the core ``MatViews`` over some definitions (the resource's ``matviews``)."""
+OpenMatViews = Callable[..., MatViews]
+"""Opens the core ``MatViews`` over some definitions, of the default connection or of
+``database=`` with its ``spec=`` (the resource's ``matviews``)."""
 
 
 class RefreshInvocation:
@@ -70,8 +73,6 @@ class RefreshInvocation:
         self.open_matviews, self.max_parallel, self.context = open_matviews, max_parallel, context
         self.column_lineage = column_lineage
         self.definitions = definitions_of(context.assets_def)
-        self.names = {key: definition.name for key, definition in self.definitions.items()}
-        self.keys = {name: key for key, name in self.names.items()}
         config = run_config(context)
         self.strategy = strategy or config.get("strategy")
         self.row_count_strategy = (
@@ -82,28 +83,42 @@ class RefreshInvocation:
         return self.stream()
 
     def stream(self) -> Iterator[RefreshEvent]:
-        context, keys = self.context, self.keys
-        selected = [self.names[key] for key in context.selected_asset_keys if key in self.names]
-        checks = {  # the selected views' checks, as the verdicts each carries
-            name: checks_for(self.definitions[check_key.asset_key])
-            for check_key in context.selected_asset_check_keys
-            if check_key.name == CHECK_NAME and (name := self.names.get(check_key.asset_key)) is not None
+        failures: list[OperationResult] = []
+        for target in step_targets(self.context, self.definitions, databases_of(self.context.assets_def)):
+            yield from self._refresh(target, failures)
+        if failures:
+            raise step_failure(failures)
+
+    def _refresh(self, target: StepTarget, failures: list[OperationResult]) -> Iterator[RefreshEvent]:
+        """The selected views and checks of one database (``target``); failures are added to
+        ``failures``, events of a partitioned asset name their partition."""
+        context, keys, definitions = self.context, target.keys, target.definitions
+        selected_keys, max_parallel = set(context.selected_asset_keys), target.max_parallel(self.max_parallel)
+        selected = [name for name, key in keys.items() if key in selected_keys]
+        checked = {
+            check_key.asset_key for check_key in context.selected_asset_check_keys if check_key.name == CHECK_NAME
         }
-        done = refreshed_by_parent_runs(self.open_matviews, context, self.definitions.values())
+        checks = {  # the selected views' checks, as the verdicts each carries
+            name: checks_for(definition) for name, definition in definitions.items() if keys[name] in checked
+        }
+
+        def opened() -> MatViews:
+            return self.open_matviews(definitions.values(), database=target.database, spec=target.spec)
+
+        done = refreshed_by_parent_runs(opened, context, definitions.values())
         if done:
             context.log.info(
                 f"re-execution from failure: {counted(len(done), 'view')} refreshed by the parent run(s) are skipped"
             )
         refresh = [name for name in selected if name not in done]
-        schema_checked = {name for name in checks if self.definitions[keys[name]].schema_change_severity != "off"}
-        previous = previous_column_schemas(context.instance, [keys[name] for name in sorted(schema_checked)])
-        failures: list[OperationResult] = []
+        schema_checked = {name for name in checks if definitions[name].schema_change_severity != "off"}
+        previous = previous_column_schemas(context.instance, sorted({keys[name] for name in schema_checked}))
         with (
-            self.open_matviews(self.definitions.values()) as mv,
+            opened() as mv,
             serving_requests(context, mv, [*refresh, *done]) as settle,
         ):
             lineage = read_lineage(mv, refresh, context.log) if self.column_lineage else None
-            advised = [name for name in checks if self.definitions[keys[name]].strategy_advice != "off"]
+            advised = [name for name in checks if definitions[name].strategy_advice != "off"]
             advice: dict[str, list[Advice]] = {name: [] for name in advised}
             for found in mv.advise(advised) if advised else ():  # from the runs before this one
                 advice[found.view].append(found)
@@ -128,13 +143,13 @@ class RefreshInvocation:
                 refresh,
                 self.row_count_strategy,
                 strategy=self.strategy,
-                max_parallel=self.max_parallel,
+                max_parallel=max_parallel,
                 create_if_missing=True,
                 dagster_run_id=context.run.run_id,
                 describe=True,
                 checks={name: checks[name] for name in refresh if name in checks},
             ):
-                key = keys[result.view]
+                key, partition = keys[result.view], target.partitions[result.view]
                 if not result.ok:
                     failures.append(result)
                     hint = f" (hint: {config_words(result.hint)})" if result.hint else ""
@@ -142,22 +157,26 @@ class RefreshInvocation:
                     continue
                 definition = mv.definition(result.view)
                 extra = lineage_for(lineage, definition, result.description, key_of, context.log)
-                yield materialize_result(key, result, self.strategy or definition.refresh_strategy, extra)
+                yield in_partition(
+                    materialize_result(key, result, self.strategy or definition.refresh_strategy, extra), partition
+                )
                 if result.checks:
                     columns = result.description.columns if result.description else None
-                    yield check_result(key, [*result.checks, *step_verdicts(definition, columns)])
-            settle({r.view: failure_reason(r) for r in failures})
+                    verdicts = [*result.checks, *step_verdicts(definition, columns)]
+                    yield in_partition(check_result(key, verdicts), partition)
+            settle({r.view: failure_reason(r) for r in failures if r.view in definitions})
             checks_only = {name: names for name, names in checks.items() if name not in refresh and name not in done}
             if checks_only:
                 compared = [name for name in checks_only if name in schema_checked]
                 now = {
                     str(d.name): d.columns if d.exists else None for d in (mv.describe(compared) if compared else ())
                 }
-                for definition, outcomes in mv.check_many(checks_only, max_parallel=self.max_parallel):
+                for definition, outcomes in mv.check_many(checks_only, max_parallel=max_parallel):
                     columns = now.get(definition.name)
-                    yield check_result(keys[definition.name], [*outcomes, *step_verdicts(definition, columns)])
-        if failures:
-            raise step_failure(failures)
+                    verdicts = [*outcomes, *step_verdicts(definition, columns)]
+                    yield in_partition(
+                        check_result(keys[definition.name], verdicts), target.partitions[definition.name]
+                    )
 
 
 class JobInvocation:
@@ -259,28 +278,3 @@ def run_config(context: dg.AssetExecutionContext) -> dict[str, Any]:
         if value is not None:
             found[key] = value.value if isinstance(value, Enum) else value
     return found
-
-
-def refreshed_by_parent_runs(
-    open_matviews: OpenMatViews, context: dg.AssetExecutionContext, definitions: Iterable[MatViewDefinition]
-) -> set[str]:
-    """In a re-execution of a failed run's step (from failure, from the UI, a run retry or
-    ``ReexecutionOptions.from_failure``): the views the failed ancestors already refreshed."""
-    run = context.run
-    ancestors: list[str] = []
-    while run is not None and run.parent_run_id and (run.is_resume_retry or run.step_keys_to_execute is not None):
-        parent = context.instance.get_run_by_id(run.parent_run_id)
-        if parent is None or not parent.is_failure:
-            break
-        ancestors.append(parent.run_id)
-        run = parent
-    if not ancestors:
-        return set()
-    names = {definition.name for definition in definitions}
-    with open_matviews(()) as mv:
-        return {
-            row["view_name"]
-            for run_id in ancestors
-            for row in mv.runs.for_dagster_run(run_id)
-            if row["kind"] == "refresh" and row["status"] == "success" and row["view_name"] in names
-        }

@@ -18,6 +18,8 @@ from pydantic import Field
 from .core.arguments import UNSET
 from .core.definition import MatViewDefinition
 from .core.dsn import resolve_dsn
+from .core.estate import database_settings
+from .core.estate_fields import DatabaseSpec
 from .core.matviews import MatViews
 from .core.settings import DEFAULTS, MatViewsSettings
 from .core.vocabulary import DEFAULT_MAX_PARALLEL
@@ -114,9 +116,18 @@ class MatViewsResource(dg.ConfigurableResource):
             **own, dsn=self.resolved_dsn(), runs_dsn=config_value(run_store.dsn), runs_schema=run_store.schema_name
         )
 
-    def matviews(self, definitions: Iterable[MatViewDefinition] = ()) -> MatViews:
-        """The core ``MatViews`` configured from this resource and its run store."""
-        return MatViews(definitions=definitions, settings=self.settings())
+    def matviews(
+        self,
+        definitions: Iterable[MatViewDefinition] = (),
+        *,
+        database: str | None = None,
+        spec: DatabaseSpec | None = None,
+    ) -> MatViews:
+        """The core ``MatViews`` configured from this resource and its run store: of the default
+        connection, or of ``database`` of an estate (``spec``, its ``databases:`` entry; its
+        DSN's ``${VAR}`` read when a connection opens, its run rows in the run store's database
+        unless ``runs: local``)."""
+        return MatViews(definitions=definitions, settings=database_settings(self.settings(), database, spec))
 
     @contextmanager
     def get_connection(self) -> Iterator[psycopg.Connection]:

@@ -13,17 +13,22 @@ dependency on another defined view is that view's own translated spec's key, so 
 
 import hashlib
 import weakref
+from collections.abc import Mapping
 from datetime import timedelta
 
 import dagster as dg
 
 from .core.definition import MatViewDefinition
+from .core.estate_fields import DatabaseSpec
 from .core.graph import ViewGraph
 from .core.names import QualifiedName
 
 DEFAULT_GROUP = "matviews"
 DEFINITION_METADATA_KEY = "matviews/definition"
 """Spec metadata holding the view's definition (JSON), read back by ``MatViewsResource``."""
+DATABASES_METADATA_KEY = "matviews/databases"
+"""Spec metadata holding the ``databases:`` entries the step works on (``DatabaseSpecs``, in
+the code location's process only, like the translator: a DSN is never serialized to the UI)."""
 TRANSLATOR_METADATA_KEY = "matviews/translator"
 """Spec metadata holding the translator object (in the code location's process only, as
 dagster-dbt keeps its translator), so a step keys column lineage as the specs are keyed."""
@@ -39,14 +44,16 @@ class DagsterMatViewTranslator:
     and a source table to its asset key."""
 
     def get_asset_spec(self, definition: MatViewDefinition, graph: ViewGraph) -> dg.AssetSpec:
-        """Key ``[schema, view]``; deps: the defined views it reads (by their translated keys),
-        then the other relations it reads (``get_source_asset_key``) and its ``dependencies``;
-        group ``matviews`` unless the definition names one; kinds ``{"postgres"}``."""
+        """Key ``get_asset_key``; deps: the defined views it reads (by their translated keys),
+        then the other relations it reads (``get_source_asset_key``; not for a view with tenant
+        schemas, whose tables are each tenant's) and its ``dependencies``; group ``matviews``
+        unless the definition names one; kinds ``{"postgres"}``."""
         name = definition.name
         deps = [self.spec_for(graph[upstream], graph).key for upstream in graph.upstream(name)]
-        deps += [self.get_source_asset_key(source) for source in graph.sources(name)]
+        if definition.tenants is None or not definition.tenants.by_schema:
+            deps += [self.get_source_asset_key(source) for source in graph.sources(name)]
         return dg.AssetSpec(
-            key=relation_key(definition.qualified),
+            key=self.get_asset_key(definition),
             deps=list(dict.fromkeys(deps)),
             description=definition.description or f"Materialized view {definition.name}",
             group_name=definition.group_name or DEFAULT_GROUP,
@@ -64,6 +71,18 @@ class DagsterMatViewTranslator:
                 TRANSLATOR_METADATA_KEY: self,
             },
         )
+
+    def get_asset_key(self, definition: MatViewDefinition) -> dg.AssetKey:
+        """``[schema, view]``; ``[database, schema, view]`` for a view of a named database
+        (``database:``); a view with tenant schemas is one asset whose partitions are the
+        schemas, so its key has no schema: ``[view]`` (``[database, view]``). A view with
+        tenant databases is partitioned by database: ``[schema, view]``."""
+        tenants = definition.tenants
+        by_schema = tenants is not None and tenants.by_schema
+        path = [definition.qualified.name] if by_schema else [definition.qualified.schema, definition.qualified.name]
+        if definition.database is not None and (tenants is None or by_schema):
+            path.insert(0, definition.database)
+        return dg.AssetKey(path)
 
     def get_automation_condition(self, definition: MatViewDefinition) -> dg.AutomationCondition | None:
         """``automation: eager`` -> ``AutomationCondition.eager()`` (refresh once its upstream
@@ -140,6 +159,27 @@ def with_definition(
 
 def _stored(definition: MatViewDefinition) -> dg.JsonMetadataValue:
     return dg.MetadataValue.json(definition.stored_fields())
+
+
+class DatabaseSpecs:
+    """The ``databases:`` entries a ``@matview_assets`` step's views live in, by name; an object
+    (not a mapping) so that Dagster keeps it as it is instead of serializing it."""
+
+    def __init__(self, specs: Mapping[str, DatabaseSpec]) -> None:
+        self.specs = dict(specs)
+
+    def __repr__(self) -> str:
+        return f"DatabaseSpecs({', '.join(self.specs)})"  # names only: a DSN is never shown
+
+
+def databases_of(assets_def: dg.AssetsDefinition) -> dict[str, DatabaseSpec]:
+    """The ``databases:`` entries of a ``@matview_assets`` definition's views (empty: every
+    view is on the default connection)."""
+    for spec in assets_def.specs:
+        found = spec.metadata.get(DATABASES_METADATA_KEY)
+        if isinstance(found, DatabaseSpecs):
+            return found.specs
+    return {}
 
 
 def definitions_of(assets_def: dg.AssetsDefinition) -> dict[dg.AssetKey, MatViewDefinition]:

@@ -50,6 +50,17 @@ class Member:
         return min(wanted, self.max_parallel) if self.max_parallel else wanted
 
 
+def database_settings(settings: MatViewsSettings, name: str | None, spec: DatabaseSpec | None) -> MatViewsSettings:
+    """The settings of database ``name`` of an estate, from the default connection's
+    ``settings``: its DSN as the file writes it (``${VAR}`` read when a connection opens), its
+    run rows in the central store (``settings.runs_dsn``) unless ``runs: local`` or none is
+    set, then in its own database. None (the default connection): ``settings`` as they are."""
+    if name is None or spec is None:
+        return settings
+    runs_dsn = settings.runs_dsn if spec.runs != "local" else None
+    return replace(settings, dsn=spec.dsn, database_name=name, runs_dsn=runs_dsn)
+
+
 class Estate:
     """The views of a definitions file placed in their databases, with the settings of the
     default connection and the central run store (``settings.runs_dsn``).

@@ -1,0 +1,193 @@
+"""Estates in Dagster: a step per database with its pool, views with tenants as partitioned
+assets (one partition, a single-run backfill over all of them, one tenant failing alone),
+checks per partition, the tenants sensor, and a server that is down failing only its step;
+real PostgreSQL servers (two), real Dagster runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg
+import pytest
+from conftest import free_port
+
+from matviews_dagster import build_definitions
+from matviews_dagster.tenants_sensor import SENSOR_NAME
+
+ESTATE = """
+databases:
+  app: {dsn: "${APP_DSN}", max_parallel: 2}
+  warehouse: {dsn: "${WAREHOUSE_DSN}"}
+views:
+  - name: mv_usage
+    sql: SELECT account, count(*) AS n FROM events GROUP BY account
+    database: app
+    tenants: {schemas: [acme, globex, initech]}
+  - name: mv_usage_total
+    sql: SELECT sum(n) AS total FROM mv_usage
+    database: app
+    tenants: {schemas: [acme, globex, initech]}
+  - name: mv_signups
+    sql: SELECT count(*) AS n FROM events
+    database: app
+    tenants: {schemas_like: "tenant_%"}
+  - name: mv_orders
+    sql: SELECT id FROM orders
+    database: warehouse
+  - name: mv_plain
+    sql: SELECT 1 AS one
+"""
+
+
+def tenant_schema(conn: psycopg.Connection, schema: str, events: int) -> None:
+    conn.execute(f"CREATE SCHEMA {schema}")
+    conn.execute(f"CREATE TABLE {schema}.events (account int)")
+    conn.execute(f"INSERT INTO {schema}.events SELECT g % 3 FROM generate_series(1, {events}) g")
+
+
+@pytest.fixture
+def estate(tmp_path: Path, dsn: str, second_dsn: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tenant_schema(conn, "acme", 30)
+        tenant_schema(conn, "globex", 6)
+        conn.execute("CREATE SCHEMA initech")  # no events table: its views fail
+    with psycopg.connect(second_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int)")
+        conn.execute("INSERT INTO orders SELECT generate_series(1, 5)")
+    path = tmp_path / "matviews.yaml"
+    path.write_text(ESTATE)
+    monkeypatch.setenv("APP_DSN", dsn)
+    monkeypatch.setenv("WAREHOUSE_DSN", second_dsn)
+    return {"path": path, "app": dsn, "warehouse": second_dsn}
+
+
+def step(defs: dg.Definitions, name: str) -> dg.AssetsDefinition:
+    return next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.node_def.name == name)
+
+
+def events_of(result: dg.ExecuteInProcessResult, kind: str) -> list[tuple[str, str | None]]:
+    found = []
+    for event in result.all_events:
+        if event.event_type_value == kind:
+            data = event.event_specific_data
+            if kind == "ASSET_MATERIALIZATION":
+                found.append((data.materialization.asset_key.to_user_string(), data.materialization.partition))
+            else:
+                found.append((data.asset_key.to_user_string(), data.partition, data.passed))
+    return sorted(found)
+
+
+def rows(dsn: str, query: str) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_an_estate_is_a_step_per_database_and_partitioned_steps_per_tenants(estate, monkeypatch) -> None:
+    monkeypatch.delenv("APP_DSN")  # loading never connects: an unset variable is not read at load
+    defs = build_definitions(estate["path"])
+    found = {
+        a.node_def.name: (a.op.pool, sorted(k.to_user_string() for k in a.keys), type(a.partitions_def).__name__)
+        for a in defs.assets
+        if isinstance(a, dg.AssetsDefinition) and a.node_def.name.startswith("matviews")
+    }
+    assert found == {
+        "matviews": ("matviews", ["public/mv_plain"], "NoneType"),
+        "matviews_app_tenants": ("matviews/app", ["app/mv_usage", "app/mv_usage_total"], "StaticPartitionsDefinition"),
+        "matviews_app_tenants_2": ("matviews/app", ["app/mv_signups"], "DynamicPartitionsDefinition"),
+        "matviews_warehouse": ("matviews/warehouse", ["warehouse/public/mv_orders"], "NoneType"),
+    }
+    assert step(defs, "matviews_app_tenants").partitions_def.get_partition_keys() == ["acme", "globex", "initech"]
+    assert step(defs, "matviews_app_tenants").backfill_policy == dg.BackfillPolicy.single_run()
+    deps = defs.resolve_asset_graph().get(dg.AssetKey(["app", "mv_usage_total"])).parent_keys
+    assert deps == {dg.AssetKey(["app", "mv_usage"])}
+    assert "DSN" not in repr(step(defs, "matviews_warehouse").specs_by_key)  # a DSN is never in the specs' metadata
+
+
+def test_one_partition_refreshes_that_tenant_only(estate) -> None:
+    defs = build_definitions(estate["path"])
+    tenants = step(defs, "matviews_app_tenants")
+    result = dg.materialize([tenants], resources=defs.resources, partition_key="acme")
+    assert result.success
+    assert events_of(result, "ASSET_MATERIALIZATION") == [("app/mv_usage", "acme"), ("app/mv_usage_total", "acme")]
+    assert events_of(result, "ASSET_CHECK_EVALUATION") == [
+        ("app/mv_usage", "acme", True),
+        ("app/mv_usage_total", "acme", True),
+    ]
+    assert rows(estate["app"], "SELECT total FROM acme.mv_usage_total") == [(30,)]
+    assert rows(estate["app"], "SELECT to_regclass('globex.mv_usage')") == [(None,)]
+    assert rows(estate["app"], "SELECT DISTINCT database_name, dagster_run_id FROM mat_view_create_runs") == [
+        ("app", result.run_id)
+    ]
+
+
+def test_a_single_run_backfill_reports_each_tenant_and_fails_only_the_broken_one(estate) -> None:
+    defs = build_definitions(estate["path"])
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [step(defs, "matviews_app_tenants")],
+        resources=defs.resources,
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": "acme", "dagster/asset_partition_range_end": "initech"},
+        raise_on_error=False,
+    )
+    assert not result.success  # initech has no events table
+    assert events_of(result, "ASSET_MATERIALIZATION") == [
+        ("app/mv_usage", "acme"),
+        ("app/mv_usage", "globex"),
+        ("app/mv_usage_total", "acme"),
+        ("app/mv_usage_total", "globex"),
+    ]
+    assert instance.get_materialized_partitions(dg.AssetKey(["app", "mv_usage"])) == {"acme", "globex"}
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "initech.mv_usage" in failure.message or "initech.mv_usage" in str(failure.event_specific_data.error)
+    assert rows(estate["app"], "SELECT view_name, status FROM mat_view_create_runs ORDER BY view_name") == [
+        ("acme.mv_usage", "success"),
+        ("acme.mv_usage_total", "success"),
+        ("globex.mv_usage", "success"),
+        ("globex.mv_usage_total", "success"),
+        ("initech.mv_usage", "failed"),
+    ]
+
+
+def test_a_server_that_is_down_fails_only_its_own_step(estate, monkeypatch) -> None:
+    monkeypatch.setenv("WAREHOUSE_DSN", f"postgresql://postgres:pw-secret@127.0.0.1:{free_port()}/postgres")
+    defs = build_definitions(estate["path"])
+    job = defs.resolve_job_def("refresh_mat_views")
+    result = job.execute_in_process(resources=defs.resources, raise_on_error=False)
+    assert not result.success
+    assert [e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"] == ["matviews"]
+    failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [e.step_key for e in failed] == ["matviews_warehouse"]
+    assert "pw-secret" not in str(failed[0].event_specific_data.error)
+    assert events_of(result, "ASSET_MATERIALIZATION") == [("public/mv_plain", None)]
+
+
+def test_the_tenants_sensor_adds_and_removes_tenant_partitions(estate) -> None:
+    defs = build_definitions(estate["path"])
+    sensor = defs.get_sensor_def(SENSOR_NAME)
+    instance = dg.DagsterInstance.ephemeral()
+    with psycopg.connect(estate["app"], autocommit=True) as conn:
+        tenant_schema(conn, "tenant_a", 4)
+        tenant_schema(conn, "tenant_b", 2)
+
+    def tick() -> dg.SensorResult:
+        with dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs) as context:
+            return sensor(context)
+
+    first = tick()
+    (added,) = first.dynamic_partitions_requests
+    assert sorted(added.partition_keys) == ["tenant_a", "tenant_b"]
+    assert sorted(r.partition_key for r in first.run_requests) == ["tenant_a", "tenant_b"]
+    instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
+    assert tick().dynamic_partitions_requests == [] and tick().run_requests == []  # nothing new
+    with psycopg.connect(estate["app"], autocommit=True) as conn:
+        conn.execute("DROP SCHEMA tenant_a CASCADE")
+    (removed,) = tick().dynamic_partitions_requests
+    assert isinstance(removed, dg.DeleteDynamicPartitionsRequest) and list(removed.partition_keys) == ["tenant_a"]
+    result = dg.materialize(
+        [step(defs, "matviews_app_tenants_2")], resources=defs.resources, instance=instance, partition_key="tenant_b"
+    )
+    assert result.success
+    assert rows(estate["app"], "SELECT n FROM tenant_b.mv_signups") == [(2,)]
