@@ -29,6 +29,7 @@ SUITES = (
     "queue",
     "changes",
     "many",
+    "estates",
     "dagster_dbt",
 )
 

@@ -31,7 +31,7 @@ from .core.settings import DEFAULTS, MatViewsSettings
 from .core.store.requests import RunRequestQueue
 from .core.vocabulary import CreateViewJob
 from .resources import config_value
-from .run_requests import JobPlan, Request, ViewTargets, parse_request, plan_run
+from .run_requests import JobPlan, Request, ViewTargets, parse_request, plan_run, split_views
 from .translator import definitions_of
 
 _LOCATIONS: dict[str, dg.Definitions] = {}
@@ -135,7 +135,8 @@ class MatViewsAdapter(dg.ConfigurableResource):
         return self._defs
 
     def definitions(self) -> list[MatViewDefinition]:
-        """The views requests may name: the code location's, else the definitions file's."""
+        """The views requests may name: the code location's, else the definitions file's (the
+        default connection's, and views with tenant schemas: ``split_views``)."""
         defs = self.code_location_definitions()
         if defs is not None:
             return [d for asset in _matview_assets(defs) for d in definitions_of(asset).values()]
@@ -145,7 +146,7 @@ class MatViewsAdapter(dg.ConfigurableResource):
         settings = MatViewsSettings(
             dsn=config_value(self.dsn), runs_dsn=config_value(self.runs_dsn), runs_schema=self.runs_schema
         )
-        return MatViews(definitions=self.definitions(), settings=settings)
+        return MatViews(definitions=split_views(self.definitions())[0], settings=settings)
 
     def enqueue(self, job: object, queue: str | None = None, args: Sequence[Any] = ()) -> EnqueuedRun:
         """Validate everything, then hand the run to the backend; raises ``ValueError`` for a
@@ -153,7 +154,7 @@ class MatViewsAdapter(dg.ConfigurableResource):
         backend = self.resolved_backend()
         queue_name = self.resolved_queue(queue)
         with self.matviews() as mv:
-            request = parse_request(job, args, mv)
+            request = parse_request(job, args, mv, split_views(self.definitions())[1])
             if backend == "queue":
                 return _enqueue_request(RunRequestQueue(mv.runs), request, queue_name)
             defs = self.code_location_definitions()
@@ -174,6 +175,7 @@ class MatViewsAdapter(dg.ConfigurableResource):
             run_config=plan.run_config,
             asset_selection=plan.asset_selection,
             tags=plan.tags(queue),
+            partition_key=plan.partition_key,
             raise_on_error=False,
         )
         rows = mv.runs.for_dagster_run(result.run_id)

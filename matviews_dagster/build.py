@@ -28,10 +28,11 @@ from .core.graph import ViewGraph
 from .core.names import QualifiedName
 from .core.settings import DEFAULTS, MatViewsSettings
 from .core.vocabulary import DEFAULT_MAX_PARALLEL, RefreshViewJob
-from .estate_assets import estate_assets
+from .estate_assets import TenantStep, estate_assets
 from .jobs import build_create_job, build_delete_job
 from .queue_sensor import build_queue_sensor
 from .resources import MatViewsResource, RunStoreResource, config_value, quiet_dagster_warnings
+from .run_requests import split_views, tenant_job_name
 from .schedules import build_matview_schedules, nightly_refresh_schedule
 from .sources import DEFAULT_OBSERVE_CRON, observable_sources
 from .tenants_sensor import build_tenants_sensor
@@ -109,11 +110,28 @@ def build_definitions(
         schedules.append(nightly_refresh_schedule(refresh_job, nightly_cron))
     bound = {MATVIEWS_KEY: resource}
     jobs = [refresh_job, build_create_job(definitions, keys, bound), build_delete_job(definitions, bound)]
+    jobs += [tenant_job(step) for step in steps.tenants]
+    queued = {  # the queue serves the default connection's views with tenant schemas too, a partition a run
+        definition.name: (key, step.assets.node_def.name)
+        for step in steps.tenants
+        if step.database is None
+        for key, definition in definitions_of(step.assets).items()
+        if definition.tenants is not None and definition.tenants.by_schema
+    }
+    tenants = split_views([definition for definition in file.views if definition.name in queued])[1]
     location = _location_key(file.views, translator)
     adapter = MatViewsAdapter(
         dsn=resource.dsn, runs_dsn=run_store.dsn, runs_schema=run_store.schema_name, location_key=location
     )
-    sensors = [build_queue_sensor(definitions, targets, jobs, minimum_interval_seconds=queue_sensor_interval)]
+    sensors = [
+        build_queue_sensor(
+            definitions,
+            {**targets, **queued},
+            jobs,
+            minimum_interval_seconds=queue_sensor_interval,
+            tenants=tenants,
+        )
+    ]
     dynamic = [step for step in steps.tenants if step.dynamic]
     if dynamic:
         sensors.append(build_tenants_sensor(dynamic, minimum_interval_seconds=tenants_sensor_interval))
@@ -127,6 +145,16 @@ def build_definitions(
     )
     register_location(location, defs)  # the adapter runs this very code location's jobs (inline, graphql)
     return defs
+
+
+def tenant_job(step: TenantStep) -> Any:
+    """The job refreshing one partitioned step's views, a partition (tenant) a run: what a
+    queued request for a tenant runs (``run_requests.tenant_job_name``)."""
+    return dg.define_asset_job(
+        tenant_job_name(step.assets.node_def.name),
+        selection=dg.AssetSelection.assets(*step.assets.keys),
+        description=f"Refresh {', '.join(t.qualified.name for t in step.templates)} for one tenant (a partition).",
+    )
 
 
 def _sources(

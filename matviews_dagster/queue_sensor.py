@@ -2,7 +2,7 @@
 followed to their end."""
 
 import hashlib
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -33,6 +33,7 @@ def build_queue_sensor(
     *,
     minimum_interval_seconds: int = 10,
     batch_size: int = 1000,
+    tenants: Mapping[str, MatViewDefinition] | None = None,
 ) -> dg.SensorDefinition:
     """``matviews_queue_sensor``: turns ``pending`` rows of ``mat_view_run_requests`` for this
     code location's views into as few Dagster runs as their options allow, and settles each
@@ -56,6 +57,7 @@ def build_queue_sensor(
     A request that cannot become a run is marked ``failed`` with the reason.
     """
     views = sorted(targets)
+    known = dict(tenants or {})
     consumer = hashlib.sha256("\n".join(views).encode()).hexdigest()[:12]
 
     @dg.sensor(
@@ -82,10 +84,10 @@ def build_queue_sensor(
             for claim in queue.awaiting_outcome(views):
                 _follow(context.instance, queue, claim, mv)
             for claim in queue.unlaunched(views, RELAUNCH_AFTER_SECONDS):
-                yield from _launch(context, queue, claim, mv, targets)
-            assignments = {row.id: _assignment(row, mv, targets) for row in queue.pending(views, batch_size)}
+                yield from _launch(context, queue, claim, mv, targets, known)
+            assignments = {row.id: _assignment(row, mv, targets, known) for row in queue.pending(views, batch_size)}
             for claim in queue.claim(assignments):
-                yield from _launch(context, queue, claim, mv, targets)
+                yield from _launch(context, queue, claim, mv, targets, known)
             for request_id, reason in assignments.items():
                 if isinstance(reason, str):
                     context.log.warning(f"request #{request_id} failed: {reason}")
@@ -99,14 +101,16 @@ def _location(context: dg.SensorEvaluationContext) -> str:
     return getattr(origin, "location_name", None) or context.repository_name or "location"
 
 
-def _request(row: RunRequestRow, mv: MatViews) -> Request:
-    return parse_request(row.job, row.args, mv)
+def _request(row: RunRequestRow, mv: MatViews, tenants: Mapping[str, MatViewDefinition]) -> Request:
+    return parse_request(row.job, row.args, mv, tenants)
 
 
-def _assignment(row: RunRequestRow, mv: MatViews, targets: ViewTargets) -> tuple[Hashable, list[str]] | str:
+def _assignment(
+    row: RunRequestRow, mv: MatViews, targets: ViewTargets, tenants: Mapping[str, MatViewDefinition]
+) -> tuple[Hashable, list[str]] | str:
     """How a pending request joins a run: ``(queue and options, views)``, or why it cannot."""
     try:
-        request = _request(row, mv)
+        request = _request(row, mv, tenants)
         plan_run(request, targets)
     except ValueError as exc:
         return str(exc)
@@ -114,11 +118,16 @@ def _assignment(row: RunRequestRow, mv: MatViews, targets: ViewTargets) -> tuple
 
 
 def _launch(
-    context: dg.SensorEvaluationContext, queue: RunRequestQueue, claim: Claim, mv: MatViews, targets: ViewTargets
+    context: dg.SensorEvaluationContext,
+    queue: RunRequestQueue,
+    claim: Claim,
+    mv: MatViews,
+    targets: ViewTargets,
+    tenants: Mapping[str, MatViewDefinition],
 ) -> Iterator[dg.RunRequest]:
     """The one run serving ``claim``'s requests (or, when they no longer plan, their failure)."""
     try:
-        request = coalesce([_request(row, mv) for row in claim.requests])
+        request = coalesce([_request(row, mv, tenants) for row in claim.requests])
         plan = plan_run(request, targets)
     except ValueError as exc:
         queue.settle({row.id: str(exc) for row in claim.requests})
@@ -131,6 +140,7 @@ def _launch(
         job_name=plan.job_name,
         run_config=plan.run_config,
         asset_selection=plan.asset_selection,
+        partition_key=plan.partition_key,
         tags=plan.tags(claim.requests[0].queue, claim.run_key, len(claim.requests)),
     )
 

@@ -12,6 +12,8 @@ from .core.arguments import UNSET, normalize_flag, normalize_row_count
 from .core.definition import MatViewDefinition
 from .core.matviews import MatViews
 from .core.messages import counted, shown
+from .core.names import validate_identifier
+from .core.tenants import for_tenant
 from .core.vocabulary import FLAG_OF, JOB_KINDS, OP_NAMES, RUN_KEY_TAG, CreateViewJob, DeleteViewJob, RefreshViewJob
 
 QUEUE_TAG = "matviews/queue"
@@ -30,10 +32,17 @@ class Request:
     option: dict[str, Any]
     views: tuple[str, ...] = ()
 
+    @property
+    def tenant(self) -> str | None:
+        """The tenant (partition) a refresh of a view with tenants is for."""
+        return self.option.get("tenant")
+
     def run_options(self) -> str:
         """What must be equal for requests to share one run: the job and its options (the
         selection aside), as canonical JSON."""
         options = {k: v for k, v in self.option.items() if k != "downstream"}
+        if self.tenant is not None:  # a partition of one view with tenants: a run of its own
+            options["view"] = self.view
         return json.dumps([self.job, options], sort_keys=True)
 
 
@@ -45,10 +54,26 @@ def coalesce(requests: Sequence[Request]) -> Request:
         raise ValueError("only requests with the same job and options share a run")
     views = tuple(dict.fromkeys(v for r in requests for v in r.views or (r.view,)))
     option = {k: v for k, v in first.option.items() if k != "downstream"}
+    if first.tenant is not None:  # one view with tenants, one tenant (run_options says so)
+        return Request(first.job, first.view, option, views)
     return Request(first.job, views[0] if len(views) == 1 else counted(len(views), "view"), option, views)
 
 
-def parse_request(job: object, args: Sequence[Any], mv: MatViews) -> Request:
+def split_views(
+    definitions: Sequence[MatViewDefinition],
+) -> tuple[list[MatViewDefinition], dict[str, MatViewDefinition]]:
+    """The views requests may name: those of the default connection, and the views with
+    tenant schemas by their unqualified name (``mv_usage``, as a queued request keeps it:
+    ``public.mv_usage``); a request for one names its tenant."""
+    plain = [d for d in definitions if d.database is None and d.tenants is None]
+    templates = [d for d in definitions if d.tenants is not None and d.tenants.by_schema]
+    tenants = {name: d for d in templates for name in (d.qualified.name, d.name)}
+    return plain, tenants
+
+
+def parse_request(
+    job: object, args: Sequence[Any], mv: MatViews, tenants: Mapping[str, MatViewDefinition] | None = None
+) -> Request:
     """Validate ``[view_or_definition_id, option]`` for ``job``; raises ``ValueError`` for a
     job that is not ours, an unknown view or a junk option, before anything is queued or run.
     Only ASCII digits (or an ``int``) name a definition id; messages quote at most a short
@@ -56,7 +81,9 @@ def parse_request(job: object, args: Sequence[Any], mv: MatViews) -> Request:
 
     A refresh's option is a row count (``"exact"``, ``None`` for none, ...) or a mapping with
     ``row_count_strategy`` and/or ``downstream``; left out, each view's definition decides
-    when the run starts. Create and delete take ``force`` / ``cascade``."""
+    when the run starts. Create and delete take ``force`` / ``cascade``. A view with tenant
+    schemas (``tenants``, by unqualified name) is refreshed for one tenant:
+    ``["mv_usage", {"tenant": "acme"}]``, a run of that partition."""
     name = getattr(job, "name", job)
     if not isinstance(name, str) or name not in JOB_KINDS:
         raise ValueError(
@@ -65,14 +92,41 @@ def parse_request(job: object, args: Sequence[Any], mv: MatViews) -> Request:
         )
     if isinstance(args, (str, bytes)) or not isinstance(args, Sequence) or not 1 <= len(args) <= 2:
         raise ValueError(f"args must be [view_or_definition_id] or [view_or_definition_id, option], got {shown(args)}")
-    definition = mv.definition(args[0])
     option = args[1] if len(args) == 2 else UNSET
     kind = JOB_KINDS[name]
+    template = (tenants or {}).get(args[0]) if isinstance(args[0], str) else None
+    if template is not None:
+        return _tenant_request(name, kind, template, option)
+    definition = mv.definition(args[0])
     if kind == "refresh":
         return _refresh_request(name, definition, option, mv)
     flag = FLAG_OF[kind]
     parsed = {flag: normalize_flag(None if option is UNSET else option, flag)}
     return Request(name, definition.name, parsed, (definition.name,))
+
+
+def _tenant_request(job: str, kind: str, template: MatViewDefinition, option: Any) -> Request:
+    """A refresh of ``template``'s copy in one tenant: ``{"tenant": T}`` and, optionally,
+    ``row_count_strategy``."""
+    name = template.qualified.name
+    if kind != "refresh":
+        raise ValueError(
+            f"{name} has tenants: its views are created by refreshing them ({RefreshViewJob}, "
+            f'args=["{name}", {{"tenant": "acme"}}]) and deleted with matviews delete {name} --tenant T'
+        )
+    if not isinstance(option, Mapping) or not isinstance(option.get("tenant"), str):
+        raise ValueError(f'{name} has tenants: name one, args=["{name}", {{"tenant": "acme"}}]')
+    unknown = sorted(set(option) - {"tenant", "row_count_strategy"})
+    if unknown:
+        raise ValueError(f"a refresh of a tenant's view takes tenant and row_count_strategy, not {', '.join(unknown)}")
+    tenant = validate_identifier(option["tenant"], "tenant")
+    listed = template.tenants.listed if template.tenants else []
+    if listed and tenant not in listed:
+        raise ValueError(f"{name} has no tenant {shown(tenant)}; its tenants: {', '.join(listed)}")
+    parsed: dict[str, Any] = {"tenant": tenant}
+    if "row_count_strategy" in option:
+        parsed["row_count_strategy"] = normalize_row_count(option["row_count_strategy"], template.row_count_strategy)
+    return Request(job, template.name, parsed, (for_tenant(template, tenant).name,))
 
 
 def _refresh_request(job: str, definition: MatViewDefinition, option: Any, mv: MatViews) -> Request:
@@ -100,15 +154,19 @@ class JobPlan:
     run_config: dict[str, Any]
     asset_selection: list[dg.AssetKey] | None = None
     views: tuple[str, ...] = ()
+    partition_key: str | None = None
 
     def tags(self, queue: str, run_key: str | None = None, requests: int | None = None) -> dict[str, str]:
         """``matviews/queue``, ``matviews/view`` (one view) or ``matviews/views`` (how many),
-        and for a queued run its ``matviews/run_key`` and how many requests it serves."""
+        ``dagster/partition`` and ``matviews/tenant`` for a tenant's refresh, and for a queued
+        run its ``matviews/run_key`` and how many requests it serves."""
         tags = {QUEUE_TAG: queue}
         if len(self.views) > 1:
             tags["matviews/views"] = str(len(self.views))
         else:
-            tags["matviews/view"] = self.view
+            tags["matviews/view"] = self.views[0] if self.views else self.view
+        if self.partition_key is not None:
+            tags["dagster/partition"] = tags["matviews/tenant"] = self.partition_key
         if run_key is not None:
             tags[RUN_KEY_TAG] = run_key
             tags["matviews/requests"] = str(requests or 1)
@@ -120,6 +178,13 @@ def plan_run(request: Request, targets: ViewTargets) -> JobPlan:
     a refresh selects the views' assets (their translated keys) and configures their step;
     create and delete configure their op with the views."""
     kind = JOB_KINDS[request.job]
+    if request.tenant is not None:  # a partition of a view with tenants: that step's job
+        if request.view not in targets:
+            raise ValueError(f"view {request.view} is not an asset of this code location")
+        key, op = targets[request.view]
+        config = {k: v for k, v in request.option.items() if k != "tenant"}
+        run_config = {"ops": {op: {"config": config}}} if config else {}
+        return JobPlan(tenant_job_name(op), request.view, run_config, [key], request.views, request.tenant)
     views = request.views or (request.view,)
     missing = [view for view in views if view not in targets]
     if missing:
@@ -132,3 +197,8 @@ def plan_run(request: Request, targets: ViewTargets) -> JobPlan:
         return JobPlan(request.job, request.view, run_config, keys, views)
     config = {"views": list(views), **request.option}
     return JobPlan(request.job, request.view, {"ops": {OP_NAMES[kind]: {"config": config}}}, None, views)
+
+
+def tenant_job_name(op: str) -> str:
+    """The job refreshing the partitioned step ``op`` (views with tenants), one partition a run."""
+    return f"refresh_{op}"

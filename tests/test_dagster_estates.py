@@ -13,7 +13,8 @@ import psycopg
 import pytest
 from conftest import free_port
 
-from matviews_dagster import build_definitions
+from matviews_dagster import MatViewsAdapter, RefreshViewJob, build_definitions
+from matviews_dagster.queue_sensor import QUEUE_SENSOR
 from matviews_dagster.tenants_sensor import SENSOR_NAME
 
 ESTATE = """
@@ -191,3 +192,58 @@ def test_the_tenants_sensor_adds_and_removes_tenant_partitions(estate) -> None:
     )
     assert result.success
     assert rows(estate["app"], "SELECT n FROM tenant_b.mv_signups") == [(2,)]
+
+
+TENANT_VIEWS = """
+views:
+  - name: mv_usage
+    sql: SELECT account, count(*) AS n FROM events GROUP BY account
+    tenants: {schemas: [acme, globex]}
+  - name: mv_plain
+    sql: SELECT 1 AS one
+"""
+
+
+def test_the_adapter_enqueues_a_tenant_and_the_queue_sensor_runs_its_partition(tmp_path, dsn) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tenant_schema(conn, "acme", 9)
+        tenant_schema(conn, "globex", 3)
+    path = tmp_path / "matviews.yaml"
+    path.write_text(TENANT_VIEWS)
+    defs = build_definitions(path, dsn=dsn)
+    inline = MatViewsAdapter(backend="inline", dsn=dsn).bind(defs)
+    ran = inline.enqueue(RefreshViewJob, args=["mv_usage", {"tenant": "acme"}])
+    assert ran.status == "success"
+    assert rows(dsn, "SELECT sum(n) FROM acme.mv_usage") == [(9,)]
+    assert rows(dsn, "SELECT to_regclass('globex.mv_usage')") == [(None,)]  # that tenant only
+    with pytest.raises(ValueError, match="mv_usage has tenants: name one"):
+        inline.enqueue(RefreshViewJob, args=["mv_usage"])
+    with pytest.raises(ValueError, match="mv_usage has no tenant 'initech'; its tenants: acme, globex"):
+        inline.enqueue(RefreshViewJob, args=["mv_usage", {"tenant": "initech"}])
+    queued = MatViewsAdapter(backend="queue", dsn=dsn).bind(defs)
+    queued.enqueue(RefreshViewJob, args=["mv_usage", {"tenant": "globex"}])
+    queued.enqueue(RefreshViewJob, args=["mv_usage", {"tenant": "globex", "row_count_strategy": "exact"}])
+    queued.enqueue(RefreshViewJob, args=["mv_usage", {"tenant": "acme"}])
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+            requests = list(defs.resolve_sensor_def(QUEUE_SENSOR)(context))
+        assert sorted((r.partition_key, r.job_name) for r in requests) == [
+            ("acme", "refresh_matviews_default_tenants"),
+            ("globex", "refresh_matviews_default_tenants"),
+            ("globex", "refresh_matviews_default_tenants"),
+        ]
+        for request in requests:
+            job = defs.resolve_job_def(request.job_name)
+            result = job.execute_in_process(
+                run_config=request.run_config,
+                asset_selection=request.asset_selection,
+                partition_key=request.partition_key,
+                tags={**request.tags, "dagster/run_key": request.run_key},
+                instance=instance,
+                resources=defs.resources,
+            )
+            assert result.success
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+            assert list(defs.resolve_sensor_def(QUEUE_SENSOR)(context)) == []
+    assert rows(dsn, "SELECT sum(n) FROM globex.mv_usage") == [(3,)]
+    assert rows(dsn, "SELECT status, count(*) FROM mat_view_run_requests GROUP BY status") == [("success", 3)]
