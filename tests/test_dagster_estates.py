@@ -5,6 +5,9 @@ real PostgreSQL servers (two), real Dagster runs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +106,22 @@ def test_an_estate_is_a_step_per_database_and_partitioned_steps_per_tenants(esta
     assert step(defs, "matviews_app_tenants").backfill_policy == dg.BackfillPolicy.single_run()
     deps = defs.resolve_asset_graph().get(dg.AssetKey(["app", "mv_usage_total"])).parent_keys
     assert deps == {dg.AssetKey(["app", "mv_usage"])}
-    assert "DSN" not in repr(step(defs, "matviews_warehouse").specs_by_key)  # a DSN is never in the specs' metadata
+
+
+def test_no_dsn_or_password_reaches_what_the_ui_is_served(tmp_path, monkeypatch) -> None:
+    from dagster._core.remote_representation.external_data import RepositorySnap
+    from dagster._serdes import serialize_value
+
+    monkeypatch.setenv("APP_DSN", "postgresql://app:from-the-env-pw@db.internal/app")
+    (tmp_path / "matviews.yaml").write_text(
+        ESTATE.replace('"${WAREHOUSE_DSN}"', '"postgresql://wh:literal-pw@wh.internal/wh"')
+    )
+    served = serialize_value(
+        RepositorySnap.from_def(build_definitions(tmp_path / "matviews.yaml").get_repository_def())
+    )
+    assert "matviews/databases" in served  # the entries are there, as names only
+    for secret in ("from-the-env-pw", "literal-pw", "wh.internal", "db.internal", "APP_DSN"):
+        assert secret not in served
 
 
 def test_one_partition_refreshes_that_tenant_only(estate) -> None:
@@ -247,3 +265,25 @@ def test_the_adapter_enqueues_a_tenant_and_the_queue_sensor_runs_its_partition(t
             assert list(defs.resolve_sensor_def(QUEUE_SENSOR)(context)) == []
     assert rows(dsn, "SELECT sum(n) FROM globex.mv_usage") == [(3,)]
     assert rows(dsn, "SELECT status, count(*) FROM mat_view_run_requests GROUP BY status") == [("success", 3)]
+
+
+def test_the_partitioned_steps_under_the_multiprocess_executor(tmp_path, estate) -> None:
+    """`dagster asset materialize` runs a code location's steps in processes of their own."""
+    (tmp_path / "defs.py").write_text(
+        f"from matviews_dagster import build_definitions\n\ndefs = build_definitions({str(estate['path'])!r})\n"
+    )
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-f", "defs.py"]
+    done = subprocess.run(
+        [*command, "--select", "app/mv_usage,app/mv_usage_total,warehouse/public/mv_orders", "--partition", "globex"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "multiprocess" in done.stderr  # the executor, as Dagster says it
+    assert rows(estate["app"], "SELECT total FROM globex.mv_usage_total") == [(6,)]
+    assert rows(estate["app"], "SELECT to_regclass('acme.mv_usage')") == [(None,)]

@@ -101,10 +101,11 @@ def run(bench: Bench) -> Section:
             samples["bare"].append(measured(bare, env, work)[0])
         dagster = str(bin_dir / "dagster")
         select = ",".join(VIEWS)
+        listed = static / str(count)  # the same views, their tenants listed: static partitions, no sensor needed
         for _ in range(min(repeats, 3)):
             backfill = [dagster, "asset", "materialize", "-f", "defs.py", "--select", select]
             samples["backfill"].append(
-                measured([*backfill, "--partition-range", f"tenant_0000...{last}"], env, work)[0]
+                measured([*backfill, "--partition-range", f"tenant_0000...{last}"], env, listed)[0]
             )
         for _ in range(repeats):
             for n, key in ((1, "load 1"), (count, "load n")):

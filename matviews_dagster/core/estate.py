@@ -143,9 +143,6 @@ class Estate:
             raise ValueError(f"no view has tenant {missing}; tenants are schemas (or databases) named by tenants:")
         return members, warnings
 
-    def close(self) -> None:
-        """Nothing is held between calls: each member's ``MatViews`` is closed by its user."""
-
     def _member(self, name: str | None, wanted: set[str] | None, warnings: list[str]) -> Member:
         settings = self.settings_for(name)
         spec = self.databases.get(name) if name else None
