@@ -137,13 +137,20 @@ def _estate_history(
 ) -> list[dict[str, Any]]:
     """The newest ``limit`` run rows of the narrowed estate: each run store read once, each
     named database's rows by their ``database_name``, a tenant's by its views."""
+    from ..core.connection import DatabaseUnavailable
+
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     for part in options.parts(None, databases, tenants):
         member = part.member
         settings = member.matviews.db.settings
         store = (settings.runs_dsn or member.matviews.dsn, settings.runs_schema)
         views = {d.name for d in part.definitions} if tenants else None
-        for row in member.matviews.history(kind=kind, view=view, limit=limit, database=member.name):
+        try:
+            found = member.matviews.history(kind=kind, view=view, limit=limit, database=member.name)
+        except DatabaseUnavailable as exc:  # its own run tables, on a server that is down: say so, show the rest
+            click.echo(f"warning: {exc}; its runs are not shown", err=True)
+            continue
+        for row in found:
             if views is None or row["view_name"] in views:
                 rows[(*store, row["kind"], row["id"])] = row
     return sorted(rows.values(), key=lambda row: (row["started_at"], row["id"]), reverse=True)[:limit]
