@@ -171,11 +171,16 @@ class MatViewsAdapter(dg.ConfigurableResource):
     def _run_inline(self, defs: dg.Definitions, plan: JobPlan, queue: str, mv: MatViews) -> EnqueuedRun:
         job = defs.resolve_job_def(plan.job_name) if plan.job_name != IMPLICIT_ASSET_JOB else None
         job = job or defs.resolve_implicit_global_asset_job_def()
+        instance = dg.DagsterInstance.ephemeral()
+        partitions = job.partitions_def
+        if plan.partition_key and isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name:
+            instance.add_dynamic_partitions(partitions.name, [plan.partition_key])  # checked in the catalog
         result = job.execute_in_process(
             run_config=plan.run_config,
             asset_selection=plan.asset_selection,
             tags=plan.tags(queue),
             partition_key=plan.partition_key,
+            instance=instance,
             raise_on_error=False,
         )
         rows = mv.runs.for_dagster_run(result.run_id)

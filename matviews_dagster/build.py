@@ -130,6 +130,12 @@ def build_definitions(
             jobs,
             minimum_interval_seconds=queue_sensor_interval,
             tenants=tenants,
+            partitions={
+                definition.name: str(step.partitions_def.name)
+                for step in steps.tenants
+                if step.dynamic and step.database is None
+                for definition in step.templates
+            },
         )
     ]
     dynamic = [step for step in steps.tenants if step.dynamic]

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from .core.definition import MatViewDefinition
-from .core.estate import DEFAULT_DATABASE, Estate
+from .core.estate import Estate
+from .core.estate_fields import DEFAULT_DATABASE
 from .core.graph import ViewGraph
-from .translator import DagsterMatViewTranslator
+from .translator import DagsterMatViewTranslator, definitions_of
 
 DATABASE_POOL_PREFIX = "matviews/"
 """A named database's steps take a slot of the pool ``matviews/<database>``."""
@@ -97,7 +98,23 @@ def estate_assets(
             partitions_def=partitions,
         )
         found.tenants.append(TenantStep(assets, database, templates, partitions))
+    _refuse_shared_keys(found)
     return found
+
+
+def _refuse_shared_keys(found: EstateAssets) -> None:
+    """Two views of different steps with one asset key (a view with tenant databases and a
+    default-connection view of the same name): ``ValueError`` naming both, at load."""
+    seen: dict[dg.AssetKey, str] = {}
+    for step in found.all:
+        for key, definition in definitions_of(step).items():
+            where = f"{definition.name} ({step.node_def.name})"
+            if key in seen:
+                raise ValueError(
+                    f"views {seen[key]} and {where} translate to the same asset key {key.to_user_string()}; "
+                    "rename one, or key them apart in the translator's get_asset_key"
+                )
+            seen[key] = where
 
 
 def _partitions(template: MatViewDefinition, database: str, kind: str) -> dg.PartitionsDefinition:

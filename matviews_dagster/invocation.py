@@ -18,6 +18,7 @@ from .check_specs import CHECK_NAME
 from .column_metadata import lineage_for, previous_column_schemas, read_lineage
 from .core.advice_rules import Advice
 from .core.arguments import UNSET
+from .core.connection import DatabaseUnavailable
 from .core.definition import MatViewDefinition
 from .core.health_checks import CheckOutcome, checks_for, schema_change_outcome, strategy_outcome
 from .core.matviews import MatViews
@@ -85,7 +86,16 @@ class RefreshInvocation:
     def stream(self) -> Iterator[RefreshEvent]:
         failures: list[OperationResult] = []
         for target in step_targets(self.context, self.definitions, databases_of(self.context.assets_def)):
-            yield from self._refresh(target, failures)
+            try:
+                yield from self._refresh(target, failures)
+            except DatabaseUnavailable as exc:  # that database only: the step's other databases go on
+                self.context.log.error(str(exc))
+                selected = set(self.context.selected_asset_keys)
+                failures.extend(
+                    OperationResult("refresh", name, "failed", "error", error=str(exc))
+                    for name, key in target.keys.items()
+                    if key in selected
+                )
         if failures:
             raise step_failure(failures)
 
@@ -111,7 +121,11 @@ class RefreshInvocation:
                 f"re-execution from failure: {counted(len(done), 'view')} refreshed by the parent run(s) are skipped"
             )
         refresh = [name for name in selected if name not in done]
-        schema_checked = {name for name in checks if definitions[name].schema_change_severity != "off"}
+        schema_checked = {  # a tenant's copy is not compared: the asset's last materialization may be another tenant's
+            name
+            for name in checks
+            if definitions[name].schema_change_severity != "off" and target.partitions[name] is None
+        }
         previous = previous_column_schemas(context.instance, sorted({keys[name] for name in schema_checked}))
         with (
             opened() as mv,

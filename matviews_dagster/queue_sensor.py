@@ -34,6 +34,7 @@ def build_queue_sensor(
     minimum_interval_seconds: int = 10,
     batch_size: int = 1000,
     tenants: Mapping[str, MatViewDefinition] | None = None,
+    partitions: Mapping[str, str] | None = None,
 ) -> dg.SensorDefinition:
     """``matviews_queue_sensor``: turns ``pending`` rows of ``mat_view_run_requests`` for this
     code location's views into as few Dagster runs as their options allow, and settles each
@@ -58,6 +59,7 @@ def build_queue_sensor(
     """
     views = sorted(targets)
     known = dict(tenants or {})
+    dynamic = dict(partitions or {})  # {view with a tenant pattern: its dynamic partitions' name}
     consumer = hashlib.sha256("\n".join(views).encode()).hexdigest()[:12]
 
     @dg.sensor(
@@ -84,10 +86,10 @@ def build_queue_sensor(
             for claim in queue.awaiting_outcome(views):
                 _follow(context.instance, queue, claim, mv)
             for claim in queue.unlaunched(views, RELAUNCH_AFTER_SECONDS):
-                yield from _launch(context, queue, claim, mv, targets, known)
+                yield from _launch(context, queue, claim, mv, targets, known, dynamic)
             assignments = {row.id: _assignment(row, mv, targets, known) for row in queue.pending(views, batch_size)}
             for claim in queue.claim(assignments):
-                yield from _launch(context, queue, claim, mv, targets, known)
+                yield from _launch(context, queue, claim, mv, targets, known, dynamic)
             for request_id, reason in assignments.items():
                 if isinstance(reason, str):
                     context.log.warning(f"request #{request_id} failed: {reason}")
@@ -124,8 +126,11 @@ def _launch(
     mv: MatViews,
     targets: ViewTargets,
     tenants: Mapping[str, MatViewDefinition],
+    dynamic: Mapping[str, str],
 ) -> Iterator[dg.RunRequest]:
-    """The one run serving ``claim``'s requests (or, when they no longer plan, their failure)."""
+    """The one run serving ``claim``'s requests (or, when they no longer plan, their failure).
+    A tenant of a pattern (checked in the catalog) gets its partition first, if the tenants
+    sensor has not added it yet."""
     try:
         request = coalesce([_request(row, mv, tenants) for row in claim.requests])
         plan = plan_run(request, targets)
@@ -133,6 +138,9 @@ def _launch(
         queue.settle({row.id: str(exc) for row in claim.requests})
         context.log.warning(f"requests {_ids(claim)} failed: {exc}")
         return
+    partitions = dynamic.get(request.view)
+    if partitions and plan.partition_key and not context.instance.has_dynamic_partition(partitions, plan.partition_key):
+        context.instance.add_dynamic_partitions(partitions, [plan.partition_key])
     views = counted(len(plan.views), "view")
     context.log.info(f"requests {_ids(claim)}: one {plan.job_name} run of {views}, {claim.run_key}")
     yield dg.RunRequest(

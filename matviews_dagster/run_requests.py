@@ -13,7 +13,7 @@ from .core.definition import MatViewDefinition
 from .core.matviews import MatViews
 from .core.messages import counted, shown
 from .core.names import validate_identifier
-from .core.tenants import for_tenant
+from .core.tenants import for_tenant, read_tenant_schemas
 from .core.vocabulary import FLAG_OF, JOB_KINDS, OP_NAMES, RUN_KEY_TAG, CreateViewJob, DeleteViewJob, RefreshViewJob
 
 QUEUE_TAG = "matviews/queue"
@@ -96,7 +96,7 @@ def parse_request(
     kind = JOB_KINDS[name]
     template = (tenants or {}).get(args[0]) if isinstance(args[0], str) else None
     if template is not None:
-        return _tenant_request(name, kind, template, option)
+        return _tenant_request(name, kind, template, option, mv)
     definition = mv.definition(args[0])
     if kind == "refresh":
         return _refresh_request(name, definition, option, mv)
@@ -105,14 +105,15 @@ def parse_request(
     return Request(name, definition.name, parsed, (definition.name,))
 
 
-def _tenant_request(job: str, kind: str, template: MatViewDefinition, option: Any) -> Request:
+def _tenant_request(job: str, kind: str, template: MatViewDefinition, option: Any, mv: MatViews) -> Request:
     """A refresh of ``template``'s copy in one tenant: ``{"tenant": T}`` and, optionally,
-    ``row_count_strategy``."""
+    ``row_count_strategy``; a tenant of a pattern is checked in the catalog now."""
     name = template.qualified.name
     if kind != "refresh":
         raise ValueError(
-            f"{name} has tenants: its views are created by refreshing them ({RefreshViewJob}, "
-            f'args=["{name}", {{"tenant": "acme"}}]) and deleted with matviews delete {name} --tenant T'
+            f"{name} has tenants: a tenant's view is created by its first refresh "
+            f'(enqueue(RefreshViewJob, args=["{name}", {{"tenant": "acme"}}])); delete one with '
+            "MatViews over the estate or the matviews CLI"
         )
     if not isinstance(option, Mapping) or not isinstance(option.get("tenant"), str):
         raise ValueError(f'{name} has tenants: name one, args=["{name}", {{"tenant": "acme"}}]')
@@ -123,6 +124,14 @@ def _tenant_request(job: str, kind: str, template: MatViewDefinition, option: An
     listed = template.tenants.listed if template.tenants else []
     if listed and tenant not in listed:
         raise ValueError(f"{name} has no tenant {shown(tenant)}; its tenants: {', '.join(listed)}")
+    if template.tenants is not None and template.tenants.dynamic:
+        with mv.connect("tenants") as conn:
+            found = read_tenant_schemas(conn, [template]).by_template[template.name]
+        if tenant not in found:
+            raise ValueError(
+                f"{name} has no tenant {shown(tenant)}: no such schema matches its tenants "
+                f"({template.tenants.describe()}); its tenants now: {', '.join(found[:10]) or 'none'}"
+            )
     parsed: dict[str, Any] = {"tenant": tenant}
     if "row_count_strategy" in option:
         parsed["row_count_strategy"] = normalize_row_count(option["row_count_strategy"], template.row_count_strategy)
@@ -130,6 +139,8 @@ def _tenant_request(job: str, kind: str, template: MatViewDefinition, option: An
 
 
 def _refresh_request(job: str, definition: MatViewDefinition, option: Any, mv: MatViews) -> Request:
+    if isinstance(option, Mapping) and "tenant" in option:
+        raise ValueError(f"{definition.name} has no tenants; leave tenant out of its option")
     downstream = False
     if isinstance(option, Mapping) and set(option) <= {"row_count_strategy", "downstream"}:
         downstream = normalize_flag(option.get("downstream"), "downstream")

@@ -4,6 +4,7 @@ code location never queries a database. A new tenant's partition is added and ma
 (its views are created); a tenant whose schema was dropped loses its partition (a tenant gone,
 not a failure)."""
 
+import time
 from collections.abc import Sequence
 
 import dagster as dg
@@ -48,10 +49,11 @@ def build_tenants_sensor(steps: Sequence[TenantStep], *, minimum_interval_second
             added = [tenant for tenant in wanted if tenant not in current]
             gone = sorted(current - set(wanted))
             if added:
+                added_at = int(time.time())
                 requests.append(partitions.build_add_request(added))
                 runs.extend(
                     dg.RunRequest(
-                        run_key=f"{partitions.name}:{tenant}",
+                        run_key=f"{partitions.name}:{tenant}:{added_at}",  # a tenant re-created later runs again
                         partition_key=tenant,
                         asset_selection=list(step.assets.keys),
                         tags={"matviews/tenant": tenant},
@@ -61,7 +63,10 @@ def build_tenants_sensor(steps: Sequence[TenantStep], *, minimum_interval_second
             if gone:
                 requests.append(partitions.build_delete_request(gone))
             if added or gone:
-                context.log.info(f"{partitions.name}: added {added or 'none'}, removed {gone or 'none'}")
+                context.log.info(
+                    f"{partitions.name}: {len(added)} tenant(s) added ({', '.join(added[:10])}"
+                    f"{', ...' if len(added) > 10 else ''}), {len(gone)} removed ({', '.join(gone[:10])})"
+                )
         return dg.SensorResult(run_requests=runs, dynamic_partitions_requests=requests)
 
     return matviews_tenants_sensor

@@ -287,3 +287,66 @@ def test_the_partitioned_steps_under_the_multiprocess_executor(tmp_path, estate)
     assert "multiprocess" in done.stderr  # the executor, as Dagster says it
     assert rows(estate["app"], "SELECT total FROM globex.mv_usage_total") == [(6,)]
     assert rows(estate["app"], "SELECT to_regclass('acme.mv_usage')") == [(None,)]
+
+
+def test_a_tenant_database_that_is_down_fails_only_its_partition(tmp_path, dsn, second_dsn, monkeypatch) -> None:
+    for database in (dsn, second_dsn):
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("CREATE TABLE visits (day int)")
+            conn.execute("INSERT INTO visits SELECT g % 3 FROM generate_series(1, 9) g")
+    (tmp_path / "matviews.yaml").write_text(
+        'databases:\n  eu: {dsn: "${EU_DSN}"}\n  us: {dsn: "${US_DSN}"}\n'
+        "views:\n  - name: mv_daily\n    sql: SELECT day, count(*) AS n FROM visits GROUP BY day\n"
+        "    tenants: {databases: [eu, us]}\n"
+    )
+    monkeypatch.setenv("EU_DSN", f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    monkeypatch.setenv("US_DSN", second_dsn)
+    defs = build_definitions(tmp_path / "matviews.yaml")
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [step(defs, "matviews_databases_tenants")],
+        resources=defs.resources,
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": "eu", "dagster/asset_partition_range_end": "us"},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert instance.get_materialized_partitions(dg.AssetKey(["public", "mv_daily"])) == {"us"}
+    assert rows(second_dsn, "SELECT sum(n) FROM mv_daily") == [(9,)]
+
+
+def test_a_file_whose_views_share_an_asset_key_is_refused_naming_both(tmp_path, monkeypatch) -> None:
+    (tmp_path / "matviews.yaml").write_text(
+        'databases:\n  eu: {dsn: "${EU_DSN}"}\n'
+        "views:\n  - name: mv_daily\n    sql: SELECT 1 AS n\n"
+        "  - name: mv_daily\n    sql: SELECT 2 AS n\n    tenants: {databases: [eu]}\n"
+    )
+    with pytest.raises(ValueError) as raised:
+        build_definitions(tmp_path / "matviews.yaml")
+    assert "views public.mv_daily (matviews) and public.mv_daily (matviews_databases_tenants)" in str(raised.value)
+    assert "translate to the same asset key public/mv_daily" in str(raised.value)
+
+
+def test_a_tenant_of_a_pattern_through_the_adapter(tmp_path, dsn) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tenant_schema(conn, "tenant_a", 5)
+        tenant_schema(conn, "other", 5)
+    (tmp_path / "matviews.yaml").write_text(
+        TENANT_VIEWS.replace("{schemas: [acme, globex]}", "{schemas_like: 'tenant_%'}")
+    )
+    defs = build_definitions(tmp_path / "matviews.yaml", dsn=dsn)
+    inline = MatViewsAdapter(backend="inline", dsn=dsn).bind(defs)
+    assert inline.enqueue(RefreshViewJob, args=["mv_usage", {"tenant": "tenant_a"}]).status == "success"
+    assert rows(dsn, "SELECT sum(n) FROM tenant_a.mv_usage") == [(5,)]
+    queued = MatViewsAdapter(backend="queue", dsn=dsn).bind(defs)
+    with pytest.raises(ValueError, match="mv_usage has no tenant 'other': no such schema matches its tenants"):
+        queued.enqueue(RefreshViewJob, args=["mv_usage", {"tenant": "other"}])
+    with pytest.raises(ValueError, match=r"public\.mv_plain has no tenants; leave tenant out of its option"):
+        queued.enqueue(RefreshViewJob, args=["mv_plain", {"tenant": "tenant_a"}])
+    queued.enqueue(RefreshViewJob, args=["mv_usage", {"tenant": "tenant_a"}])
+    with dg.instance_for_test() as instance:  # the tenants sensor has not added the partition yet
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+            (request,) = list(defs.resolve_sensor_def(QUEUE_SENSOR)(context))
+        name = step(defs, "matviews_default_tenants").partitions_def.name
+        assert instance.get_dynamic_partitions(name) == ["tenant_a"]
+        assert request.partition_key == "tenant_a"

@@ -25,6 +25,10 @@ def test_resolution_order(monkeypatch: pytest.MonkeyPatch) -> None:
         ("postgres://app@db/prod", "postgres://app@db/prod"),
         ("host=db user=app password=hunter2 dbname=prod", "host=db user=app password=*** dbname=prod"),
         ("host=db password='hun ter2' dbname=prod", "host=db password=*** dbname=prod"),
+        (  # libpq's URI parameters (a password kept out of the userinfo)
+            "postgresql://db/prod?user=app&password=hunter2&sslmode=require",
+            "postgresql://db/prod?user=app&password=***&sslmode=require",
+        ),
     ],
 )
 def test_mask(dsn: str, masked: str) -> None:

@@ -246,6 +246,16 @@ def test_a_central_run_store_holds_the_whole_estate(project, app, warehouse, sec
             "tenants schemas must list at least one schema",
         ),
         ({"views": [], "databases": {"Bad-Name": "x"}}, "database name 'Bad-Name' must be lower-case"),
+        ({"views": [], "databases": {"default": "x"}}, "database name default names the default connection"),
+        (
+            {
+                "views": [
+                    {"name": "mv_a", "sql": "SELECT 1 AS x"},
+                    {"name": "mv_a", "sql": "SELECT 1 AS x", "tenants": {"schemas": ["acme"]}},
+                ]
+            },
+            "a view with tenant schemas takes its name in public too: rename mv_a",
+        ),
     ],
 )
 def test_bad_estate_fields_are_refused_at_load(document, message) -> None:

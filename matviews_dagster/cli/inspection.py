@@ -118,13 +118,14 @@ def runs(
     if not options.definitions_path.exists() or not (options.estate().spans_databases or databases or tenants):
         mv = options.matviews() if options.definitions_path.exists() else options.database()
         rows = mv.history(kind=kind, view=view, limit=limit)  # with definitions, `mv_x` finds reporting.mv_x
+        unread = False
     else:
-        rows = _estate_history(options, kind, view, limit, databases, tenants)
+        rows, unread = _estate_history(options, kind, view, limit, databases, tenants)
     if as_json:
         render.emit_rows(rows)
     else:
-        tables.print_runs(rows)
-    return 0
+        tables.print_runs(rows, databases=bool(options.definitions_path.exists() and options.estate().spans_databases))
+    return EXIT_FAILED if unread else 0
 
 
 def _estate_history(
@@ -134,12 +135,14 @@ def _estate_history(
     limit: int,
     databases: tuple[str, ...],
     tenants: tuple[str, ...],
-) -> list[dict[str, Any]]:
-    """The newest ``limit`` run rows of the narrowed estate: each run store read once, each
-    named database's rows by their ``database_name``, a tenant's by its views."""
+) -> tuple[list[dict[str, Any]], bool]:
+    """The newest ``limit`` run rows of the narrowed estate (each run store read once, each
+    named database's rows by their ``database_name``, a tenant's by its views), and whether a
+    database's run tables could not be read."""
     from ..core.connection import DatabaseUnavailable
 
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    unread: list[str] = []
     for part in options.parts(None, databases, tenants):
         member = part.member
         settings = member.matviews.db.settings
@@ -148,12 +151,15 @@ def _estate_history(
         try:
             found = member.matviews.history(kind=kind, view=view, limit=limit, database=member.name)
         except DatabaseUnavailable as exc:  # its own run tables, on a server that is down: say so, show the rest
-            click.echo(f"warning: {exc}; its runs are not shown", err=True)
+            said = str(exc) if str(exc).startswith("database ") else f"database {member.label}: {exc}"
+            click.echo(f"warning: {said}; its runs are not shown", err=True)
+            unread.append(member.label)
             continue
         for row in found:
             if views is None or row["view_name"] in views:
                 rows[(*store, row["kind"], row["id"])] = row
-    return sorted(rows.values(), key=lambda row: (row["started_at"], row["id"]), reverse=True)[:limit]
+    found = sorted(rows.values(), key=lambda row: (row["started_at"], row["id"]), reverse=True)[:limit]
+    return found, bool(unread)
 
 
 @click.command()

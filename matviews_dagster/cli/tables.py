@@ -43,16 +43,20 @@ def print_views(rows: list[dict[str, Any]]) -> None:
     _console().print(table)
 
 
-def print_runs(rows: list[dict[str, Any]]) -> None:
-    """``matviews runs``: one row per run row, newest first."""
+def print_runs(rows: list[dict[str, Any]], *, databases: bool = False) -> None:
+    """``matviews runs``: one row per run row, newest first; with ``databases`` (an estate),
+    each row's ``database_name`` first (run ids are per database's run tables)."""
     from rich.table import Table
 
-    table = Table("run", "view", "status", "what happened", "strategy", "started", "ms", "rows", "error / warnings")
+    table = Table(*(["database"] if databases else []), "run", "view", "status", "what happened", "strategy")
+    for column in ("started", "ms", "rows", "error / warnings"):
+        table.add_column(column)
     for row in rows:
         meta = row["meta"] or {}
         notes = [row["error"]] if row["error"] else []
         notes += [f"warning: {w}" for w in meta.get("warnings", [])]
         table.add_row(
+            *([row["database_name"]] if databases else []),
             f"{row['kind']} #{row['id']}",  # ids are per run table: a create and a refresh may share one
             row["view_name"],
             row["status"],

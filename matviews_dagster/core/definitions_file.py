@@ -56,7 +56,7 @@ def parse_definitions(document: Mapping[str, Any], source: str = "<mapping>") ->
     databases = _databases(document.get("databases"), source)
     shared = {key: document[key] for key in _SHARED_KEYS if document.get(key) is not None}
     definitions: list[MatViewDefinition] = []
-    seen: set[tuple[str | None, str]] = set()
+    seen: dict[tuple[str | None, str], MatViewDefinition] = {}
     for index, entry in enumerate(views):
         if not isinstance(entry, Mapping):
             raise ValueError(f"{source}: views[{index}] must be a mapping of fields")
@@ -69,10 +69,18 @@ def parse_definitions(document: Mapping[str, Any], source: str = "<mapping>") ->
         if problem:
             raise ValueError(f"{source}: views[{index}] ({label}): {problem}")
         for database in _databases_of(definition):
-            if (database, definition.name) in seen:
+            other = seen.setdefault((database, definition.name), definition)
+            if other is not definition:
                 where = f" in database {database}" if database else ""
-                raise ValueError(f"{source}: view {definition.name} is defined twice{where}; names must be unique")
-            seen.add((database, definition.name))
+                tenant = next((d for d in (other, definition) if d.tenants is not None and d.tenants.by_schema), None)
+                also = (
+                    f" (a view with tenant schemas takes its name in public too: rename {tenant.qualified.name})"
+                    if tenant is not None
+                    else ""
+                )
+                raise ValueError(
+                    f"{source}: view {definition.name} is defined twice{where}; names must be unique{also}"
+                )
         definitions.append(definition)
     return DefinitionsFile(definitions, databases)
 

@@ -9,6 +9,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)", re.I)
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<password>[^&#\s]*)", re.I)
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -54,9 +55,10 @@ def resolve_dsn(explicit: str | None = None) -> str:
 
 
 def mask_dsn(dsn: str) -> str:
-    """``dsn`` with any password replaced by ``***`` (URL or key=value form)."""
+    """``dsn`` with any password replaced by ``***``: a URL's ``user:password@`` and its
+    ``?password=`` parameter (libpq's URI form), or the key=value form's ``password=``."""
     if "://" in dsn:
-        return _URL_PASSWORD.sub(r"\g<head>***", dsn)
+        return _QUERY_PASSWORD.sub(r"\g<head>***", _URL_PASSWORD.sub(r"\g<head>***", dsn))
     return _KV_PASSWORD.sub(r"\g<head>***", dsn)
 
 
@@ -75,5 +77,5 @@ def _password_of(dsn: str) -> str | None:
     try:
         return conninfo_to_dict(dsn).get("password") or None
     except Exception:
-        match = _URL_PASSWORD.search(dsn) or _KV_PASSWORD.search(dsn)
+        match = _URL_PASSWORD.search(dsn) or _QUERY_PASSWORD.search(dsn) or _KV_PASSWORD.search(dsn)
         return match.group("password") if match else None

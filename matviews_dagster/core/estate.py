@@ -15,14 +15,11 @@ from dataclasses import dataclass, field, replace
 from .connection import DatabaseUnavailable
 from .definition import MatViewDefinition
 from .definitions_file import DefinitionsFile
-from .estate_fields import DatabaseSpec
+from .estate_fields import DEFAULT_DATABASE, DatabaseSpec
 from .graph import ViewGraph
 from .matviews import MatViews
 from .settings import DEFAULTS, MatViewsSettings
 from .tenants import for_tenant, read_tenant_schemas
-
-DEFAULT_DATABASE = "default"
-"""How ``--database`` names the default connection (unless ``databases:`` defines ``default``)."""
 
 
 @dataclass
@@ -140,7 +137,12 @@ class Estate:
             members.append(member)
         if wanted and not wanted <= seen_tenants and not any(m.unexpanded for m in members):
             missing = ", ".join(sorted(wanted - seen_tenants))
-            raise ValueError(f"no view has tenant {missing}; tenants are schemas (or databases) named by tenants:")
+            known = self.members(databases)[0] if len(wanted) else []
+            tenants_now = sorted({t for member in known for t in member.tenant_of.values()})
+            listed = ", ".join(tenants_now[:10]) + (
+                f" and {len(tenants_now) - 10} more" if len(tenants_now) > 10 else ""
+            )
+            raise ValueError(f"no view has tenant {missing}; the tenants: {listed or 'none'}")
         return members, warnings
 
     def _member(self, name: str | None, wanted: set[str] | None, warnings: list[str]) -> Member:

@@ -13,6 +13,8 @@ from .messages import shown
 from .names import validate_identifier
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DEFAULT_DATABASE = "default"
+"""How ``--database`` (and a result's ``database``) names the default connection; reserved."""
 _DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -50,11 +52,17 @@ class DatabaseSpec(BaseModel):
 
 def check_database_name(name: object) -> str:
     """A ``databases:`` key: lower-case letters, digits and ``_`` (it becomes part of asset keys,
-    step names and the Dagster pool ``matviews/<name>``); ``ValueError`` otherwise."""
+    step names and the Dagster pool ``matviews/<name>``), not ``default`` (the default
+    connection's name in ``--database``); ``ValueError`` otherwise."""
     if not isinstance(name, str) or not _DATABASE_NAME.fullmatch(name):
         raise ValueError(
             f"database name {shown(name)} must be lower-case letters, digits and _ (it names asset keys, "
             "steps and the pool matviews/<name>)"
+        )
+    if name == DEFAULT_DATABASE:
+        raise ValueError(
+            f"database name {DEFAULT_DATABASE} names the default connection (--database {DEFAULT_DATABASE}); "
+            "pick another"
         )
     return name
 

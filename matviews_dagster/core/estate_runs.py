@@ -42,7 +42,11 @@ class Part:
 
     def failed(self, kind: RunKind, error: str, names: Sequence[str]) -> list[OperationResult]:
         """A ``failed`` result per view named, when the database could not be worked on."""
-        hint = "check the database's DSN and that its server is up; the other databases were not held up"
+        hint = (
+            "set the variable, then run again"
+            if "environment variable" in error
+            else "check the database's DSN and that its server is up; the other databases were not held up"
+        )
         return [self.labelled(OperationResult(kind, name, "failed", "error", error=error, hint=hint)) for name in names]
 
 

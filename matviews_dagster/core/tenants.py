@@ -56,8 +56,12 @@ def read_tenant_schemas(conn: psycopg.Connection, templates: Sequence[MatViewDef
             schemas = [s for s in tenants.listed if s in existing]
             gone = [s for s in tenants.listed if s not in existing]
             if gone:
-                found.warnings.append(f"{name}: tenant schema {', '.join(gone)} does not exist; left out")
+                schemas = (
+                    f"schemas {', '.join(gone)} do not exist" if len(gone) > 1 else f"schema {gone[0]} does not exist"
+                )
+                found.warnings.append(f"{name}: tenant {schemas}; left out")
         found.by_template[template.name] = _identifiers(schemas, name, found.warnings)
+    found.warnings = list(dict.fromkeys(found.warnings))
     return found
 
 
