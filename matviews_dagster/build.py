@@ -18,7 +18,6 @@ from .assets import (
     Execute,
     build_matview_assets,
     source_asset_specs,
-    view_keys,
 )
 from .core.definition import MatViewDefinition
 from .core.definitions_file import DefinitionsFile, read_definitions_file
@@ -36,7 +35,7 @@ from .run_requests import split_views, tenant_job_name
 from .schedules import build_matview_schedules, nightly_refresh_schedule
 from .sources import DEFAULT_OBSERVE_CRON, observable_sources
 from .tenants_sensor import build_tenants_sensor
-from .translator import DagsterMatViewTranslator, definitions_of
+from .translator import DagsterMatViewTranslator
 
 
 def build_definitions(
@@ -94,10 +93,11 @@ def build_definitions(
     build = partial(build_matview_assets, translator=translator, execute=execute)
     steps = estate_assets(estate, build, name=DEFAULT_NAME, pool=pool, translator=translator)
     definitions = [d for d in file.views if d.database is None and d.tenants is None]  # the default connection's
-    graph = steps.graphs.get(None) or ViewGraph(definitions)
-    targets = view_keys([steps.plain[None]]) if None in steps.plain else {}
+    graph = estate.graph(None) if None in estate.placed else ViewGraph(definitions)
+    default = steps.plain.get(None)
+    targets = {d.name: (key, step.node_def.name) for d, key, step in steps.keyed if step is default}
     keys = {name: key for name, (key, _) in targets.items()}
-    plain = [(definition, key) for step in steps.plain.values() for key, definition in definitions_of(step).items()]
+    plain = [(definition, key) for definition, key, _ in steps.keyed if definition.tenants is None]
     extra_keys = [key for extra in extra_assets for key in _keys(extra)]
     sources = _sources(graph, translator, source_asset_specs(steps.all, also_defined=extra_keys), observe_cron)
     refresh_job = dg.define_asset_job(
@@ -112,11 +112,9 @@ def build_definitions(
     jobs = [refresh_job, build_create_job(definitions, keys, bound), build_delete_job(definitions, bound)]
     jobs += [tenant_job(step) for step in steps.tenants]
     queued = {  # the queue serves the default connection's views with tenant schemas too, a partition a run
-        definition.name: (key, step.assets.node_def.name)
-        for step in steps.tenants
-        if step.database is None
-        for key, definition in definitions_of(step.assets).items()
-        if definition.tenants is not None and definition.tenants.by_schema
+        definition.name: (key, step.node_def.name)
+        for definition, key, step in steps.keyed
+        if definition.database is None and definition.tenants is not None and definition.tenants.by_schema
     }
     tenants = split_views([definition for definition in file.views if definition.name in queued])[1]
     location = _location_key(file.views, translator)

@@ -15,7 +15,7 @@ from .core.definition import MatViewDefinition
 from .core.estate import Estate
 from .core.estate_fields import DEFAULT_DATABASE
 from .core.graph import ViewGraph
-from .translator import DagsterMatViewTranslator, definitions_of
+from .translator import DagsterMatViewTranslator
 
 DATABASE_POOL_PREFIX = "matviews/"
 """A named database's steps take a slot of the pool ``matviews/<database>``."""
@@ -42,11 +42,12 @@ class TenantStep:
 @dataclass
 class EstateAssets:
     """Every step of the estate: ``plain`` (unpartitioned views) by database, ``tenants`` the
-    partitioned ones, and each database's ``graphs`` (its views and views with tenants)."""
+    partitioned ones, and ``keyed``: each step's views with their asset keys and step, as the
+    translator keyed them (so no one reads the definitions back from the specs)."""
 
     plain: dict[str | None, dg.AssetsDefinition] = field(default_factory=dict)
     tenants: list[TenantStep] = field(default_factory=list)
-    graphs: dict[str | None, ViewGraph] = field(default_factory=dict)
+    keyed: list[tuple[MatViewDefinition, dg.AssetKey, dg.AssetsDefinition]] = field(default_factory=list)
 
     @property
     def all(self) -> list[dg.AssetsDefinition]:
@@ -66,14 +67,20 @@ def estate_assets(
     tenants are ``<name>_<D>_tenants[_N]`` (views with tenant databases: in ``pool``)."""
     found = EstateAssets()
     groups: dict[tuple[str | None, str], list[MatViewDefinition]] = {}
+
+    def keyed(assets: dg.AssetsDefinition, views: list[MatViewDefinition], graph: ViewGraph) -> dg.AssetsDefinition:
+        found.keyed += [(view, translator.spec_for(view, graph).key, assets) for view in views]  # specs cached
+        return assets
+
     for database in estate.database_names():
-        placed = estate.placed[database]
-        graph = found.graphs[database] = ViewGraph(placed)
+        placed, graph = estate.placed[database], estate.graph(database)
         plain = [view for view in placed if view.tenants is None]
         if plain:
             step = name if database is None else f"{name}_{database}"
-            found.plain[database] = build(
-                graph, name=step, pool=pool_of(database, pool), views=plain, databases=estate.databases
+            found.plain[database] = keyed(
+                build(graph, name=step, pool=pool_of(database, pool), views=plain, databases=estate.databases),
+                plain,
+                graph,
             )
         for view in placed:
             if view.tenants is not None:
@@ -88,7 +95,7 @@ def estate_assets(
         counts[label] = counts.get(label, 0) + 1
         step = f"{name}_{label}_tenants" + (f"_{counts[label]}" if counts[label] > 1 else "")
         partitions = _partitions(templates[0], label, kind)
-        graph = found.graphs[database if by_schema else templates[0].tenants.listed[0]]
+        graph = estate.graph(database if by_schema else templates[0].tenants.listed[0])
         assets = build(
             graph,
             name=step,
@@ -97,6 +104,7 @@ def estate_assets(
             databases=estate.databases,
             partitions_def=partitions,
         )
+        keyed(assets, templates, graph)
         found.tenants.append(TenantStep(assets, database, templates, partitions))
     _refuse_shared_keys(found)
     return found
@@ -106,15 +114,14 @@ def _refuse_shared_keys(found: EstateAssets) -> None:
     """Two views of different steps with one asset key (a view with tenant databases and a
     default-connection view of the same name): ``ValueError`` naming both, at load."""
     seen: dict[dg.AssetKey, str] = {}
-    for step in found.all:
-        for key, definition in definitions_of(step).items():
-            where = f"{definition.name} ({step.node_def.name})"
-            if key in seen:
-                raise ValueError(
-                    f"views {seen[key]} and {where} translate to the same asset key {key.to_user_string()}; "
-                    "rename one, or key them apart in the translator's get_asset_key"
-                )
-            seen[key] = where
+    for definition, key, step in found.keyed:
+        where = f"{definition.name} ({step.node_def.name})"
+        if key in seen:
+            raise ValueError(
+                f"views {seen[key]} and {where} translate to the same asset key {key.to_user_string()}; "
+                "rename one, or key them apart in the translator's get_asset_key"
+            )
+        seen[key] = where
 
 
 def _partitions(template: MatViewDefinition, database: str, kind: str) -> dg.PartitionsDefinition:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from .connection import DatabaseUnavailable
+from .database import Database
 from .definition import MatViewDefinition
 from .definitions_file import DefinitionsFile
 from .estate_fields import DEFAULT_DATABASE, DatabaseSpec
@@ -106,6 +107,14 @@ class Estate:
             self.settings, dsn=spec.dsn, database_name=name, runs_dsn=self.settings.runs_dsn if central else None
         )
 
+    def graph(self, name: str | None) -> ViewGraph:
+        """The dependency graph of the views placed in database ``name`` (views with tenants
+        as the file defines them), built once."""
+        graphs = self.__dict__.setdefault("_graphs", {})
+        if name not in graphs:
+            graphs[name] = ViewGraph(self.placed[name])
+        return graphs[name]
+
     def database_names(self) -> list[str | None]:
         """The databases that hold views: the default connection first, then in file order."""
         named = [name for name in self.databases if name in self.placed]
@@ -148,40 +157,46 @@ class Estate:
     def _member(self, name: str | None, wanted: set[str] | None, warnings: list[str]) -> Member:
         settings = self.settings_for(name)
         spec = self.databases.get(name) if name else None
-        member = Member(name, MatViews(settings=settings), spec.max_parallel if spec else None)
-        definitions: list[MatViewDefinition] = []
+        placed: list[tuple[MatViewDefinition, str | None]] = []  # each view, and its tenant
         templates = [d for d in self.placed[name] if d.tenants is not None and d.tenants.by_schema]
         for definition in self.placed[name]:
             tenants = definition.tenants
             if tenants is None:
                 if wanted is None:
-                    definitions.append(definition.model_copy(update={"database": name}) if name else definition)
+                    placed.append((definition.model_copy(update={"database": name}) if name else definition, None))
             elif not tenants.by_schema and (wanted is None or name in wanted):
-                self._add(member, definitions, definition, name or DEFAULT_DATABASE)
+                placed.append((definition, name or DEFAULT_DATABASE))
+        unavailable, unexpanded = None, []
         if templates:
+            database = Database(settings)
             try:
-                with member.matviews.connect("tenants") as conn:
+                with database.connect("tenants") as conn:
                     found = read_tenant_schemas(conn, templates)
             except DatabaseUnavailable as exc:
-                member.unavailable, member.unexpanded = str(exc), templates
+                unavailable, unexpanded = str(exc), templates
             else:
                 warnings.extend(found.warnings)
-                for template in templates:
-                    for tenant in found.by_template[template.name]:
-                        if wanted is None or tenant in wanted:
-                            self._add(member, definitions, template, tenant)
-        member.matviews.close()
-        member.matviews = MatViews(definitions=definitions, settings=settings)
-        return member
-
-    @staticmethod
-    def _add(member: Member, definitions: list[MatViewDefinition], template: MatViewDefinition, tenant: str) -> None:
-        view = for_tenant(template, tenant)
-        if member.name is None and view.database is not None:
-            view = view.model_copy(update={"database": None})
-        definitions.append(view)
-        member.tenant_of[view.name] = tenant
-        member.template_of[view.name] = template.qualified.name if template.tenants.by_schema else template.name
+                placed += [
+                    (template, tenant)
+                    for template in templates
+                    for tenant in found.by_template[template.name]
+                    if wanted is None or tenant in wanted
+                ]
+            finally:
+                database.close()
+        views, tenant_of, template_of = [], {}, {}
+        for definition, tenant in placed:
+            view = definition if tenant is None else for_tenant(definition, tenant)
+            if name is None and view.database is not None:
+                view = view.model_copy(update={"database": None})
+            views.append(view)
+            if tenant is not None:
+                tenant_of[view.name] = tenant
+                by_schema = definition.tenants is not None and definition.tenants.by_schema
+                template_of[view.name] = definition.qualified.name if by_schema else definition.name
+        max_parallel = spec.max_parallel if spec else None
+        matviews = MatViews(definitions=views, settings=settings)
+        return Member(name, matviews, max_parallel, tenant_of, template_of, unavailable, unexpanded)
 
     def _refuse_cross_database_reads(self) -> None:
         """A view reads only views of its own database: the relations it reads that no view of
@@ -191,7 +206,7 @@ class Estate:
             for definition in definitions:
                 owner.setdefault(definition.name, name)
         for name, definitions in self.placed.items():
-            graph = ViewGraph(definitions)
+            graph = self.graph(name)
             for definition in definitions:
                 for relation in graph.sources(definition.name):
                     other = owner.get(str(relation), name)

@@ -42,11 +42,7 @@ class Part:
 
     def failed(self, kind: RunKind, error: str, names: Sequence[str]) -> list[OperationResult]:
         """A ``failed`` result per view named, when the database could not be worked on."""
-        hint = (
-            "set the variable, then run again"
-            if "environment variable" in error
-            else "check the database's DSN and that its server is up; the other databases were not held up"
-        )
+        hint = "fix that database's DSN, the variable it reads or its server, then run again; the others went on"
         return [self.labelled(OperationResult(kind, name, "failed", "error", error=error, hint=hint)) for name in names]
 
 
