@@ -155,3 +155,19 @@ def make_mv(dsn: str) -> Iterator[Callable[..., MatViews]]:
 def scalar(conn: psycopg.Connection, query: str, params: Any = None) -> Any:
     row = conn.execute(query, params).fetchone()
     return None if row is None else row[0]
+
+
+def rows(dsn: str, query: str) -> list[tuple]:
+    """Every row ``query`` returns in the database of ``dsn``."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query).fetchall()
+
+
+def tenant_schema(conn: psycopg.Connection, schema: str, events: int) -> None:
+    """A tenant schema with its own ``events (account int)`` table of ``events`` rows (accounts 0-2)."""
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    conn.execute(sql.SQL("CREATE TABLE {}.events (account int)").format(sql.Identifier(schema)))
+    conn.execute(
+        sql.SQL("INSERT INTO {}.events SELECT g %% 3 FROM generate_series(1, %s) g").format(sql.Identifier(schema)),
+        (events,),
+    )

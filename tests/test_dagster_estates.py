@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 import pytest
-from conftest import free_port
+from conftest import free_port, rows, tenant_schema
 
 from matviews_dagster import MatViewsAdapter, RefreshViewJob, build_definitions
 from matviews_dagster.queue_sensor import QUEUE_SENSOR
@@ -43,12 +43,6 @@ views:
   - name: mv_plain
     sql: SELECT 1 AS one
 """
-
-
-def tenant_schema(conn: psycopg.Connection, schema: str, events: int) -> None:
-    conn.execute(f"CREATE SCHEMA {schema}")
-    conn.execute(f"CREATE TABLE {schema}.events (account int)")
-    conn.execute(f"INSERT INTO {schema}.events SELECT g % 3 FROM generate_series(1, {events}) g")
 
 
 @pytest.fixture
@@ -81,11 +75,6 @@ def events_of(result: dg.ExecuteInProcessResult, kind: str) -> list[tuple[str, s
             else:
                 found.append((data.asset_key.to_user_string(), data.partition, data.passed))
     return sorted(found)
-
-
-def rows(dsn: str, query: str) -> list[tuple]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(query).fetchall()
 
 
 def test_an_estate_is_a_step_per_database_and_partitioned_steps_per_tenants(estate, monkeypatch) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import free_port, scalar
+from conftest import free_port, rows, scalar, tenant_schema
 
 from matviews_dagster.core.definitions_file import parse_definitions
 from matviews_dagster.core.estate import Estate
@@ -38,12 +38,6 @@ views:
     sql: SELECT id FROM orders
     database: warehouse
 """
-
-
-def tenant_schema(conn: psycopg.Connection, schema: str, events: int) -> None:
-    conn.execute(f"CREATE SCHEMA {schema}")
-    conn.execute(f"CREATE TABLE {schema}.events (account int)")
-    conn.execute(f"INSERT INTO {schema}.events SELECT g % 3 FROM generate_series(1, {events}) g")
 
 
 @pytest.fixture
@@ -81,11 +75,6 @@ def matviews(
 def project(tmp_path: Path, app: str, warehouse: str) -> tuple[Path, dict[str, str]]:
     (tmp_path / "matviews.yaml").write_text(ESTATE)
     return tmp_path, {"APP_DSN": app, "WAREHOUSE_DSN": warehouse, "MATVIEWS_DSN": app}
-
-
-def rows(dsn: str, query: str) -> list[tuple]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(query).fetchall()
 
 
 def test_an_estate_of_two_servers_and_tenant_schemas_from_the_cli(project, app, warehouse) -> None:
